@@ -1,0 +1,1 @@
+"""PsicoGest email module: cover mail, Smart Mail and personal SMTP senders, deliveries."""

@@ -1,0 +1,32 @@
+"""Email backends for the embedded default."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
+
+
+class EmlFileBackend(BaseEmailBackend):
+    """Writes each message as one ``.eml`` file under ``EMAIL_FILE_PATH``.
+
+    Stands in for an ESP when none is configured, so Smart Mail can be tried locally.
+    """
+
+    def __init__(self, *, file_path: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.file_path = Path(file_path or settings.EMAIL_FILE_PATH)
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        self.file_path.mkdir(parents=True, exist_ok=True)
+        count = 0
+        for message in email_messages:
+            name = f"{uuid.uuid4().hex}.eml"
+            (self.file_path / name).write_bytes(message.message().as_bytes(linesep="\r\n"))
+            count += 1
+        return count

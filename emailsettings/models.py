@@ -1,0 +1,270 @@
+"""The email module's rows: per-practitioner settings and cover mail, the personal mailbox,
+the delivery outbox with its events, and suppressed addresses.
+
+The database is the source of truth for every delivery; Celery only executes.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from psicogest.models import OwnedQuerySet
+
+
+class Channel(models.TextChoices):
+    SMART_MAIL = "smart_mail", _("Smart Mail")
+    SMTP = "smtp", _("SMTP personale")
+
+
+class EmailSettings(models.Model):
+    """One row per practitioner: the chosen channel and the cover-mail templates."""
+
+    practitioner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="email_settings"
+    )
+    channel = models.CharField(
+        _("canale di invio"), max_length=20, choices=Channel.choices, default=Channel.SMART_MAIL
+    )
+    subject_template = models.CharField(_("oggetto"), max_length=1000, blank=True)
+    body_template = models.TextField(_("testo"), blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("impostazioni email")
+        verbose_name_plural = _("impostazioni email")
+
+    def __str__(self) -> str:
+        return f"{self.practitioner}"
+
+
+class Security(models.TextChoices):
+    SSL = "ssl", _("SSL/TLS (porta 465)")
+    STARTTLS = "starttls", _("STARTTLS (porta 587)")
+
+
+class MailboxStatus(models.TextChoices):
+    UNVERIFIED = "unverified", _("non verificata")
+    OK = "ok", _("funzionante")
+    BROKEN = "broken", _("da correggere")
+
+
+class SmtpAccount(models.Model):
+    """The practitioner's own mailbox. The password is stored only encrypted."""
+
+    practitioner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="smtp_account"
+    )
+    email = models.EmailField(_("indirizzo email"))
+    sender_name = models.CharField(_("nome mittente"), max_length=120, blank=True)
+    preset = models.CharField(_("provider"), max_length=40, default="custom")
+    host = models.CharField(_("server SMTP"), max_length=255)
+    port = models.PositiveIntegerField(_("porta"))
+    security = models.CharField(_("sicurezza"), max_length=10, choices=Security.choices)
+    username = models.CharField(_("nome utente"), max_length=255)
+    password_encrypted = models.TextField(blank=True, editable=False)
+    status = models.CharField(
+        max_length=20, choices=MailboxStatus.choices, default=MailboxStatus.UNVERIFIED
+    )
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    # The classified failure: {"phase", "code", "enhanced", "error_class", "reply"}.
+    last_error = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("casella SMTP personale")
+        verbose_name_plural = _("caselle SMTP personali")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(security__in=["ssl", "starttls"]), name="smtp_security_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["unverified", "ok", "broken"]), name="smtp_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def set_password(self, raw_password: str) -> None:
+        from .crypto import encrypt
+
+        self.password_encrypted = encrypt(raw_password) if raw_password else ""
+
+    def get_password(self) -> str:
+        from .crypto import decrypt
+
+        return decrypt(self.password_encrypted) if self.password_encrypted else ""
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+
+class DeliveryStatus(models.TextChoices):
+    QUEUED = "queued", _("in coda")
+    SENDING = "sending", _("in invio")
+    SENT = "sent", _("inviata")
+    DELIVERED = "delivered", _("consegnata")
+    DEFERRED = "deferred", _("in attesa di nuovo tentativo")
+    FAILED = "failed", _("non riuscita")
+    BOUNCED = "bounced", _("rimbalzata")
+    COMPLAINED = "complained", _("segnalata come spam")
+    SUPPRESSED = "suppressed", _("bloccata (indirizzo sospeso)")
+    HELD = "held", _("trattenuta (casella da correggere)")
+    UNKNOWN = "unknown", _("esito sconosciuto")
+
+
+IN_FLIGHT_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
+
+
+class Phase(models.TextChoices):
+    """How far the last attempt got; decides whether a dead worker's row may be retried."""
+
+    NONE = "", _("nessuna")
+    CONNECT = "connect", _("connessione")
+    TLS = "tls", _("TLS")
+    AUTH = "auth", _("autenticazione")
+    MAIL = "mail", _("mittente (MAIL FROM)")
+    RCPT = "rcpt", _("destinatario (RCPT TO)")
+    DATA = "data", _("invio del messaggio (DATA)")
+    DATA_SENT = "data_sent", _("messaggio consegnato al server, in attesa di risposta")
+    DONE = "done", _("completato")
+
+
+class DeliveryQuerySet(OwnedQuerySet):
+    def in_flight(self) -> DeliveryQuerySet:
+        return self.filter(status__in=IN_FLIGHT_STATUSES)
+
+
+class Delivery(models.Model):
+    """One invoice mail to one recipient: the outbox row."""
+
+    practitioner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    invoice = models.ForeignKey(
+        "psicogest.Invoice", on_delete=models.CASCADE, related_name="deliveries"
+    )
+    patient = models.ForeignKey(
+        "psicogest.Patient", on_delete=models.CASCADE, related_name="deliveries"
+    )
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    status = models.CharField(
+        max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED
+    )
+    recipient = models.EmailField(max_length=254)
+    # Snapshot for the report, so the list needs no join to search by name.
+    patient_name = models.CharField(max_length=200, blank=True)
+    invoice_number = models.CharField(max_length=20, blank=True)
+    subject = models.CharField(max_length=300)
+    from_header = models.CharField(max_length=300, blank=True)
+    reply_to = models.CharField(max_length=300, blank=True)
+    message_id = models.CharField(max_length=255, unique=True)
+    esp_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    body_text = models.TextField(blank=True)
+    body_html = models.TextField(blank=True)
+    body_purged_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    phase = models.CharField(max_length=20, choices=Phase.choices, default=Phase.NONE, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error_class = models.CharField(max_length=40, blank=True)
+    last_error_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error_enhanced = models.CharField(max_length=20, blank=True)
+    last_error_text = models.TextField(blank=True)
+    resend_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resends"
+    )
+    # The practitioner explicitly chose Smart Mail for a row held by a broken mailbox.
+    fallback_to_smart_mail = models.BooleanField(default=False)
+
+    objects = DeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("invio email")
+        verbose_name_plural = _("invii email")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["practitioner", "-created_at", "-id"], name="delivery_report"),
+            models.Index(
+                fields=["practitioner", "status", "-created_at"], name="delivery_report_status"
+            ),
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["invoice", "-created_at"], name="delivery_invoice"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=[value for value, _label in DeliveryStatus.choices]),
+                name="delivery_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(channel__in=[value for value, _label in Channel.choices]),
+                name="delivery_channel_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_number} → {self.recipient} ({self.status})"
+
+
+class EventKind(models.TextChoices):
+    QUEUED = "queued", _("messa in coda")
+    ATTEMPT = "attempt", _("tentativo")
+    WEBHOOK = "webhook", _("notifica del provider")
+    ACTION = "action", _("azione")
+
+
+class DeliveryEvent(models.Model):
+    """Timeline of a delivery: each attempt with the server's reply, each webhook event."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    status = models.CharField(max_length=20, choices=DeliveryStatus.choices, blank=True)
+    phase = models.CharField(max_length=20, choices=Phase.choices, blank=True)
+    reply_code = models.PositiveIntegerField(null=True, blank=True)
+    enhanced_code = models.CharField(max_length=20, blank=True)
+    text = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["delivery", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.status}"
+
+
+class SuppressedAddress(models.Model):
+    """An address that hard-bounced or complained: not mailed again until reactivated."""
+
+    practitioner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="suppressed_addresses"
+    )
+    address = models.EmailField()
+    reason = models.CharField(max_length=20)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["practitioner", "address"], name="suppressed_address_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.address

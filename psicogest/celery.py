@@ -1,0 +1,52 @@
+"""The Celery app, configured from Django settings (``CELERY_*``).
+
+Periodic jobs go in ``app.conf.beat_schedule`` below; each names a task by its dotted path
+so that beat needs no import of the task modules.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "psicogest.settings")
+
+app = Celery("psicogest")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    # A task is acknowledged only when it finishes: a worker that dies mid-task gives it back.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_soft_time_limit=120,
+    task_time_limit=180,
+    broker_connection_retry_on_startup=True,
+    # Publishing must not hang a web request when the broker is down: fail fast, the
+    # sweeper picks the row up later.
+    broker_connection_timeout=2,
+    broker_connection_max_retries=0,
+    task_publish_retry=False,
+    worker_hijack_root_logger=False,
+    beat_schedule={
+        "worker-heartbeat": {"task": "psicogest.heartbeat", "schedule": 60.0},
+    },
+)
+app.autodiscover_tasks()
+
+
+def ensure_filesystem_broker_folders() -> None:
+    """Create the embedded broker's folders (kombu's filesystem transport does not)."""
+    options = app.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        if options.get(key):
+            Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+if str(app.conf.broker_url).startswith("filesystem"):
+    ensure_filesystem_broker_folders()

@@ -1,0 +1,174 @@
+"""The host product's own models: the practitioner (the user), patients and invoices.
+
+Every row belongs to one practitioner; pages reach rows only through
+``Model.objects.owned_by(practitioner)``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class PractitionerManager(BaseUserManager["Practitioner"]):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra: Any) -> Practitioner:
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(
+        self, email: str, password: str | None = None, **extra: Any
+    ) -> Practitioner:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+
+class Title(models.TextChoices):
+    NONE = "", _("nessuno")
+    DOTT = "Dott.", "Dott."
+    DOTTSSA = "Dott.ssa", "Dott.ssa"
+    DR = "Dr.", "Dr."
+
+
+class Practitioner(AbstractBaseUser, PermissionsMixin):
+    """A psychologist using PsicoGest; logs in with the email address."""
+
+    email = models.EmailField(_("email"), unique=True)
+    title = models.CharField(_("titolo"), max_length=10, choices=Title.choices, blank=True)
+    first_name = models.CharField(_("nome"), max_length=80, blank=True)
+    last_name = models.CharField(_("cognome"), max_length=80, blank=True)
+    practice_name = models.CharField(_("nome dello studio"), max_length=120, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = PractitionerManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        verbose_name = _("professionista")
+        verbose_name_plural = _("professionisti")
+
+    def __str__(self) -> str:
+        return self.display_name or self.email
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+    @property
+    def display_name(self) -> str:
+        """Title and name, as signed at the bottom of a mail: "Dott.ssa Maria Rossi"."""
+        return " ".join(part for part in (self.title, self.full_name) if part)
+
+
+class OwnedQuerySet(models.QuerySet):
+    def owned_by(self, practitioner: Practitioner) -> OwnedQuerySet:
+        return self.filter(practitioner=practitioner)
+
+
+class Salutation(models.TextChoices):
+    GENTILE = "Gentile", "Gentile"
+    GENTILE_SIG = "Gentile Sig.", "Gentile Sig."
+    GENTILE_SIGRA = "Gentile Sig.ra", "Gentile Sig.ra"
+    EGREGIO = "Egregio", "Egregio"
+    SPETTLE = "Spett.le", "Spett.le"
+    CARO = "Caro", "Caro"
+    CARA = "Cara", "Cara"
+
+
+class Patient(models.Model):
+    """The patient card ("scheda paziente")."""
+
+    practitioner = models.ForeignKey(
+        Practitioner, on_delete=models.CASCADE, related_name="patients"
+    )
+    # One of Salutation or free text typed by the practitioner.
+    salutation = models.CharField(_("saluto"), max_length=40, blank=True)
+    first_name = models.CharField(_("nome"), max_length=80, blank=True)
+    last_name = models.CharField(_("cognome"), max_length=80, blank=True)
+    company_name = models.CharField(_("ragione sociale"), max_length=160, blank=True)
+    email = models.EmailField(_("email"), blank=True)
+    pec = models.EmailField(_("PEC"), blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("paziente")
+        verbose_name_plural = _("pazienti")
+        ordering = ["last_name", "first_name", "company_name", "id"]
+        indexes = [models.Index(fields=["practitioner", "last_name"])]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def is_company(self) -> bool:
+        return bool(self.company_name)
+
+    @property
+    def display_name(self) -> str:
+        """The company for companies, otherwise "Nome Cognome"."""
+        if self.company_name:
+            return self.company_name
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+
+def invoice_pdf_path(instance: Invoice, filename: str) -> str:
+    return f"invoices/{instance.practitioner_id}/{filename}"
+
+
+class Invoice(models.Model):
+    practitioner = models.ForeignKey(
+        Practitioner, on_delete=models.CASCADE, related_name="invoices"
+    )
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="invoices")
+    number = models.CharField(_("numero"), max_length=20)
+    issue_date = models.DateField(_("data"))
+    due_date = models.DateField(_("scadenza"), null=True, blank=True)
+    total = models.DecimalField(
+        _("totale"), max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal(0))]
+    )
+    pdf = models.FileField(_("PDF"), upload_to=invoice_pdf_path, blank=True)
+    last_emailed_at = models.DateTimeField(_("ultimo invio email"), null=True, blank=True)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("fattura")
+        verbose_name_plural = _("fatture")
+        ordering = ["-issue_date", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["practitioner", "number"], name="invoice_number_unique_per_practitioner"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class WorkerHeartbeat(models.Model):
+    """Last time each Celery worker ran the heartbeat task."""
+
+    hostname = models.CharField(max_length=200, unique=True)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.hostname

@@ -1,0 +1,245 @@
+"""Settings, read from the environment.
+
+Two shapes:
+
+* the embedded default (``DJANGO_ENV`` unset or ``development``): SQLite, a filesystem
+  Celery broker, a generated secret key and encryption key kept under ``var/``, DEBUG on;
+* production (``DJANGO_ENV=production``): every secret and service comes from the
+  environment, start-up fails with a clear message when one is missing, and
+  ``manage.py check --deploy`` passes without warnings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.utils import get_random_secret_key
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+if DJANGO_ENV not in {"development", "production"}:
+    raise ImproperlyConfigured("DJANGO_ENV must be 'development' or 'production'.")
+PRODUCTION = DJANGO_ENV == "production"
+
+VAR_DIR = Path(env.str("PSICOGEST_VAR_DIR", default=str(BASE_DIR / "var")))
+
+REQUIRED_IN_PRODUCTION = (
+    "DJANGO_SECRET_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "EMAILSETTINGS_ENCRYPTION_KEYS",
+    "DJANGO_ALLOWED_HOSTS",
+)
+
+if PRODUCTION:
+    missing = [name for name in REQUIRED_IN_PRODUCTION if not os.environ.get(name)]
+    if missing:
+        raise ImproperlyConfigured(
+            "Production settings need these environment variables: " + ", ".join(missing)
+        )
+
+
+def _dev_secret(name: str, make: callable) -> str:  # type: ignore[valid-type]
+    """A development-only secret generated once and kept under var/ (git-ignored)."""
+    path = VAR_DIR / name
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _dev_secret(
+    "secret_key", get_random_secret_key
+)
+DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION) and not PRODUCTION
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "anymail",
+    "psicogest",
+    "emailsettings",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "psicogest.middleware.ContentSecurityPolicyMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "psicogest.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "emailsettings.context_processors.mailbox_banner",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "psicogest.wsgi.application"
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'psicogest.sqlite3'}")
+}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web server and worker share the file: wait for locks instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "psicogest.Practitioner"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "emailsettings:settings"
+LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "it"
+LANGUAGES = [("it", _("Italiano")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "Europe/Rome"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env.str("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+
+# --- Security -----------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; "
+    "object-src 'none'"
+)
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# --- Celery -------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+else:
+    _broker_dir = VAR_DIR / "broker"
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+
+# --- Email --------------------------------------------------------------------
+# Smart Mail goes through Django's configured backend: an anymail ESP in production,
+# .eml files under var/ in the embedded default.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="emailsettings.backends.EmlFileBackend")
+EMAIL_FILE_PATH = str(VAR_DIR / "smartmail")
+ANYMAIL = {
+    key: value
+    for key, value in {
+        "POSTMARK_SERVER_TOKEN": env.str("POSTMARK_SERVER_TOKEN", default=""),
+        "MAILGUN_API_KEY": env.str("MAILGUN_API_KEY", default=""),
+        "MAILGUN_SENDER_DOMAIN": env.str("MAILGUN_SENDER_DOMAIN", default=""),
+        "BREVO_API_KEY": env.str("BREVO_API_KEY", default=""),
+        "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default=""),
+    }.items()
+    if value
+}
+
+EMAILSETTINGS_PLATFORM_NAME = env.str("EMAILSETTINGS_PLATFORM_NAME", default="PsicoGest")
+EMAILSETTINGS_PLATFORM_FROM = env.str(
+    "EMAILSETTINGS_PLATFORM_FROM", default="fatture@mail.psicogest.test"
+)
+EMAILSETTINGS_ENCRYPTION_KEYS = env.list("EMAILSETTINGS_ENCRYPTION_KEYS", default=[]) or [
+    _dev_secret("encryption_key", lambda: Fernet.generate_key().decode())
+]
+EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS = env.bool(
+    "EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS", default=not PRODUCTION
+)
+# Extra certificate authority trusted for personal SMTP servers (the local test server's).
+EMAILSETTINGS_SMTP_EXTRA_CA_FILE = env.str(
+    "EMAILSETTINGS_SMTP_EXTRA_CA_FILE",
+    default="" if PRODUCTION else str(VAR_DIR / "devsmtp" / "ca.pem"),
+)
+# The "Server di test locale" preset, offered only outside production.
+EMAILSETTINGS_LOCAL_TEST_SERVER = (
+    None
+    if PRODUCTION
+    else {
+        "host": env.str("LOCAL_SMTP_HOST", default="localhost"),
+        "port": env.int("LOCAL_SMTP_PORT", default=1025),
+    }
+)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

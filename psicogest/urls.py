@@ -1,0 +1,24 @@
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from . import views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="invoices", permanent=False)),
+    path("accesso/", auth_views.LoginView.as_view(), name="login"),
+    path("esci/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("fatture/", views.invoice_list, name="invoices"),
+    path("fatture/<int:pk>/", views.invoice_detail, name="invoice"),
+    path("fatture/<int:pk>/pdf/", views.invoice_pdf, name="invoice_pdf"),
+    path("email/", include("emailsettings.urls")),
+    path("admin/", admin.site.urls),
+]
+
+if settings.DEBUG:
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
