@@ -1,11 +1,11 @@
 from django.urls import path
 
-from . import views
+from .views import reports, settings
 
 app_name = "emailsettings"
 
 urlpatterns = [
-    path("impostazioni/", views.settings_page, name="settings"),
-    path("invii/", views.delivery_list, name="deliveries"),
-    path("invii/<int:pk>/", views.delivery_detail, name="delivery"),
+    path("impostazioni/", settings.settings_page, name="settings"),
+    path("invii/", reports.delivery_list, name="deliveries"),
+    path("invii/<int:pk>/", reports.delivery_detail, name="delivery"),
 ]

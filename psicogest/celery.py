@@ -43,7 +43,7 @@ app.autodiscover_tasks()
 def ensure_filesystem_broker_folders() -> None:
     """Create the embedded broker's folders (kombu's filesystem transport does not)."""
     options = app.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
 

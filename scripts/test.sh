@@ -16,10 +16,12 @@ export PSICOGEST_VAR_DIR="$SERVICES_DIR/var"
 export DJANGO_ENV=development
 export PATH="$PWD/.venv/bin:$PATH"
 
-echo "==> ruff"
-ruff format --check --quiet .
-ruff check --quiet .
-echo "==> migrations are up to date"
-python manage.py makemigrations --check --dry-run >/dev/null
+if [ -z "${QUICK:-}" ]; then  # QUICK=1 skips the linters while iterating on one test
+  echo "==> ruff"
+  ruff format --check --quiet .
+  ruff check --quiet .
+  echo "==> migrations are up to date"
+  python manage.py makemigrations --check --dry-run >/dev/null
+fi
 echo "==> pytest (PostgreSQL on $PG_PORT, Redis on $REDIS_PORT)"
 python -m pytest "$@"

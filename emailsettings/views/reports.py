@@ -1,4 +1,4 @@
-"""Pages of the email module. Every query is scoped to the logged-in practitioner."""
+"""The sent-email report ("Elenco invii email") and its detail page."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from .models import Delivery
-
-
-@login_required
-def settings_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "emailsettings/settings.html", {})
+from ..models import Delivery
 
 
 @login_required

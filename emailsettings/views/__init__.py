@@ -1,0 +1,2 @@
+"""Pages of the email module, one module per section. Every query is scoped to the
+logged-in practitioner (``Model.objects.owned_by(request.user)``)."""

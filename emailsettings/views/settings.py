@@ -1,0 +1,27 @@
+"""The "Impostazioni email" page: it gathers the sections, each built by its own module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from . import covermail, smtp
+
+
+def render_settings_page(
+    request: HttpRequest, *, status: int = 200, **section_overrides: Any
+) -> HttpResponse:
+    """Render the whole settings page; a section's bound form with errors can be passed in
+    (e.g. ``covermail_form=form``) so a failed POST keeps what the user typed."""
+    context: dict[str, Any] = {}
+    context.update(covermail.section_context(request, **section_overrides))
+    context.update(smtp.section_context(request, **section_overrides))
+    return render(request, "emailsettings/settings.html", context, status=status)
+
+
+@login_required
+def settings_page(request: HttpRequest) -> HttpResponse:
+    return render_settings_page(request)

@@ -1,0 +1,32 @@
+import pytest
+from django.core.management import call_command
+
+from psicogest.models import Invoice, Patient, Practitioner, Salutation
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_creates_the_demo_practice_and_is_idempotent():
+    call_command("seed_demo")
+    call_command("seed_demo")
+    demo = Practitioner.objects.get(email="demo@psicogest.test")
+    assert demo.check_password("demo")
+    patients = Patient.objects.owned_by(demo)
+    assert patients.count() == 12
+    assert Invoice.objects.owned_by(demo).count() == 12
+    salutations = set(patients.values_list("salutation", flat=True))
+    assert {choice.value for choice in Salutation} <= salutations
+    assert patients.filter(salutation="Spett.le").exclude(company_name="").exists()
+    assert patients.exclude(pec="").exists()
+    assert patients.filter(email="").exists()
+    assert patients.filter(email__endswith="@rifiuta.test").exists()
+
+
+def test_demo_invoices_have_real_pdfs():
+    call_command("seed_demo")
+    for invoice in Invoice.objects.all():
+        with invoice.pdf.open("rb") as handle:
+            data = handle.read()
+        assert data.startswith(b"%PDF-1.4")
+        assert data.rstrip().endswith(b"%%EOF")
+        assert invoice.number.encode() in data
