@@ -7,4 +7,7 @@ class EmailSettingsConfig(AppConfig):
     verbose_name = _("Impostazioni email")
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            receivers,  # noqa: F401  (anymail tracking webhooks)
+        )

@@ -27,3 +27,78 @@ def platform_name() -> str:
 
 def platform_from() -> str:
     return str(getattr(settings, "EMAILSETTINGS_PLATFORM_FROM", "fatture@mail.psicogest.test"))
+
+
+# --- the delivery outbox ---------------------------------------------------------------
+# Each value comes from Django settings, else from the environment variable of the same
+# name (so a worker process started by the tests or the benchmark can be tuned), else the
+# default.
+
+
+def _number(name: str, default: float) -> float:
+    import os
+
+    value = getattr(settings, name, None)
+    if value is None:
+        value = os.environ.get(name) or default
+    return float(value)
+
+
+def retry_base_seconds() -> float:
+    """First wait after a temporary failure; doubles at each attempt (with jitter)."""
+    return _number("EMAILSETTINGS_RETRY_BASE_SECONDS", 60)
+
+
+def retry_max_delay_seconds() -> float:
+    return _number("EMAILSETTINGS_RETRY_MAX_DELAY_SECONDS", 3600)
+
+
+def retry_max_age_seconds() -> float:
+    """A delivery still failing temporarily this long after it was queued is given up."""
+    return _number("EMAILSETTINGS_RETRY_MAX_AGE_SECONDS", 2 * 24 * 3600)
+
+
+def lease_seconds() -> float:
+    """How long a claimed row belongs to its worker; longer than one message's send."""
+    return _number("EMAILSETTINGS_LEASE_SECONDS", 300)
+
+
+def stale_queued_seconds() -> float:
+    """A row ``queued`` this long was probably never published (broker down): re-enqueue."""
+    return _number("EMAILSETTINGS_STALE_QUEUED_SECONDS", 120)
+
+
+def duplicate_window_seconds() -> float:
+    """A second send of the same invoice within this window returns the first delivery."""
+    return _number("EMAILSETTINGS_DUPLICATE_WINDOW_SECONDS", 60)
+
+
+def batch_size() -> int:
+    """Deliveries per task (one SMTP connection each)."""
+    return max(1, int(_number("EMAILSETTINGS_BATCH_SIZE", 50)))
+
+
+def batch_time_budget_seconds() -> float:
+    """A batch task stops taking new rows after this long (below the task time limit) and
+    hands the rest to a new task."""
+    return _number("EMAILSETTINGS_BATCH_TIME_BUDGET_SECONDS", 90)
+
+
+def smtp_send_timeout_seconds() -> float:
+    return _number("EMAILSETTINGS_SMTP_SEND_TIMEOUT_SECONDS", 30)
+
+
+def smtp_rate_limit_per_minute() -> float:
+    """Overrides every preset's pace when set (> 0); 0 keeps each preset's own limit."""
+    return _number("EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE", 0)
+
+
+def body_retention_days() -> float:
+    """Message bodies of finished deliveries are purged after this many days."""
+    return _number("EMAILSETTINGS_BODY_RETENTION_DAYS", 90)
+
+
+def redis_url() -> str:
+    """Redis for the per-mailbox token buckets; empty with the embedded broker."""
+    url = str(getattr(settings, "CELERY_BROKER_URL", "") or "")
+    return url if url.startswith(("redis://", "rediss://")) else ""

@@ -35,6 +35,12 @@ app.conf.update(
     worker_hijack_root_logger=False,
     beat_schedule={
         "worker-heartbeat": {"task": "psicogest.heartbeat", "schedule": 60.0},
+        # The outbox sweeper: due retries, dead workers' rows, rows the broker never got.
+        "delivery-sweeper": {"task": "emailsettings.sweep_deliveries", "schedule": 30.0},
+        "delivery-body-purge": {
+            "task": "emailsettings.purge_delivery_bodies",
+            "schedule": 6 * 3600.0,
+        },
     },
 )
 app.autodiscover_tasks()

@@ -197,6 +197,25 @@ else:
     }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
+# --- Cache --------------------------------------------------------------------
+# Shared by the web server and the workers (rate limits, progress of mailbox checks):
+# Redis when available, else files under var/ (LocMem would not be shared between processes).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "psicogest",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+
 # --- Email --------------------------------------------------------------------
 # Smart Mail goes through Django's configured backend: an anymail ESP in production,
 # .eml files under var/ in the embedded default.

@@ -15,6 +15,9 @@ urlpatterns = [
     path("fatture/<int:pk>/", views.invoice_detail, name="invoice"),
     path("fatture/<int:pk>/pdf/", views.invoice_pdf, name="invoice_pdf"),
     path("email/", include("emailsettings.urls")),
+    # ESP tracking webhooks (delivered, bounced, complained), authenticated by anymail with
+    # ANYMAIL_WEBHOOK_SECRET (HTTP basic auth).
+    path("anymail/", include("anymail.urls")),
     path("admin/", admin.site.urls),
 ]
 

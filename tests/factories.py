@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 from decimal import Decimal
 
 import factory
@@ -58,3 +59,22 @@ class InvoiceFactory(factory.django.DjangoModelFactory):
             name=f"fattura-{o.number.replace('/', '-')}.pdf",
         )
     )
+
+
+class DeliveryFactory(factory.django.DjangoModelFactory):
+    """A Delivery row as the report sees it (pass ``invoice=`` to share one invoice's PDF)."""
+
+    class Meta:
+        model = "emailsettings.Delivery"
+
+    invoice = factory.SubFactory(InvoiceFactory)
+    practitioner = factory.LazyAttribute(lambda o: o.invoice.practitioner)
+    patient = factory.LazyAttribute(lambda o: o.invoice.patient)
+    channel = "smart_mail"
+    status = "sent"
+    recipient = factory.LazyAttribute(lambda o: o.patient.email)
+    patient_name = factory.LazyAttribute(lambda o: o.patient.display_name)
+    invoice_number = factory.LazyAttribute(lambda o: o.invoice.number)
+    subject = factory.LazyAttribute(lambda o: f"Fattura n. {o.invoice_number}")
+    message_id = factory.LazyFunction(lambda: f"<{uuid.uuid4().hex}@psicogest.test>")
+    attempts = 1

@@ -1,11 +1,137 @@
-"""Section "Mail di accompagnamento" of the settings page."""
+"""Section "Mail di accompagnamento" of the settings page: the subject/body editor with the
+keyword panel, save, restore default, and the live preview (a JSON endpoint).
+
+Every invoice reachable here comes from ``Invoice.objects.owned_by(request.user)``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from psicogest.models import Invoice
+
+from ..forms.covermail import CoverMailForm
+from ..keywords import KEYWORDS
+from ..rendering import (
+    cover_mail_templates_for,
+    render_cover_mail,
+    restore_default_cover_mail,
+    save_cover_mail,
+)
+
+# The preview's invoice list shows the most recent ones; any owned invoice id is accepted.
+PREVIEW_INVOICE_CHOICES = 100
+
+
+def _owned_invoices(request: HttpRequest) -> Any:
+    return Invoice.objects.owned_by(request.user).select_related(  # type: ignore[arg-type]
+        "patient", "practitioner"
+    )
+
+
+def _draft(form: CoverMailForm) -> tuple[str, str]:
+    """What is in the editors: the submitted text of a bound form, else the initial text."""
+    if form.is_bound:
+        return (
+            form.data.get("subject_template", ""),
+            form.data.get("body_template", "").replace("\r\n", "\n"),
+        )
+    return (form.initial["subject_template"], form.initial["body_template"])
 
 
 def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
-    return {}
+    form = overrides.get("covermail_form")
+    if form is None:
+        subject, body = cover_mail_templates_for(request.user)  # type: ignore[arg-type]
+        form = CoverMailForm(initial={"subject_template": subject, "body_template": body})
+    invoices = list(
+        _owned_invoices(request).order_by("-issue_date", "-id")[:PREVIEW_INVOICE_CHOICES]
+    )
+    preview_invoice = invoices[0] if invoices else None
+    preview = None
+    if preview_invoice is not None:
+        subject, body = _draft(form)
+        preview = render_cover_mail(
+            subject_template=subject, body_template=body, invoice=preview_invoice
+        )
+    return {
+        "covermail_form": form,
+        "covermail_keywords": KEYWORDS,
+        "covermail_invoices": invoices,
+        "covermail_preview_invoice": preview_invoice,
+        "covermail_preview": preview,
+    }
+
+
+def _section_url() -> str:
+    return reverse("emailsettings:settings") + "#covermail"
+
+
+@login_required
+@require_POST
+def save(request: HttpRequest) -> HttpResponse:
+    from .settings import render_settings_page
+
+    form = CoverMailForm(request.POST)
+    if form.is_valid():
+        try:
+            save_cover_mail(
+                practitioner=request.user,  # type: ignore[arg-type]
+                subject_template=form.cleaned_data["subject_template"],
+                body_template=form.cleaned_data["body_template"],
+            )
+        except ValidationError as err:
+            form.add_error(None, err)
+    if not form.is_valid():
+        messages.error(
+            request,
+            _("La mail di accompagnamento non è stata salvata: correggi gli errori indicati."),
+        )
+        return render_settings_page(request, status=400, covermail_form=form)
+    messages.success(request, _("Mail di accompagnamento salvata."))
+    return redirect(_section_url())
+
+
+@login_required
+@require_POST
+def restore_default(request: HttpRequest) -> HttpResponse:
+    restore_default_cover_mail(practitioner=request.user)  # type: ignore[arg-type]
+    messages.success(request, _("Ripristinato il testo predefinito della mail di accompagnamento."))
+    return redirect(_section_url())
+
+
+@never_cache
+@login_required
+@require_POST
+def preview(request: HttpRequest) -> JsonResponse:
+    """Render the draft in the editors for one of the practitioner's invoices, without
+    saving. Validation problems come back as ``errors`` next to the rendering."""
+    try:
+        invoice_id = int(request.POST.get("invoice", ""))
+    except ValueError:
+        raise Http404("No invoice")
+    invoice = get_object_or_404(_owned_invoices(request), pk=invoice_id)
+    form = CoverMailForm(request.POST)
+    errors = {} if form.is_valid() else {name: list(msgs) for name, msgs in form.errors.items()}
+    subject, body = _draft(form)
+    rendered = render_cover_mail(subject_template=subject, body_template=body, invoice=invoice)
+    return JsonResponse(
+        {
+            "valid": not errors,
+            "errors": errors,
+            "subject": rendered.subject,
+            "text": rendered.text,
+            "html": rendered.html,
+            "warnings": rendered.warnings,
+        }
+    )

@@ -1,23 +1,311 @@
-"""The sent-email report ("Elenco invii email") and its detail page."""
+"""The sent-email report ("Elenco invii email"): list, detail, live refresh, CSV export and
+the actions (resend, retry now, send with Smart Mail, reactivate an address, bulk retry).
+
+Views stay thin: queries live in emailsettings.report, actions in emailsettings.delivery
+(imported lazily, it is the sending module's). Every query goes through
+``owned_by(request.user)``: another practitioner's id is a 404.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    QueryDict,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import get_template
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
 
-from ..models import Delivery
+from .. import report
+from ..forms.report import DeliveryFilterForm
+from ..models import Delivery, DeliveryStatus, SuppressedAddress
+
+
+def _query_without(params: QueryDict, *names: str) -> QueryDict:
+    query = params.copy()
+    for name in names:
+        query.pop(name, None)
+    return query
+
+
+def _status_link(params: QueryDict, status: str) -> str:
+    query = _query_without(params, "status", "page")
+    query.setlist("status", [status])
+    return query.urlencode()
+
+
+def _counters(params: QueryDict, filters: report.ReportFilters, counts: dict[str, int]) -> dict:
+    labels = dict(DeliveryStatus.choices)
+    return {
+        "counters": [
+            {
+                "status": status,
+                "label": labels[status],
+                "count": count,
+                "tone": report.status_tone(status),
+                "link": _status_link(params, status),
+                "active": status in filters.statuses,
+            }
+            for status, count in counts.items()
+        ],
+        "period_total": sum(counts.values()),
+    }
 
 
 @login_required
+@require_GET
 def delivery_list(request: HttpRequest) -> HttpResponse:
-    deliveries = Delivery.objects.owned_by(request.user)  # type: ignore[arg-type]
-    page = Paginator(deliveries, 50).get_page(request.GET.get("page"))
-    return render(request, "emailsettings/delivery_list.html", {"page": page})
+    form = DeliveryFilterForm(request.GET)
+    filters = form.filters()
+    counts = report.status_counts(practitioner=request.user, filters=filters)
+    total = report.matching_total(counts=counts, filters=filters)
+    deliveries = report.filter_deliveries(practitioner=request.user, filters=filters)
+    page = report.paginate(
+        deliveries=deliveries,
+        total=total,
+        per_page=form.page_size(),
+        page_number=request.GET.get("page"),
+    )
+    rows = report.build_rows(deliveries=page.object_list, practitioner=request.user)
+    # Only asked when the period shows nothing: is this a new user (explain how to send)?
+    has_any = bool(rows) or Delivery.objects.owned_by(request.user).exists()  # type: ignore[arg-type]
+    context = {
+        **_counters(request.GET, filters, counts),
+        "form": form,
+        "filters": filters,
+        "page": page,
+        "rows": rows,
+        "has_any": has_any,
+        "any_in_flight": any(row.in_flight for row in rows),
+        "any_bulk": any(row.can_bulk_retry for row in rows),
+        "legend": report.legend(),
+        "query": _query_without(request.GET, "page").urlencode(),
+        "export_query": _query_without(request.GET, "page", "per_page").urlencode(),
+        "has_filters": bool(filters.statuses or filters.channel or filters.q),
+        "current_url": request.get_full_path(),
+    }
+    return render(request, "emailsettings/delivery_list.html", context)
 
 
 @login_required
+@require_GET
 def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    delivery = get_object_or_404(Delivery.objects.owned_by(request.user), pk=pk)  # type: ignore[arg-type]
-    return render(request, "emailsettings/delivery_detail.html", {"delivery": delivery})
+    delivery = get_object_or_404(
+        Delivery.objects.owned_by(request.user).select_related("resend_of"),  # type: ignore[arg-type]
+        pk=pk,
+    )
+    row = report.build_rows(deliveries=[delivery], practitioner=request.user)[0]
+    events = list(delivery.events.all())
+    resends = list(delivery.resends.order_by("created_at", "id").only("id", "created_at", "status"))
+    suppressed = (
+        SuppressedAddress.objects.owned_by(request.user)  # type: ignore[arg-type]
+        .filter(address__iexact=delivery.recipient)
+        .first()
+    )
+    back = request.GET.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ) or not back.startswith(reverse("emailsettings:deliveries")):
+        back = reverse("emailsettings:deliveries")
+    context = {
+        "delivery": delivery,
+        "row": row,
+        "events": events,
+        "resends": resends,
+        "suppressed": suppressed,
+        "back": back,
+        "can_reactivate": suppressed is not None,
+        **report.offered_actions(delivery),
+    }
+    return render(request, "emailsettings/delivery_detail.html", context)
+
+
+@login_required
+@require_GET
+def deliveries_refresh(request: HttpRequest) -> JsonResponse:
+    """The rows whose state changed among those the page shows (``?r=<id>:<version>``),
+    each re-rendered, and which of them are still in flight."""
+    known = report.parse_refresh_request(request.GET.getlist("r"))
+    changed = report.changed_deliveries(practitioner=request.user, known=known)
+    rows = report.build_rows(deliveries=changed, practitioner=request.user)
+    list_url = reverse("emailsettings:deliveries")
+    next_url = request.GET.get("next", "")
+    if not next_url.startswith(list_url):
+        next_url = list_url
+    # Rendered without the request: context processors would run (and query) once per row.
+    row_template = get_template("emailsettings/_delivery_row.html")
+    payload: dict[str, Any] = {
+        "now": timezone.now().isoformat(),
+        "rows": [
+            {
+                "id": row.delivery.pk,
+                "status": row.delivery.status,
+                "in_flight": row.in_flight,
+                "version": row.version,
+                "html": row_template.render({"row": row, "current_url": next_url}),
+            }
+            for row in rows
+        ],
+    }
+    if rows:
+        # The counters of the page's own filters (read from its URL) moved too.
+        params = QueryDict(urlsplit(next_url).query)
+        filters = DeliveryFilterForm(params).filters()
+        counts = report.status_counts(practitioner=request.user, filters=filters)
+        payload["counters_html"] = get_template("emailsettings/_delivery_counters.html").render(
+            _counters(params, filters, counts)
+        )
+    return JsonResponse(payload)
+
+
+@login_required
+@require_GET
+def deliveries_export(request: HttpRequest) -> StreamingHttpResponse:
+    filters = DeliveryFilterForm(request.GET).filters()
+    lines = report.iter_csv_rows(practitioner=request.user, filters=filters)
+    response = StreamingHttpResponse(
+        (line.encode("utf-8") for line in lines), content_type="text/csv; charset=utf-8"
+    )
+    stamp = timezone.localtime().strftime("%Y-%m-%d")
+    response["Content-Disposition"] = f'attachment; filename="invii-email-{stamp}.csv"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+# --- actions -----------------------------------------------------------------------------
+
+
+def _owned_delivery(request: HttpRequest, pk: int) -> Delivery:
+    return get_object_or_404(
+        Delivery.objects.owned_by(request.user).defer("body_text", "body_html"),  # type: ignore[arg-type]
+        pk=pk,
+    )
+
+
+def _not_allowed(request: HttpRequest, delivery: Delivery, action: str) -> None:
+    if action == "retry_now" and delivery.status == DeliveryStatus.HELD:
+        message = _(
+            "La tua casella SMTP risulta ancora da correggere: correggila in «Impostazioni "
+            "email» oppure invia questa fattura con Smart Mail."
+        )
+    else:
+        message = _("Questa azione non è possibile per un invio nello stato «%(status)s».") % {
+            "status": delivery.get_status_display()
+        }
+    messages.error(request, message)
+
+
+def _run_action(request: HttpRequest, pk: int, action: str, success: str) -> HttpResponse:
+    delivery = _owned_delivery(request, pk)
+    from .. import delivery as delivery_services
+    from ..exceptions import ActionNotAllowed, InvalidRecipient
+
+    service: Any = getattr(delivery_services, action)
+    try:
+        result = service(delivery=delivery)
+    except ActionNotAllowed:
+        _not_allowed(request, delivery, action)
+        return redirect("emailsettings:delivery", pk=delivery.pk)
+    except InvalidRecipient as err:  # the patient's address is missing or invalid now
+        messages.error(request, str(err))
+        return redirect("emailsettings:delivery", pk=delivery.pk)
+    messages.success(request, success)
+    target = result if isinstance(result, Delivery) else delivery
+    return redirect("emailsettings:delivery", pk=target.pk)
+
+
+@login_required
+@require_POST
+def delivery_resend(request: HttpRequest, pk: int) -> HttpResponse:
+    return _run_action(
+        request, pk, "resend", _("Nuovo invio creato: la fattura è di nuovo in coda.")
+    )
+
+
+@login_required
+@require_POST
+def delivery_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    return _run_action(request, pk, "retry_now", _("L'invio è di nuovo in coda."))
+
+
+@login_required
+@require_POST
+def delivery_smart_mail(request: HttpRequest, pk: int) -> HttpResponse:
+    return _run_action(
+        request,
+        pk,
+        "send_with_smart_mail",
+        _("L'invio partirà con Smart Mail invece che dalla tua casella."),
+    )
+
+
+@login_required
+@require_POST
+def delivery_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
+    delivery = _owned_delivery(request, pk)
+    from .. import delivery as delivery_services
+
+    delivery_services.reactivate_address(
+        practitioner=request.user,  # type: ignore[arg-type]
+        address=delivery.recipient,
+    )
+    messages.success(
+        request,
+        _("L'indirizzo %(address)s è di nuovo attivo: ora puoi reinviare.")
+        % {"address": delivery.recipient},
+    )
+    return redirect("emailsettings:delivery", pk=delivery.pk)
+
+
+@login_required
+@require_POST
+def deliveries_bulk_retry(request: HttpRequest) -> HttpResponse:
+    """Resend the selected failed rows; an id that is not the practitioner's is a 404."""
+    ids = {int(value) for value in request.POST.getlist("ids") if value.isdigit()}
+    deliveries = list(
+        Delivery.objects.owned_by(request.user)  # type: ignore[arg-type]
+        .filter(pk__in=ids)
+        .defer("body_text", "body_html")
+    )
+    if len(deliveries) != len(ids):
+        raise Http404
+    from .. import delivery as delivery_services
+    from ..exceptions import ActionNotAllowed, InvalidRecipient
+
+    done = skipped = 0
+    for delivery in deliveries:
+        if delivery.status not in report.BULK_RETRYABLE:
+            skipped += 1
+            continue
+        try:
+            delivery_services.resend(delivery=delivery)
+        except (ActionNotAllowed, InvalidRecipient):
+            skipped += 1
+        else:
+            done += 1
+    if done:
+        messages.success(request, _("Invii rimessi in coda: %(n)d.") % {"n": done})
+    if skipped:
+        messages.warning(request, _("Invii non riprovati: %(n)d.") % {"n": skipped})
+    if not ids:
+        messages.warning(request, _("Seleziona almeno un invio non riuscito."))
+    back = request.POST.get("next", "")
+    if not back.startswith(reverse("emailsettings:deliveries")) or not (
+        url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()})
+    ):
+        back = reverse("emailsettings:deliveries")
+    return HttpResponseRedirect(back)

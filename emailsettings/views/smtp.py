@@ -1,11 +1,199 @@
-"""Section "Configurazione SMTP personale" of the settings page."""
+"""Section "Configurazione SMTP personale" of the settings page, and the channel choice
+(Smart Mail or the personal mailbox).
+
+Save and delete the mailbox, choose the channel, and a JSON endpoint that proposes the
+provider from an email address. "Verifica connessione" and "Invia una mail di prova" live
+in the network layer's views and fill the ``#smtp-actions`` area of the section.
+Every query is scoped with ``owned_by(request.user)``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from .. import presets
+from ..autodetect import detect_provider
+from ..crypto import DecryptionError, mask
+from ..forms.smtp import ChannelForm, SmtpAccountForm
+from ..guidance import Advice, advice
+from ..models import Channel, EmailSettings, Phase, SmtpAccount
+
+
+def _account(request: HttpRequest) -> SmtpAccount | None:
+    return SmtpAccount.objects.owned_by(request.user).first()  # type: ignore[arg-type]
+
+
+def _email_settings(request: HttpRequest) -> EmailSettings | None:
+    return EmailSettings.objects.owned_by(request.user).first()  # type: ignore[arg-type]
+
+
+def _redacted(text: str, account: SmtpAccount) -> str:
+    """The server's reply as shown to the user, with the stored password blanked out should a
+    server ever echo it."""
+    if not text or not account.has_password:
+        return text
+    try:
+        password = account.get_password()
+    except DecryptionError:
+        return text
+    return text.replace(password, mask(password)) if password else text
+
+
+def last_error_advice(account: SmtpAccount | None) -> Advice | None:
+    if account is None or not account.last_error:
+        return None
+    error = account.last_error
+    return advice(
+        error_class=str(error.get("error_class") or "unknown"),
+        preset_key=account.preset,
+        code=error.get("code"),
+        enhanced=error.get("enhanced") or None,
+        reply=str(error.get("reply") or ""),
+    )
+
+
+def presets_data() -> dict[str, Any]:
+    """What smtp.js needs, rendered with ``json_script`` (no inline script: CSP)."""
+    return {
+        "presets": {preset.key: preset.as_json() for preset in presets.available_presets()},
+        "custom": presets.CUSTOM_KEY,
+        # Translated here: the script has no message catalogue of its own.
+        "messages": {
+            "suggest": _("Ti suggeriamo: %(provider)s"),
+            "guess": _(
+                "Ti suggeriamo: %(provider)s (ipotesi: %(host)s, porta %(port)s). Controlla i "
+                "dati indicati dal tuo provider."
+            ),
+            "applied": _("Impostazioni di %(provider)s applicate."),
+            "unusable": _("Non utilizzabile con SMTP personale: usa Smart Mail."),
+        },
+    }
 
 
 def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
-    return {}
+    account = _account(request)
+    form = overrides.get("smtp_form")
+    if form is None:
+        initial = {} if account else {"email": request.user.email, "preset": presets.CUSTOM_KEY}  # type: ignore[union-attr]
+        form = SmtpAccountForm(instance=account, initial=initial)
+    email_settings = _email_settings(request)
+    channel_form = overrides.get("channel_form")
+    if channel_form is None:
+        channel_form = ChannelForm(
+            instance=email_settings,
+            account=account,
+            initial={} if email_settings else {"channel": Channel.SMART_MAIL},
+        )
+    last_error = dict(account.last_error) if account and account.last_error else {}
+    if last_error and account:
+        last_error["reply"] = _redacted(str(last_error.get("reply") or ""), account)
+        phase = str(last_error.get("phase") or "")
+        last_error["phase_label"] = Phase(phase).label if phase in Phase.values else phase
+    return {
+        "smtp_account": account,
+        "smtp_form": form,
+        # The preset the form shows now (a failed POST keeps the submitted one).
+        "smtp_selected_preset": presets.get_preset(form["preset"].value()),
+        "smtp_presets_data": presets_data(),
+        "smtp_last_error": last_error,
+        "smtp_advice": last_error_advice(account),
+        "channel_form": channel_form,
+        "channel": email_settings.channel if email_settings else Channel.SMART_MAIL,
+        "smtp_channel_active": bool(email_settings and email_settings.channel == Channel.SMTP),
+    }
+
+
+def _section_url(anchor: str = "smtp") -> str:
+    return reverse("emailsettings:settings") + "#" + anchor
+
+
+@login_required
+@require_POST
+def save_mailbox(request: HttpRequest) -> HttpResponse:
+    from .settings import render_settings_page
+
+    account = _account(request) or SmtpAccount(practitioner=request.user)  # type: ignore[misc]
+    form = SmtpAccountForm(request.POST, instance=account)
+    if not form.is_valid():
+        messages.error(request, _("Configurazione SMTP non salvata: correggi i campi segnalati."))
+        return render_settings_page(request, status=400, smtp_form=form)
+    form.save()
+    messages.success(
+        request,
+        _('Configurazione SMTP salvata. Premi "Verifica connessione" per provarla.'),
+    )
+    return redirect(_section_url())
+
+
+@login_required
+@require_POST
+def delete_mailbox(request: HttpRequest) -> HttpResponse:
+    with transaction.atomic():
+        deleted, _rows = SmtpAccount.objects.owned_by(request.user).delete()  # type: ignore[arg-type]
+        switched = (
+            EmailSettings.objects.owned_by(request.user)  # type: ignore[arg-type]
+            .filter(channel=Channel.SMTP)
+            .update(channel=Channel.SMART_MAIL)
+        )
+    if deleted:
+        messages.success(request, _("Configurazione SMTP eliminata."))
+    if switched:
+        messages.info(request, _("Le fatture ora partono con Smart Mail."))
+    return redirect(_section_url())
+
+
+@login_required
+@require_POST
+def save_channel(request: HttpRequest) -> HttpResponse:
+    from .settings import render_settings_page
+
+    email_settings = _email_settings(request) or EmailSettings(practitioner=request.user)  # type: ignore[misc]
+    form = ChannelForm(request.POST, instance=email_settings, account=_account(request))
+    if not form.is_valid():
+        messages.error(request, _("Modalità di invio non cambiata."))
+        return render_settings_page(request, status=400, channel_form=form)
+    form.save()
+    if form.cleaned_data["channel"] == Channel.SMTP:
+        messages.success(request, _("Le fatture partiranno dalla tua casella (SMTP personale)."))
+    else:
+        messages.success(request, _("Le fatture partiranno con Smart Mail."))
+    return redirect(_section_url("channel"))
+
+
+@login_required
+@require_GET
+@never_cache
+def autodetect(request: HttpRequest) -> JsonResponse:
+    """Propose the provider for ``?email=``: domain table, then MX, else a marked guess."""
+    email = request.GET.get("email", "").strip()
+    try:
+        validate_email(email)
+    except ValidationError:
+        return JsonResponse({"error": _("Indirizzo email non valido.")}, status=400)
+    detection = detect_provider(email)
+    preset = presets.get_preset(detection.preset_key)
+    return JsonResponse(
+        {
+            "preset_key": detection.preset_key,
+            "label": str(preset.label) if preset else "",
+            "host": detection.host,
+            "port": detection.port,
+            "security": detection.security,
+            "guessed": detection.guessed,
+            "source": detection.source,
+            "usable": preset.usable if preset else True,
+            "login_notes": str(preset.login_notes) if preset else "",
+        }
+    )

@@ -19,6 +19,9 @@ def production_env(**overrides):
         "REDIS_URL": os.environ["REDIS_URL"],
         "EMAILSETTINGS_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "DJANGO_ALLOWED_HOSTS": "psicogest.example.test",
+        "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+        "POSTMARK_SERVER_TOKEN": "server-token",
+        "ANYMAIL_WEBHOOK_SECRET": "esp:webhook-secret",
     }
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}
@@ -57,3 +60,10 @@ def test_production_without_secret_key_fails():
     result = manage("check", env=production_env(DJANGO_SECRET_KEY=None))
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_check_deploy_warns_when_smart_mail_has_no_esp_or_no_webhook_secret():
+    no_esp = manage("check", "--deploy", env=production_env(EMAIL_BACKEND=None))
+    assert "emailsettings.W001" in no_esp.stderr + no_esp.stdout
+    no_secret = manage("check", "--deploy", env=production_env(ANYMAIL_WEBHOOK_SECRET=None))
+    assert "emailsettings.W002" in no_secret.stderr + no_secret.stdout

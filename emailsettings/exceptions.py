@@ -1,0 +1,87 @@
+"""Errors of the email module, one small hierarchy (in the manner of ``anymail.exceptions``).
+
+- :class:`DeliveryError` and its subclasses carry ``failure``, an
+  :class:`emailsettings.smtp.SmtpFailure` (phase, reply code, enhanced code, error class and
+  the server's reply with secrets removed). Which subclass is raised tells the caller what to
+  do: retry later (:class:`TemporaryDeliveryError`), give up on this message
+  (:class:`PermanentDeliveryError`), stop using the mailbox until the practitioner fixes it
+  (:class:`MailboxConfigurationError`), or never re-send silently because the message may
+  already have gone out (:class:`UnknownOutcomeError`).
+- :class:`DestinationRefused` is a ``ValidationError``: a form can show it as it is.
+- :class:`ActionNotAllowed` and :class:`RateLimited` are for user actions refused by policy.
+
+Raise them with ``raise … from err`` so the original cause stays in the traceback.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.core.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from .smtp import SmtpFailure
+
+
+class EmailSettingsError(Exception):
+    """Base class of every error raised on purpose by the email module."""
+
+
+class DeliveryError(EmailSettingsError):
+    """Talking to a mail server failed; ``failure`` says where and how."""
+
+    def __init__(self, failure: SmtpFailure) -> None:
+        self.failure = failure
+        super().__init__(f"{failure.phase}: {failure.error_class} {failure.reply}".strip())
+
+    @staticmethod
+    def for_failure(failure: SmtpFailure) -> DeliveryError:
+        """The exception matching a classified failure (see the module docstring)."""
+        if failure.after_data:
+            return UnknownOutcomeError(failure)
+        if failure.is_configuration_error:
+            return MailboxConfigurationError(failure)
+        if failure.is_temporary:
+            return TemporaryDeliveryError(failure)
+        return PermanentDeliveryError(failure)
+
+
+class TemporaryDeliveryError(DeliveryError):
+    """4xx replies, timeouts, dropped connections: retry later with backoff."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """5xx replies for this message (recipient unknown, content refused): do not retry."""
+
+
+class MailboxConfigurationError(PermanentDeliveryError):
+    """The practitioner's mailbox settings are wrong (credentials, sender, TLS, host): hold
+    its queue and tell the practitioner what to change."""
+
+
+class UnknownOutcomeError(DeliveryError):
+    """The message data was sent but no reply came: it may have been accepted. Never
+    re-send it without the practitioner's explicit choice."""
+
+
+class DestinationRefused(EmailSettingsError, ValidationError):
+    """The SMTP host or port is not allowed (non-public address, blocked port), or the host
+    name does not resolve (``code="host_not_found"``)."""
+
+
+class ActionNotAllowed(EmailSettingsError, ValueError):
+    """A report action (resend, retry, reactivate) is not allowed in the row's state."""
+
+
+class RateLimited(EmailSettingsError):
+    """Too many attempts of a user action; ``message`` is Italian text for the page."""
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        self.message = message
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class InvalidRecipient(EmailSettingsError, ValueError):
+    """The invoice cannot be emailed to its patient (no address, or not a valid one);
+    ``str(exc)`` is Italian text for the page."""

@@ -1,0 +1,1 @@
+"""Forms of the email module, one module per section of the settings page."""

@@ -1,0 +1,82 @@
+"""Forms for sending invoices: which invoices to send (the list's checkboxes, the confirm
+page's hidden fields) and which deliveries the progress page follows.
+
+Both carry only ids; the views resolve them through ``owned_by(request.user)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
+
+# One confirmation covers at most this many invoices: a month's batch with room to spare,
+# while the page and the progress URL stay small.
+MAX_BATCH_SIZE = 500
+
+
+class IdListWidget(forms.MultipleHiddenInput):
+    """Reads repeated parameters (``?fattura=1&fattura=2``) and comma-separated values."""
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> list[str]:
+        values = data.getlist(name) if hasattr(data, "getlist") else data.get(name) or []
+        if isinstance(values, str):
+            values = [values]
+        return [part for value in values for part in str(value).split(",") if part.strip()]
+
+
+class IdListField(forms.Field):
+    """A non-empty list of distinct positive integer ids, in the order given."""
+
+    widget = IdListWidget
+    default_error_messages = {
+        "invalid": _("Selezione non valida."),
+        "too_many": ngettext_lazy(
+            "Puoi inviare al massimo %(max)d fattura alla volta.",
+            "Puoi inviare al massimo %(max)d fatture alla volta.",
+            "max",
+        ),
+    }
+
+    def __init__(self, *, max_count: int = MAX_BATCH_SIZE, **kwargs: Any) -> None:
+        self.max_count = max_count
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> list[int]:
+        if not value:
+            return []
+        ids: list[int] = []
+        for item in value:
+            text = str(item).strip()
+            if not text.isdigit() or len(text) > 18:
+                raise ValidationError(self.error_messages["invalid"], code="invalid")
+            number = int(text)
+            if number > 0 and number not in ids:
+                ids.append(number)
+        if not ids:
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        if len(ids) > self.max_count:
+            raise ValidationError(
+                self.error_messages["too_many"], code="too_many", params={"max": self.max_count}
+            )
+        return ids
+
+
+class InvoiceSelectionForm(forms.Form):
+    """The invoices chosen for sending: GET from the list, POST from the confirmation."""
+
+    fattura = IdListField(
+        error_messages={"required": _("Seleziona almeno una fattura da inviare.")},
+    )
+
+
+class DeliveryBatchForm(forms.Form):
+    """The deliveries created by one send, followed by the progress page."""
+
+    invii = IdListField(
+        max_count=MAX_BATCH_SIZE,
+        error_messages={"required": _("Nessun invio da seguire.")},
+    )

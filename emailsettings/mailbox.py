@@ -1,0 +1,260 @@
+"""Checks of the practitioner's own mailbox: "Verifica connessione" and "Invia una mail di
+prova".
+
+Both run in a Celery worker (``emailsettings.tasks``): :func:`start_check` is what a view
+calls (rate limit, progress marker, enqueue on commit); :func:`verify_mailbox` and
+:func:`send_test_mail` are what the task calls. The outcome is stored on the
+:class:`~emailsettings.models.SmtpAccount` (status, ``last_verified_at`` /
+``last_error_at``, ``last_error``); the live phase of a running check is kept in the cache,
+where the page polls it (:func:`check_progress`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from kombu.exceptions import OperationalError
+
+from .exceptions import DeliveryError, RateLimited
+from .guidance import ErrorClass
+from .models import MailboxStatus, SmtpAccount
+from .smtp import SmtpFailure, close_quietly, connection_for, probe_envelope, send_message
+
+logger = logging.getLogger(__name__)
+
+VERIFY = "verify"
+TEST_MAIL = "test"
+CHECK_KINDS = (VERIFY, TEST_MAIL)
+
+# "5 per 10 minutes per practitioner", verify and test mail together.
+RATE_LIMIT_COUNT = 5
+RATE_LIMIT_WINDOW = 600
+# Explicit per-command timeout of a check (connect and each SMTP command).
+CHECK_TIMEOUT = 15.0
+# How long a progress marker lives: longer than any check can take.
+PROGRESS_TTL = 600
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of a check; ``failure`` is None when it succeeded."""
+
+    kind: str
+    ok: bool
+    at: datetime
+    failure: SmtpFailure | None = None
+
+
+# --- starting a check (web side) ------------------------------------------------------------
+
+
+def _rate_key(practitioner_id: int) -> str:
+    return f"emailsettings:mailbox-checks:{practitioner_id}"
+
+
+def _progress_key(account_id: int) -> str:
+    return f"emailsettings:mailbox-check-progress:{account_id}"
+
+
+def _consume_rate_limit(practitioner_id: int) -> None:
+    key = _rate_key(practitioner_id)
+    # A fixed window opened by the first check; add() is atomic, incr() too on Redis.
+    cache.add(key, 0, timeout=RATE_LIMIT_WINDOW)
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=RATE_LIMIT_WINDOW)
+        count = 1
+    if count > RATE_LIMIT_COUNT:
+        raise RateLimited(
+            _(
+                "Hai già fatto %(count)s verifiche o mail di prova negli ultimi 10 minuti: "
+                "per non far bloccare la tua casella dal provider, aspetta qualche minuto "
+                "prima di riprovare."
+            )
+            % {"count": RATE_LIMIT_COUNT},
+            retry_after=RATE_LIMIT_WINDOW,
+        )
+
+
+def start_check(*, account: SmtpAccount, kind: str) -> dict[str, Any]:
+    """Rate-limit, mark the check as queued and enqueue its task once the transaction
+    commits. Returns the progress marker. Raises :class:`RateLimited`."""
+    from . import tasks
+
+    if kind not in CHECK_KINDS:
+        raise ValueError(f"Unknown check {kind!r}")
+    _consume_rate_limit(account.practitioner_id)
+    progress = {
+        "kind": kind,
+        "state": "queued",
+        "phase": "",
+        "started_at": timezone.now().isoformat(),
+    }
+    cache.set(_progress_key(account.pk), progress, timeout=PROGRESS_TTL)
+    task = tasks.verify_mailbox_task if kind == VERIFY else tasks.send_test_mail_task
+    account_id = account.pk
+
+    def enqueue() -> None:
+        try:
+            task.delay(account_id)
+        except OperationalError:
+            # Broker down: say so on the page instead of waiting forever.
+            logger.warning("Mailbox check %s for account %s not enqueued", kind, account_id)
+            progress["state"] = "unavailable"
+            cache.set(_progress_key(account_id), progress, timeout=PROGRESS_TTL)
+
+    transaction.on_commit(enqueue)
+    return progress
+
+
+def check_progress(*, account: SmtpAccount) -> dict[str, Any] | None:
+    """The marker of the latest check started from the page, or None."""
+    value = cache.get(_progress_key(account.pk))
+    return value if isinstance(value, dict) else None
+
+
+def _mark_progress(account_id: int, kind: str, **changes: Any) -> None:
+    key = _progress_key(account_id)
+    progress = cache.get(key)
+    if not isinstance(progress, dict) or progress.get("kind") != kind:
+        progress = {"kind": kind, "started_at": timezone.now().isoformat()}
+    progress.update(changes)
+    cache.set(key, progress, timeout=PROGRESS_TTL)
+
+
+# --- running a check (worker side) ----------------------------------------------------------
+
+
+def verify_mailbox(*, account: SmtpAccount, timeout: float = CHECK_TIMEOUT) -> CheckResult:
+    """Connect, TLS, EHLO, AUTH, ``MAIL FROM`` the mailbox, ``RCPT TO`` the practitioner's
+    own address, RSET, QUIT: no message is sent. The outcome is stored on ``account``."""
+    return _run(account=account, kind=VERIFY, timeout=timeout)
+
+
+def send_test_mail(*, account: SmtpAccount, timeout: float = CHECK_TIMEOUT) -> CheckResult:
+    """Send a real short message from the mailbox to the practitioner's own address only."""
+    return _run(account=account, kind=TEST_MAIL, timeout=timeout)
+
+
+def _run(*, account: SmtpAccount, kind: str, timeout: float) -> CheckResult:
+    practitioner = account.practitioner
+    recipient = practitioner.email
+
+    def on_phase(phase: str) -> None:
+        _mark_progress(account.pk, kind, state="running", phase=phase)
+
+    on_phase("connect")
+    connection = None
+    try:
+        connection = connection_for(account, timeout=timeout, on_phase=on_phase)
+        if kind == VERIFY:
+            probe_envelope(
+                connection,
+                from_addr=account.email,
+                to_addr=recipient,
+                on_phase=on_phase,
+                preset_key=account.preset,
+            )
+        else:
+            send_message(
+                connection,
+                message=build_test_message(account=account),
+                from_addr=account.email,
+                to_addrs=[recipient],
+                on_phase=on_phase,
+                preset_key=account.preset,
+            )
+    except DeliveryError as err:
+        result = CheckResult(kind=kind, ok=False, at=timezone.now(), failure=err.failure)
+    else:
+        result = CheckResult(kind=kind, ok=True, at=timezone.now())
+    finally:
+        close_quietly(connection)
+    _record(account=account, result=result)
+    _mark_progress(account.pk, kind, state="done", phase="")
+    logger.info(
+        "Mailbox check %s for account %s: %s",
+        kind,
+        account.pk,
+        "ok" if result.ok else result.failure.error_class if result.failure else "failed",
+    )
+    return result
+
+
+def record_check_abandoned(*, account: SmtpAccount, kind: str) -> CheckResult:
+    """Store a timeout for a check stopped from outside (the task's time limit): many slow
+    replies can add up past it even though each command has its own timeout."""
+    progress = check_progress(account=account) or {}
+    failure = SmtpFailure(
+        phase=str(progress.get("phase") or "connect"),
+        code=None,
+        enhanced="",
+        error_class=ErrorClass.TIMEOUT,
+        reply="Tempo massimo del controllo superato: il server risponde troppo lentamente.",
+    )
+    result = CheckResult(kind=kind, ok=False, at=timezone.now(), failure=failure)
+    _record(account=account, result=result)
+    _mark_progress(account.pk, kind, state="done", phase="")
+    return result
+
+
+def _record(*, account: SmtpAccount, result: CheckResult) -> None:
+    """Store the outcome with a conditional update (the row may have been edited meanwhile:
+    only the check's own fields are written)."""
+    if result.ok:
+        changes: dict[str, Any] = {
+            "status": MailboxStatus.OK,
+            "last_verified_at": result.at,
+            "last_error": {},
+        }
+    else:
+        assert result.failure is not None
+        changes = {"last_error_at": result.at, "last_error": result.failure.as_dict()}
+        # Only a configuration error (credentials, sender, TLS, host) makes the mailbox
+        # "broken" (which holds its queue); a timeout or a refused recipient does not.
+        if result.failure.is_configuration_error:
+            changes["status"] = MailboxStatus.BROKEN
+    SmtpAccount.objects.filter(pk=account.pk).update(**changes, updated_at=timezone.now())
+    for field, value in changes.items():
+        setattr(account, field, value)
+    # The outbox follows the mailbox: a working mailbox releases its held invoices, a broken
+    # one holds what is still waiting instead of letting each row fail on its own.
+    from . import delivery
+
+    if result.ok:
+        delivery.resume_held(practitioner=account.practitioner)
+    elif changes.get("status") == MailboxStatus.BROKEN:
+        delivery.hold_pending(practitioner_id=account.practitioner_id)
+
+
+def build_test_message(*, account: SmtpAccount) -> EmailMessage:
+    """The test message: from the configured sender name and address, to the practitioner."""
+    practitioner = account.practitioner
+    display_name = " ".join((account.sender_name or practitioner.display_name).split())
+    domain = account.email.rsplit("@", 1)[-1] or "psicogest.invalid"
+    message = EmailMessage()
+    message["From"] = Address(display_name=display_name, addr_spec=account.email)
+    message["To"] = Address(addr_spec=practitioner.email)
+    message["Subject"] = _("Mail di prova da PsicoGest")
+    message["Date"] = format_datetime(timezone.now())
+    message["Message-ID"] = make_msgid(domain=domain)
+    message.set_content(
+        _(
+            "Questa è una mail di prova inviata da PsicoGest con la tua casella %(email)s.\n\n"
+            "Se la stai leggendo, la configurazione SMTP funziona: le fatture ai pazienti "
+            "partiranno da questa casella, con il nome mittente «%(name)s».\n"
+        )
+        % {"email": account.email, "name": display_name}
+    )
+    return message

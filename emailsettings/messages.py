@@ -1,0 +1,75 @@
+"""The MIME message of a delivery: text and HTML parts of the cover mail, the invoice PDF.
+
+Built only from the delivery's snapshot (subject, bodies, From/Reply-To, Message-ID), so
+every retry of the same delivery sends the same message with the same Message-ID. Headers
+are checked for CR/LF once more here: nothing typed by a user may end a header line.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from email.utils import format_datetime
+from typing import TYPE_CHECKING
+
+from django.core.mail import EmailMultiAlternatives
+from django.utils.timezone import now
+
+from .identity import message_id_domain
+
+if TYPE_CHECKING:
+    from psicogest.models import Invoice
+
+    from .models import Delivery
+
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+
+
+def new_message_id(sender_address: str) -> str:
+    """A globally unique ``<uuid@sending-domain>`` Message-ID."""
+    return f"<{uuid.uuid4().hex}@{message_id_domain(sender_address)}>"
+
+
+def header_value(value: str) -> str:
+    """One header line: every control or line-separator character becomes a space."""
+    return re.sub(r"\s+", " ", _LINE_BREAKS.sub(" ", value or "")).strip()
+
+
+def attachment_name(invoice_number: str) -> str:
+    """``fattura-12-2026.pdf`` for invoice ``12/2026``: safe in any file system and header."""
+    number = re.sub(r"[^A-Za-z0-9._-]+", "-", invoice_number.replace("/", "-")).strip("-.")
+    return f"fattura-{number or 'senza-numero'}.pdf"
+
+
+def invoice_pdf(invoice: Invoice) -> bytes:
+    if not invoice.pdf:
+        return b""
+    with invoice.pdf.open("rb") as handle:
+        return handle.read()
+
+
+def build_message(delivery: Delivery, *, pdf: bytes | None = None) -> EmailMultiAlternatives:
+    """The message for ``delivery``; ``pdf`` avoids re-reading the file when given."""
+    headers = {
+        "Message-ID": header_value(delivery.message_id),
+        "Date": format_datetime(now()),
+    }
+    message = EmailMultiAlternatives(
+        subject=header_value(delivery.subject),
+        body=delivery.body_text,
+        from_email=header_value(delivery.from_header),
+        to=[header_value(delivery.recipient)],
+        reply_to=[header_value(delivery.reply_to)] if delivery.reply_to else [],
+        headers=headers,
+    )
+    if delivery.body_html:
+        message.attach_alternative(delivery.body_html, "text/html")
+    content = pdf if pdf is not None else invoice_pdf(delivery.invoice)
+    if content:
+        message.attach(attachment_name(delivery.invoice_number), content, "application/pdf")
+    return message
+
+
+def message_bytes(message: EmailMultiAlternatives) -> bytes:
+    """The message as sent over SMTP (CRLF line endings), like Django's SMTP backend."""
+    return message.message().as_bytes(linesep="\r\n")

@@ -1,0 +1,789 @@
+"""The guarded SMTP connection to a practitioner's own mailbox, and failure classification.
+
+Everything that talks to a personal mailbox goes through here:
+
+- :func:`check_destination` resolves the host once and refuses ports other than 465, 587,
+  2525 and 25 and every non-public address (loopback, private, link-local, CGNAT,
+  unique-local, the IPv4-mapped / NAT64 / 6to4 forms of those, multicast, reserved,
+  unspecified) — unless ``EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS`` is on.
+- :func:`open_connection` / :func:`connection_for` connect to the *checked* address (no
+  second look-up, so DNS rebinding cannot redirect it), verify TLS against the configured
+  host name, require STARTTLS when it is the chosen security, and log in. Nothing comes from
+  Django's ``EMAIL_*`` settings.
+- :func:`send_message` runs MAIL / RCPT / DATA and reports each phase, so a caller knows
+  whether a failure came before or after the message data left.
+- :func:`classify` turns any exception into an :class:`SmtpFailure` following
+  ``smtp-errors.md``; the exceptions of :mod:`emailsettings.exceptions` carry it.
+
+To recognise a new provider reply, add a rule to :data:`_REPLY_RULES` (first match wins)
+and its advice to :mod:`emailsettings.guidance`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.message
+import errno
+import ipaddress
+import logging
+import re
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.utils.translation import gettext as _
+
+from . import conf
+from .exceptions import DeliveryError, DestinationRefused
+from .guidance import ErrorClass
+
+if TYPE_CHECKING:
+    from .models import SmtpAccount
+
+logger = logging.getLogger(__name__)
+
+ALLOWED_PORTS = (465, 587, 2525, 25)
+DEFAULT_TIMEOUT = 15.0
+MAX_REPLY_LENGTH = 2000
+
+PhaseCallback = Callable[[str], None]
+
+# --- destination guard ------------------------------------------------------------------
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address):
+        # Forms that carry an IPv4 address: judge the embedded one.
+        if ip.ipv4_mapped is not None:
+            return _is_public(ip.ipv4_mapped)
+        if ip in _NAT64:
+            return _is_public(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.sixtofour is not None:
+            return _is_public(ip.sixtofour)
+        if ip in _NAT64_LOCAL or ip.teredo is not None or ip.scope_id:
+            return False
+    return bool(
+        ip.is_global
+        and not ip.is_private
+        and not ip.is_loopback
+        and not ip.is_link_local
+        and not ip.is_multicast
+        and not ip.is_reserved
+        and not ip.is_unspecified
+    )
+
+
+def check_destination(host: str, port: int) -> list[str]:
+    """Resolve ``host`` once and return its addresses, all checked.
+
+    Raises :class:`~emailsettings.exceptions.DestinationRefused` (a ``ValidationError``) for a
+    port outside 465/587/2525/25 or any non-public address; with
+    ``EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS`` on, every address and port is allowed. A host
+    that does not resolve raises it with ``code="host_not_found"``.
+    """
+    allow_private = conf.allow_private_smtp_hosts()
+    host = (host or "").strip()
+    if not host:
+        raise DestinationRefused(_("Indica il server SMTP."), code="host_missing")
+    if not 0 < int(port) < 65536 or (not allow_private and int(port) not in ALLOWED_PORTS):
+        raise DestinationRefused(
+            _("La porta %(port)s non è consentita: usa 465 (SSL) o 587 (STARTTLS).")
+            % {"port": port},
+            code="port_not_allowed",
+        )
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        if err.errno == socket.EAI_AGAIN:
+            raise DestinationRefused(
+                _("Il nome del server %(host)s non si risolve in questo momento: riprova tra poco.")
+                % {"host": host},
+                code="host_lookup_failed",
+            ) from err
+        raise DestinationRefused(
+            _("Il server %(host)s non esiste: controlla il nome del server SMTP.") % {"host": host},
+            code="host_not_found",
+        ) from err
+    except UnicodeError as err:
+        raise DestinationRefused(
+            _("Il server %(host)s non esiste: controlla il nome del server SMTP.") % {"host": host},
+            code="host_not_found",
+        ) from err
+    addresses: list[str] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        address = str(sockaddr[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise DestinationRefused(
+            _("Il server %(host)s non esiste: controlla il nome del server SMTP.") % {"host": host},
+            code="host_not_found",
+        )
+    if not allow_private:
+        for address in addresses:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError as err:
+                raise DestinationRefused(
+                    _("Il server %(host)s ha un indirizzo non valido.") % {"host": host},
+                    code="address_not_allowed",
+                ) from err
+            if not _is_public(ip):
+                raise DestinationRefused(
+                    _(
+                        "Il server %(host)s punta a un indirizzo interno o riservato "
+                        "(%(address)s): per sicurezza non è consentito. Usa il server SMTP "
+                        "pubblico del tuo provider."
+                    )
+                    % {"host": host, "address": address},
+                    code="address_not_allowed",
+                )
+    return addresses
+
+
+# --- failures ---------------------------------------------------------------------------
+
+_CONFIGURATION_CLASSES = frozenset(
+    {
+        ErrorClass.AUTH_FAILED,
+        ErrorClass.APP_PASSWORD_REQUIRED,
+        ErrorClass.OAUTH_REQUIRED,
+        ErrorClass.SUSPICIOUS_LOGIN,
+        ErrorClass.TLS_FAILED,
+        ErrorClass.STARTTLS_MISSING,
+        ErrorClass.CERTIFICATE_INVALID,
+        ErrorClass.CONNECTION_FAILED,
+        ErrorClass.SENDER_REFUSED,
+        ErrorClass.DESTINATION_REFUSED,
+    }
+)
+_TEMPORARY_CLASSES = frozenset(
+    {
+        ErrorClass.TIMEOUT,
+        ErrorClass.RATE_LIMITED,
+        ErrorClass.GREYLISTED,
+        ErrorClass.TEMPORARY,
+    }
+)
+
+
+@dataclass(frozen=True)
+class SmtpFailure:
+    """A classified SMTP failure. ``reply`` is the server's answer (or the local error) with
+    secrets removed; ``after_data`` means the message data was sent and no reply came."""
+
+    phase: str
+    code: int | None
+    enhanced: str
+    error_class: str
+    reply: str
+    after_data: bool = False
+
+    @property
+    def reply_class(self) -> str:
+        """The reply class, 4 or 5 as text (the enhanced code wins, RFC 3463); "" if none."""
+        if self.enhanced:
+            return self.enhanced[0]
+        if self.code:
+            return str(self.code)[0]
+        return ""
+
+    @property
+    def is_configuration_error(self) -> bool:
+        """The mailbox itself must be fixed (credentials, sender, TLS, host): hold its queue."""
+        return self.error_class in _CONFIGURATION_CLASSES and not self.after_data
+
+    @property
+    def is_temporary(self) -> bool:
+        """Worth retrying with backoff: 4xx, timeouts, dropped connections. Never true after
+        the data was sent (it may have been accepted)."""
+        if self.after_data or self.is_configuration_error:
+            return False
+        if self.error_class in _TEMPORARY_CLASSES:
+            return True
+        return self.reply_class == "4"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON stored in ``SmtpAccount.last_error``."""
+        data = asdict(self)
+        data.pop("after_data")
+        if self.after_data:
+            data["after_data"] = True
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SmtpFailure:
+        return cls(
+            phase=str(data.get("phase", "")),
+            code=data.get("code"),
+            enhanced=str(data.get("enhanced", "")),
+            error_class=str(data.get("error_class", ErrorClass.UNKNOWN)),
+            reply=str(data.get("reply", "")),
+            after_data=bool(data.get("after_data", False)),
+        )
+
+
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_AUTH_LINE = re.compile(r"(?im)^(\s*AUTH\s+[A-Z0-9_-]+)\s+\S+")
+_BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/]{12,}={0,2}")
+
+# Providers whose normal password is refused: a 535 means "use an app password".
+_APP_PASSWORD_PRESETS = frozenset({"gmail", "yahoo", "icloud"})
+
+
+def _enhanced_code(text: str) -> str:
+    match = _ENHANCED.search(text)
+    return ".".join(match.groups()) if match else ""
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without the given secrets (plain or base64) or AUTH initial responses."""
+    text = _AUTH_LINE.sub(r"\1 [omesso]", text)
+    for secret in secrets:
+        if not secret:
+            continue
+        text = text.replace(secret, "[omesso]")
+        encoded = base64.b64encode(secret.encode()).decode()
+        text = text.replace(encoded, "[omesso]").replace(encoded.rstrip("="), "[omesso]")
+
+    def blob(match: re.Match[str]) -> str:
+        token = match.group(0)
+        try:
+            decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            return token
+        # SASL PLAIN is "authzid NUL user NUL password"; XOAUTH2 carries "auth=Bearer".
+        if decoded.count(b"\x00") >= 2 or b"auth=Bearer" in decoded:
+            return "[omesso]"
+        return token
+
+    return _BASE64_TOKEN.sub(blob, text)[:MAX_REPLY_LENGTH]
+
+
+def _reply_parts(exc: BaseException) -> tuple[int | None, str]:
+    """The server's reply code and text carried by ``exc``, or the local error text."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        for refused_code, message in exc.recipients.values():
+            return int(refused_code), _text(message)
+        return None, str(exc)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        code = int(exc.smtp_code) if exc.smtp_code and exc.smtp_code > 0 else None
+        return code, _text(exc.smtp_error)
+    text = str(exc) or exc.__class__.__name__
+    return None, text
+
+
+def _text(value: bytes | str) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _depth in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, TimeoutError | socket.timeout):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+# (pattern on the lower-cased reply, phases or None for any, error class)
+_REPLY_RULES: tuple[tuple[re.Pattern[str], frozenset[str] | None, str], ...] = tuple(
+    (re.compile(pattern), frozenset(phases) if phases else None, error_class)
+    for pattern, phases, error_class in (
+        # Gmail 534 5.7.9: the account has 2-step verification.
+        (
+            r"5\.7\.90?\b|application-specific password",
+            None,
+            ErrorClass.APP_PASSWORD_REQUIRED,
+        ),
+        # Gmail 534 5.7.14: sign-in from an unknown place blocked as suspicious.
+        (
+            r"5\.7\.14\b|log ?in (through|via) your web browser|web login required",
+            None,
+            ErrorClass.SUSPICIOUS_LOGIN,
+        ),
+        # Microsoft: basic auth disabled, SMTP AUTH off for the tenant, security defaults.
+        (
+            r"5\.7\.139\b|5\.7\.30\b|basic authentication is (disabled|not supported)"
+            r"|smtpclientauthentication is disabled|security defaults",
+            None,
+            ErrorClass.OAUTH_REQUIRED,
+        ),
+        # Gmail 535 5.7.8: the account password is no longer accepted from apps.
+        (
+            r"username and password not accepted|5\.7\.80\b",
+            None,
+            ErrorClass.APP_PASSWORD_REQUIRED,
+        ),
+        (
+            r"must issue a starttls|5\.7\.11\b|encryption required",
+            None,
+            ErrorClass.STARTTLS_MISSING,
+        ),
+        # Rate and quota: Gmail 4.7.28 / 5.4.5, Aruba, Legalmail, "too many login attempts".
+        (
+            r"4\.7\.28\b|5\.4\.5\b|daily user sending limit|sending limit|policy violation"
+            r"|too much traffic|too many (login attempts|messages|connections)|rate limit",
+            None,
+            ErrorClass.RATE_LIMITED,
+        ),
+        # Microsoft SendAsDenied, sender mismatch (Aruba, PEC), relay refused (Libero).
+        (
+            r"sendasdenied|5\.2\.252\b|5\.7\.60\b|sender address rejected|not logged in"
+            r"|relay (disabled|denied|access denied|not permitted)|relaying denied",
+            None,
+            ErrorClass.SENDER_REFUSED,
+        ),
+        # The recipient's domain refused the sender's domain (SPF/DKIM/DMARC).
+        (r"5\.7\.26\b|5\.7\.515\b|dmarc", None, ErrorClass.MESSAGE_REJECTED),
+        (r"[45]\.2\.2\b|mailbox (is )?full|over quota", None, ErrorClass.MAILBOX_FULL),
+        (r"greylist|graylist", None, ErrorClass.GREYLISTED),
+    )
+)
+
+
+def classify(exc: BaseException, *, phase: str, preset_key: str | None = None) -> SmtpFailure:
+    """Classify ``exc`` raised during ``phase`` (connect, tls, auth, mail, rcpt, data,
+    data_sent) following ``smtp-errors.md``. The reply is not yet scrubbed of the password:
+    :func:`open_connection` and :func:`send_message` do it."""
+    after_data = phase == "data_sent"
+    code, text = _reply_parts(exc)
+    enhanced = _enhanced_code(text)
+    reply = f"{code} {text}" if code else text
+
+    def failure(error_class: str) -> SmtpFailure:
+        return SmtpFailure(
+            phase=phase,
+            code=code,
+            enhanced=enhanced,
+            error_class=str(error_class),
+            reply=reply,
+            after_data=after_data and error_class == ErrorClass.UNKNOWN,
+        )
+
+    if isinstance(exc, DestinationRefused):
+        if exc.code == "host_not_found":
+            return failure(ErrorClass.CONNECTION_FAILED)
+        if exc.code == "host_lookup_failed":
+            return failure(ErrorClass.TEMPORARY)
+        return failure(ErrorClass.DESTINATION_REFUSED)
+    if code is None:
+        return failure(_classify_local(exc, phase=phase))
+
+    lowered = text.lower()
+    for pattern, phases, error_class in _REPLY_RULES:
+        if (phases is None or phase in phases) and pattern.search(lowered):
+            return failure(error_class)
+
+    reply_class = enhanced[0] if enhanced else str(code)[0]
+    if phase == "auth":
+        if reply_class == "4":
+            return failure(ErrorClass.TEMPORARY)
+        if code == 535 and preset_key in _APP_PASSWORD_PRESETS:
+            return failure(ErrorClass.APP_PASSWORD_REQUIRED)
+        return failure(ErrorClass.AUTH_FAILED)
+    if reply_class == "4":
+        if phase == "rcpt" and code in (450, 451):
+            return failure(ErrorClass.GREYLISTED)
+        # 421 4.7.x and other 4.7.x: the provider is throttling this sender.
+        if enhanced.startswith("4.7."):
+            return failure(ErrorClass.RATE_LIMITED)
+        return failure(ErrorClass.TEMPORARY)
+    if reply_class == "5":
+        if phase == "mail":
+            return failure(ErrorClass.SENDER_REFUSED)
+        if phase == "rcpt":
+            if enhanced.startswith("5.7.") and not enhanced.startswith("5.7.1"):
+                return failure(ErrorClass.MESSAGE_REJECTED)
+            return failure(ErrorClass.RECIPIENT_REFUSED)
+        if phase in ("data", "data_sent"):
+            return failure(ErrorClass.MESSAGE_REJECTED)
+        if phase == "tls":
+            return failure(ErrorClass.TLS_FAILED)
+        if phase == "connect":
+            return failure(ErrorClass.CONNECTION_FAILED)
+    return failure(ErrorClass.UNKNOWN)
+
+
+def _classify_local(exc: BaseException, *, phase: str) -> str:
+    """Errors with no server reply: network, TLS, protocol."""
+    if isinstance(exc, ssl.SSLCertVerificationError) or (
+        isinstance(exc, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(exc)
+    ):
+        return ErrorClass.CERTIFICATE_INVALID
+    if isinstance(exc, ssl.CertificateError):
+        return ErrorClass.CERTIFICATE_INVALID
+    if isinstance(exc, ssl.SSLError):
+        return ErrorClass.TLS_FAILED
+    if isinstance(exc, StarttlsMissing):
+        return ErrorClass.STARTTLS_MISSING
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        if "starttls" in str(exc).lower():
+            return ErrorClass.STARTTLS_MISSING
+        return ErrorClass.AUTH_FAILED
+    if phase == "data_sent":
+        return ErrorClass.UNKNOWN
+    if _is_timeout(exc):
+        return ErrorClass.TIMEOUT
+    if isinstance(exc, socket.gaierror):
+        if exc.errno == socket.EAI_AGAIN:
+            return ErrorClass.TEMPORARY
+        return ErrorClass.CONNECTION_FAILED
+    if isinstance(exc, ConnectionRefusedError):
+        return ErrorClass.CONNECTION_FAILED
+    if isinstance(exc, smtplib.SMTPServerDisconnected | ConnectionResetError | BrokenPipeError):
+        # A TLS handshake the server hangs up on is a security mismatch, not an outage.
+        if phase == "tls":
+            return ErrorClass.TLS_FAILED
+        return ErrorClass.TEMPORARY
+    if isinstance(exc, OSError) and exc.errno in (
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+        errno.ENETDOWN,
+        errno.EHOSTDOWN,
+    ):
+        return ErrorClass.CONNECTION_FAILED
+    if isinstance(exc, smtplib.SMTPException) and phase == "auth":
+        # "No suitable authentication method found."
+        return ErrorClass.AUTH_FAILED
+    if isinstance(exc, OSError):
+        return ErrorClass.TEMPORARY
+    return ErrorClass.UNKNOWN
+
+
+class StarttlsMissing(smtplib.SMTPNotSupportedError):
+    """The server does not offer STARTTLS although the mailbox is set to use it."""
+
+
+# --- the guarded connection -------------------------------------------------------------
+
+
+def tls_context() -> ssl.SSLContext:
+    """System CAs plus ``EMAILSETTINGS_SMTP_EXTRA_CA_FILE``; host name always checked."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    extra = conf.smtp_extra_ca_file()
+    if extra:
+        try:
+            context.load_verify_locations(cafile=extra)
+        except (OSError, ssl.SSLError):
+            logger.warning("EMAILSETTINGS_SMTP_EXTRA_CA_FILE %s cannot be loaded", extra)
+    return context
+
+
+class _PhaseMixin:
+    phase: str
+    on_phase: PhaseCallback | None
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+        if self.on_phase is not None:
+            self.on_phase(phase)
+
+
+class GuardedSMTP(_PhaseMixin, smtplib.SMTP):
+    """An SMTP client that connects to a checked address while TLS verifies the host
+    name (``smtplib`` takes the name for TLS from ``_host``)."""
+
+    def __init__(
+        self, *, server_hostname: str, timeout: float, on_phase: PhaseCallback | None
+    ) -> None:
+        self.phase = "connect"
+        self.on_phase = on_phase
+        super().__init__(host="", local_hostname=_local_hostname(), timeout=timeout)
+        self._host = server_hostname
+
+
+class GuardedSMTPSSL(_PhaseMixin, smtplib.SMTP_SSL):
+    """Implicit TLS (port 465) to a checked address, verified against the host name."""
+
+    def __init__(
+        self,
+        *,
+        server_hostname: str,
+        timeout: float,
+        context: ssl.SSLContext,
+        on_phase: PhaseCallback | None,
+    ) -> None:
+        self.phase = "connect"
+        self.on_phase = on_phase
+        super().__init__(
+            host="", local_hostname=_local_hostname(), timeout=timeout, context=context
+        )
+        self._host = server_hostname
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        raw = socket.create_connection((host, port), timeout, self.source_address)
+        self.set_phase("tls")
+        try:
+            wrapped = self.context.wrap_socket(raw, server_hostname=self._host)
+        except BaseException:
+            raw.close()
+            raise
+        # The greeting that follows belongs to the connect phase.
+        self.phase = "connect"
+        return wrapped
+
+
+def _local_hostname() -> str:
+    # socket.getfqdn() may wait on DNS; the EHLO name is informational for submission.
+    return socket.gethostname() or "localhost"
+
+
+def _fail(
+    err: BaseException, *, phase: str, preset_key: str | None, secrets: Iterable[str]
+) -> DeliveryError:
+    found = classify(err, phase=phase, preset_key=preset_key)
+    clean = SmtpFailure(
+        phase=found.phase,
+        code=found.code,
+        enhanced=found.enhanced,
+        error_class=found.error_class,
+        reply=scrub(found.reply, secrets),
+        after_data=found.after_data,
+    )
+    logger.info(
+        "SMTP failure at %s: %s %s %s", clean.phase, clean.error_class, clean.code, clean.enhanced
+    )
+    return DeliveryError.for_failure(clean)
+
+
+def close_quietly(connection: smtplib.SMTP | None) -> None:
+    """QUIT politely, then close; errors at this point change nothing."""
+    if connection is None:
+        return
+    try:
+        connection.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        try:
+            connection.close()
+        except OSError:
+            pass
+
+
+def open_connection(
+    *,
+    host: str,
+    port: int,
+    security: str,
+    username: str,
+    password: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    on_phase: PhaseCallback | None = None,
+    preset_key: str | None = None,
+) -> smtplib.SMTP:
+    """Connect, secure, EHLO and log in; return the ready connection.
+
+    ``security`` is "ssl" (implicit TLS) or "starttls" (required: a server that does not
+    offer it is refused before any credential is sent). ``timeout`` applies to the connect
+    and to every command. Raises a :class:`~emailsettings.exceptions.DeliveryError` subclass
+    whose ``failure`` never contains the password.
+    """
+    if security not in ("ssl", "starttls"):
+        raise ValueError(f"Unsupported SMTP security {security!r}: use 'ssl' or 'starttls'.")
+    secrets = [password]
+    phase = "connect"
+    if on_phase is not None:
+        on_phase(phase)
+    try:
+        addresses = check_destination(host, port)
+    except DestinationRefused as err:
+        raise _fail(err, phase=phase, preset_key=preset_key, secrets=secrets) from err
+
+    context = tls_context()
+    connection: GuardedSMTP | GuardedSMTPSSL | None = None
+    last_error: BaseException | None = None
+    for address in addresses:
+        candidate: GuardedSMTP | GuardedSMTPSSL
+        if security == "ssl":
+            candidate = GuardedSMTPSSL(
+                server_hostname=host, timeout=timeout, context=context, on_phase=on_phase
+            )
+        else:
+            candidate = GuardedSMTP(server_hostname=host, timeout=timeout, on_phase=on_phase)
+        try:
+            code, message = candidate.connect(address, port)
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, message)
+        except (OSError, smtplib.SMTPException) as err:
+            phase = candidate.phase
+            candidate.close()
+            last_error = err
+            # Another address may work, unless the server answered (it is the server).
+            if isinstance(err, smtplib.SMTPResponseException | ssl.SSLError) or _is_timeout(err):
+                break
+            continue
+        connection = candidate
+        break
+    if connection is None:
+        assert last_error is not None
+        raise _fail(last_error, phase=phase, preset_key=preset_key, secrets=secrets) from (
+            last_error
+        )
+
+    try:
+        connection.set_phase("connect")
+        connection.ehlo()
+        if security == "starttls":
+            connection.set_phase("tls")
+            if not connection.has_extn("starttls"):
+                raise StarttlsMissing(
+                    "STARTTLS non offerto dal server: le credenziali non sono state inviate."
+                )
+            connection.starttls(context=context)
+            connection.ehlo()
+        if username:
+            connection.set_phase("auth")
+            connection.login(username, password)
+    except (OSError, smtplib.SMTPException, ValueError) as err:
+        phase = connection.phase
+        close_quietly(connection)
+        raise _fail(err, phase=phase, preset_key=preset_key, secrets=secrets) from err
+    return connection
+
+
+def connection_for(
+    account: SmtpAccount, *, timeout: float = DEFAULT_TIMEOUT, on_phase: PhaseCallback | None = None
+) -> smtplib.SMTP:
+    """:func:`open_connection` for a stored mailbox (the password is decrypted here)."""
+    from .crypto import DecryptionError
+
+    try:
+        password = account.get_password()
+    except DecryptionError as err:
+        failure = SmtpFailure(
+            phase="auth",
+            code=None,
+            enhanced="",
+            error_class=ErrorClass.AUTH_FAILED,
+            reply="La password salvata non è leggibile: inseriscila di nuovo.",
+        )
+        raise DeliveryError.for_failure(failure) from err
+    return open_connection(
+        host=account.host,
+        port=account.port,
+        security=account.security,
+        username=account.username,
+        password=password,
+        timeout=timeout,
+        on_phase=on_phase,
+        preset_key=account.preset,
+    )
+
+
+# --- the transaction --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendReply:
+    """The server's final answer to DATA (accepted)."""
+
+    code: int
+    reply: str
+
+
+def probe_envelope(
+    connection: smtplib.SMTP,
+    *,
+    from_addr: str,
+    to_addr: str,
+    on_phase: PhaseCallback | None = None,
+    preset_key: str | None = None,
+) -> None:
+    """MAIL FROM and RCPT TO without sending anything, then RSET (the "verify" probe)."""
+    _envelope(connection, from_addr, [to_addr], on_phase=on_phase, preset_key=preset_key)
+    try:
+        connection.rset()
+    except (OSError, smtplib.SMTPException) as err:
+        raise _fail(err, phase="rcpt", preset_key=preset_key, secrets=()) from err
+
+
+def send_message(
+    connection: smtplib.SMTP,
+    *,
+    message: bytes | email.message.Message,
+    from_addr: str,
+    to_addrs: list[str],
+    on_phase: PhaseCallback | None = None,
+    preset_key: str | None = None,
+) -> SendReply:
+    """MAIL, RCPT (every recipient must be accepted), DATA. Phases reported: "mail",
+    "rcpt", "data", then "data_sent" once the whole message is out — a failure after that
+    raises :class:`~emailsettings.exceptions.UnknownOutcomeError`."""
+    if isinstance(message, email.message.Message):
+        data = message.as_bytes()
+    else:
+        data = message
+    _envelope(connection, from_addr, to_addrs, on_phase=on_phase, preset_key=preset_key)
+    phase = "data"
+    _notify(on_phase, phase)
+    try:
+        connection.putcmd("data")
+        code, reply = connection.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        # RFC 5321 4.5.2: CRLF line ends, and a leading "." doubled (dot-stuffing).
+        payload = re.sub(rb"(?m)^\.", b"..", re.sub(rb"\r\n|\n|\r", b"\r\n", data))
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        connection.send(payload + b".\r\n")
+        phase = "data_sent"
+        _notify(on_phase, phase)
+        code, reply = connection.getreply()
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)
+    except (OSError, smtplib.SMTPException) as err:
+        raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err
+    return SendReply(code=code, reply=scrub(_text(reply)))
+
+
+def _rset_quietly(connection: smtplib.SMTP) -> None:
+    # Leaves the session clean for the next message of a batch; the refusal is what matters.
+    try:
+        connection.rset()
+    except (OSError, smtplib.SMTPException):
+        pass
+
+
+def _notify(on_phase: PhaseCallback | None, phase: str) -> None:
+    if on_phase is not None:
+        on_phase(phase)
+
+
+def _envelope(
+    connection: smtplib.SMTP,
+    from_addr: str,
+    to_addrs: list[str],
+    *,
+    on_phase: PhaseCallback | None,
+    preset_key: str | None,
+) -> None:
+    phase = "mail"
+    _notify(on_phase, phase)
+    try:
+        code, reply = connection.mail(from_addr)
+        if code != 250:
+            _rset_quietly(connection)
+            raise smtplib.SMTPSenderRefused(code, reply, from_addr)
+        phase = "rcpt"
+        _notify(on_phase, phase)
+        for address in to_addrs:
+            code, reply = connection.rcpt(address)
+            if code not in (250, 251):
+                _rset_quietly(connection)
+                raise smtplib.SMTPRecipientsRefused({address: (code, reply)})
+    except (OSError, smtplib.SMTPException) as err:
+        raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err

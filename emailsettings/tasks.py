@@ -1,0 +1,83 @@
+"""Celery tasks of the email module. Thin: JSON-primitive arguments (ids only, never a
+secret or patient data), load the row, call a service from ``mailbox`` / ``delivery``, own
+only the retry decision. Enqueue with ``transaction.on_commit``.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from .models import SmtpAccount
+
+# --- mailbox checks ("Verifica connessione", "Invia una mail di prova") -----------------
+# One-shot: no retry; a worker lost mid-check gives the task back (acks_late) and it runs
+# again, which is harmless for a verify and at worst sends a second test mail to oneself.
+
+
+# Each SMTP command has its own 15 s timeout; these limits bound the whole check.
+CHECK_SOFT_TIME_LIMIT = 90
+CHECK_TIME_LIMIT = 120
+
+
+@shared_task(
+    name="emailsettings.verify_mailbox",
+    soft_time_limit=CHECK_SOFT_TIME_LIMIT,
+    time_limit=CHECK_TIME_LIMIT,
+)
+def verify_mailbox_task(account_id: int) -> None:
+    from .mailbox import VERIFY, record_check_abandoned, verify_mailbox
+
+    account = SmtpAccount.objects.select_related("practitioner").filter(pk=account_id).first()
+    if account is None:
+        return
+    try:
+        verify_mailbox(account=account)
+    except SoftTimeLimitExceeded:
+        record_check_abandoned(account=account, kind=VERIFY)
+
+
+@shared_task(
+    name="emailsettings.send_test_mail",
+    soft_time_limit=CHECK_SOFT_TIME_LIMIT,
+    time_limit=CHECK_TIME_LIMIT,
+)
+def send_test_mail_task(account_id: int) -> None:
+    from .mailbox import TEST_MAIL, record_check_abandoned, send_test_mail
+
+    account = SmtpAccount.objects.select_related("practitioner").filter(pk=account_id).first()
+    if account is None:
+        return
+    try:
+        send_test_mail(account=account)
+    except SoftTimeLimitExceeded:
+        record_check_abandoned(account=account, kind=TEST_MAIL)
+
+
+# --- the delivery outbox ----------------------------------------------------------------
+# Retry waits live in the database (Delivery.next_attempt_at) and the sweeper wakes them:
+# these tasks never retry themselves with a countdown.
+
+
+@shared_task(name="emailsettings.send_deliveries")
+def send_deliveries_task(delivery_ids: list[int]) -> None:
+    """Send a batch of deliveries (one practitioner's, one connection)."""
+    from .delivery import send_batch
+
+    send_batch(delivery_ids=[int(pk) for pk in delivery_ids])
+
+
+@shared_task(name="emailsettings.sweep_deliveries")
+def sweep_deliveries_task() -> None:
+    """Settle dead workers' rows, wake due retries, re-publish forgotten rows (beat)."""
+    from .delivery import sweep
+
+    sweep()
+
+
+@shared_task(name="emailsettings.purge_delivery_bodies")
+def purge_delivery_bodies_task() -> None:
+    """Drop old message bodies; the delivery records stay (beat, daily)."""
+    from .delivery import purge_bodies
+
+    purge_bodies()

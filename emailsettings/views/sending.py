@@ -1,0 +1,299 @@
+"""Sending invoices from the host's invoice list: the confirmation page (GET shows what will
+go out, POST queues it), then the progress page of that batch with its JSON endpoint.
+
+The batch is the list of delivery ids in the progress URL; every lookup goes through
+``owned_by(request.user)``, so another practitioner's ids are simply not found. Creating the
+deliveries is ``emailsettings.delivery.queue_invoice_emails`` (idempotent for a double click
+or a re-submitted form); these views only choose, confirm and show.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models.functions import Lower
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from psicogest.models import Invoice
+
+from ..forms.sending import DeliveryBatchForm, InvoiceSelectionForm
+from ..models import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    EmailSettings,
+    MailboxStatus,
+    SmtpAccount,
+    SuppressedAddress,
+)
+from ..rendering import cover_mail_templates_for, render_cover_mail
+from ..report import is_in_flight, status_meaning, status_tone
+
+# How the progress page groups the statuses of a batch.
+SENT_STATUSES = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED})
+FAILED_STATUSES = frozenset(
+    {
+        DeliveryStatus.FAILED,
+        DeliveryStatus.BOUNCED,
+        DeliveryStatus.COMPLAINED,
+        DeliveryStatus.SUPPRESSED,
+    }
+)
+ATTENTION_STATUSES = frozenset({DeliveryStatus.HELD, DeliveryStatus.UNKNOWN})
+
+
+@dataclass(frozen=True)
+class SendRow:
+    """One invoice on the confirmation page."""
+
+    invoice: Invoice
+    recipient: str
+    subject: str
+    problem: str
+    pec_warning: bool
+    suppressed: bool = False
+
+    @property
+    def sendable(self) -> bool:
+        return not self.problem
+
+
+def _first_error(form: Any) -> str:
+    for errors in form.errors.values():
+        return str(errors[0])
+    return _("Selezione non valida.")
+
+
+def _owned_invoices(request: HttpRequest, ids: Sequence[int]) -> list[Invoice]:
+    """The chosen invoices in the order given; any id not owned by the user is a 404."""
+    found = {
+        invoice.pk: invoice
+        for invoice in Invoice.objects.owned_by(request.user)  # type: ignore[arg-type]
+        .select_related("patient", "practitioner")
+        .filter(pk__in=ids)
+    }
+    if len(found) != len(ids):
+        raise Http404("Invoice not found")
+    return [found[pk] for pk in ids]
+
+
+def _is_pec(recipient: str, invoice: Invoice) -> bool:
+    domain = recipient.rpartition("@")[2].lower()
+    return bool(invoice.patient.pec) or "pec" in domain
+
+
+def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
+    """Each invoice with its recipient and subject, or why it cannot be sent."""
+    from ..delivery import check_recipient
+    from ..exceptions import InvalidRecipient
+
+    subject_template, body_template = cover_mail_templates_for(request.user)  # type: ignore[arg-type]
+    addresses = [(invoice.patient.email or "").strip().lower() for invoice in invoices]
+    suppressed = set(
+        SuppressedAddress.objects.owned_by(request.user)  # type: ignore[arg-type]
+        .annotate(lowered=Lower("address"))
+        .filter(lowered__in=addresses)
+        .values_list("lowered", flat=True)
+    )
+    rows = []
+    for invoice in invoices:
+        try:
+            recipient, problem = check_recipient(invoice), ""
+        except InvalidRecipient as err:
+            recipient, problem = (invoice.patient.email or "").strip(), str(err)
+        subject = ""
+        if not problem:
+            subject = render_cover_mail(
+                subject_template=subject_template, body_template=body_template, invoice=invoice
+            ).subject
+        rows.append(
+            SendRow(
+                invoice=invoice,
+                recipient=recipient,
+                subject=subject,
+                problem=problem,
+                pec_warning=not problem and _is_pec(recipient, invoice),
+                suppressed=not problem and recipient.lower() in suppressed,
+            )
+        )
+    return rows
+
+
+def _channel(request: HttpRequest) -> tuple[str, SmtpAccount | None]:
+    """The channel the mails will take, as the sending service decides it: personal SMTP
+    only when chosen and a mailbox is configured, otherwise Smart Mail."""
+    chosen = (
+        EmailSettings.objects.owned_by(request.user)  # type: ignore[arg-type]
+        .values_list("channel", flat=True)
+        .first()
+    )
+    if chosen == Channel.SMTP:
+        account = SmtpAccount.objects.owned_by(request.user).first()  # type: ignore[arg-type]
+        if account is not None:
+            return Channel.SMTP, account
+    return Channel.SMART_MAIL, None
+
+
+def confirm_url(invoice_ids: Sequence[int]) -> str:
+    return (
+        reverse("emailsettings:send_confirm")
+        + "?"
+        + urlencode({"fattura": invoice_ids}, doseq=True)
+    )
+
+
+def progress_url(delivery_ids: Sequence[int]) -> str:
+    query = urlencode({"invii": ",".join(str(pk) for pk in delivery_ids)})
+    return reverse("emailsettings:send_progress") + "?" + query
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def send_confirm(request: HttpRequest) -> HttpResponse:
+    """GET: what would be sent, and what cannot be. POST: queue the sendable invoices."""
+    form = InvoiceSelectionForm(request.POST if request.method == "POST" else request.GET)
+    if not form.is_valid():
+        messages.error(request, _first_error(form))
+        return redirect("invoices")
+    invoices = _owned_invoices(request, form.cleaned_data["fattura"])
+    rows = _rows(request, invoices)
+    if request.method == "POST":
+        return _send(request, rows)
+    sendable = [row for row in rows if row.sendable]
+    channel, account = _channel(request)
+    return render(
+        request,
+        "emailsettings/send_confirm.html",
+        {
+            "sendable": sendable,
+            "refused": [row for row in rows if not row.sendable],
+            "channel": channel,
+            "channel_label": Channel(channel).label,
+            "mailbox": account,
+            "mailbox_broken": account is not None and account.status == MailboxStatus.BROKEN,
+            "pec_count": sum(row.pec_warning for row in sendable),
+        },
+    )
+
+
+def _send(request: HttpRequest, rows: list[SendRow]) -> HttpResponse:
+    from ..delivery import queue_invoice_emails
+    from ..exceptions import InvalidRecipient
+
+    sendable = [row.invoice for row in rows if row.sendable]
+    refused = [row for row in rows if not row.sendable]
+    if not sendable:
+        messages.error(
+            request,
+            _("Nessuna delle fatture selezionate può essere inviata. %(reasons)s")
+            % {"reasons": " ".join(row.problem for row in refused)},
+        )
+        return redirect(confirm_url([row.invoice.pk for row in rows]))
+    try:
+        deliveries = queue_invoice_emails(sendable)
+    except InvalidRecipient as err:
+        messages.error(request, _("Nessuna fattura è stata inviata. %(reason)s") % {"reason": err})
+        return redirect(confirm_url([row.invoice.pk for row in rows]))
+    if refused:
+        messages.warning(
+            request,
+            ngettext(
+                "%(count)d fattura non è stata inviata. %(reasons)s",
+                "%(count)d fatture non sono state inviate. %(reasons)s",
+                len(refused),
+            )
+            % {
+                "count": len(refused),
+                "reasons": " ".join(row.problem for row in refused),
+            },
+        )
+    messages.success(
+        request,
+        ngettext(
+            "%(count)d fattura messa in coda per l'invio.",
+            "%(count)d fatture messe in coda per l'invio.",
+            len(deliveries),
+        )
+        % {"count": len(deliveries)},
+    )
+    return redirect(progress_url([delivery.pk for delivery in deliveries]))
+
+
+def _batch(request: HttpRequest, *, related: bool = False) -> list[Delivery]:
+    """The deliveries named in the URL that belong to the user; none at all is a 404."""
+    form = DeliveryBatchForm(request.GET)
+    if not form.is_valid():
+        raise Http404("No batch")
+    queryset = Delivery.objects.owned_by(request.user).filter(  # type: ignore[arg-type]
+        pk__in=form.cleaned_data["invii"]
+    )
+    if related:
+        queryset = queryset.select_related("invoice", "patient")
+    deliveries = list(queryset.order_by("pk"))
+    if not deliveries:
+        raise Http404("No batch")
+    return deliveries
+
+
+def progress_summary(deliveries: Sequence[Delivery]) -> dict[str, Any]:
+    """Counts of a batch by outcome, and each delivery's current status."""
+    by_status = Counter(delivery.status for delivery in deliveries)
+    in_flight = sum(n for status, n in by_status.items() if is_in_flight(status))
+    return {
+        "total": len(deliveries),
+        "in_flight": in_flight,
+        "queued": by_status[DeliveryStatus.QUEUED],
+        "sent": sum(by_status[status] for status in SENT_STATUSES),
+        "failed": sum(by_status[status] for status in FAILED_STATUSES),
+        "attention": sum(by_status[status] for status in ATTENTION_STATUSES),
+        "done": in_flight == 0,
+        "deliveries": [
+            {
+                "id": delivery.pk,
+                "status": delivery.status,
+                "label": str(DeliveryStatus(delivery.status).label),
+                "meaning": status_meaning(status=delivery.status, channel=delivery.channel),
+                "tone": status_tone(delivery.status),
+            }
+            for delivery in deliveries
+        ],
+    }
+
+
+@never_cache
+@login_required
+@require_GET
+def send_progress(request: HttpRequest) -> HttpResponse:
+    deliveries = _batch(request, related=True)
+    summary = progress_summary(deliveries)
+    states = {row["id"]: row for row in summary["deliveries"]}
+    return render(
+        request,
+        "emailsettings/send_progress.html",
+        {
+            "summary": summary,
+            "rows": [(delivery, states[delivery.pk]) for delivery in deliveries],
+            "data_url": reverse("emailsettings:send_progress_data")
+            + "?"
+            + urlencode({"invii": ",".join(str(delivery.pk) for delivery in deliveries)}),
+        },
+    )
+
+
+@never_cache
+@login_required
+@require_GET
+def send_progress_data(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(progress_summary(_batch(request)))

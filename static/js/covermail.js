@@ -1,0 +1,140 @@
+// Cover-mail editor: keyword panel insertion, restore confirmation, live preview.
+// Loaded by the "Impostazioni email" page; no inline scripts (the CSP allows only 'self').
+(() => {
+  "use strict";
+
+  const form = document.getElementById("covermail-form");
+  if (!form) return;
+
+  const subject = form.elements.namedItem("subject_template");
+  const body = form.elements.namedItem("body_template");
+  const editors = [subject, body].filter(Boolean);
+  let lastEditor = body || subject;
+
+  // After a refused save, take the user to the first editor with an error.
+  const invalid = form.querySelector("[aria-invalid='true']");
+  if (invalid) {
+    invalid.focus();
+    if (editors.includes(invalid)) lastEditor = invalid;
+  }
+
+  // --- keyword panel --------------------------------------------------------------------
+
+  for (const editor of editors) {
+    editor.addEventListener("focus", () => {
+      lastEditor = editor;
+    });
+  }
+
+  function insertAtCaret(editor, text) {
+    const start = editor.selectionStart ?? editor.value.length;
+    const end = editor.selectionEnd ?? start;
+    editor.focus();
+    editor.setSelectionRange(start, end);
+    // execCommand keeps the browser's undo history; setRangeText is the fallback.
+    let inserted = false;
+    try {
+      inserted = document.execCommand("insertText", false, text);
+    } catch (_error) {
+      inserted = false;
+    }
+    if (!inserted || editor.value.slice(start, start + text.length) !== text) {
+      editor.setRangeText(text, start, end, "end");
+      editor.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+  }
+
+  document.querySelectorAll(".keyword-panel button[data-keyword]").forEach((button) => {
+    // Keep the caret in the editor when the button is clicked with the mouse.
+    button.addEventListener("mousedown", (event) => event.preventDefault());
+    // Enter and Space on a <button> fire "click" too, so this covers the keyboard.
+    button.addEventListener("click", () => {
+      insertAtCaret(lastEditor, "${" + button.dataset.keyword + "}");
+    });
+  });
+
+  // --- restore default ------------------------------------------------------------------
+
+  form.querySelectorAll("button[data-confirm]").forEach((button) => {
+    button.addEventListener("click", (event) => {
+      if (!window.confirm(button.dataset.confirm)) event.preventDefault();
+    });
+  });
+
+  // --- live preview ---------------------------------------------------------------------
+
+  const select = document.getElementById("covermail-preview-invoice");
+  const previewUrl = form.dataset.previewUrl;
+  if (!select || !previewUrl) return;
+
+  const out = {
+    status: document.getElementById("covermail-preview-status"),
+    errors: document.getElementById("covermail-preview-errors"),
+    warnings: document.getElementById("covermail-preview-warnings"),
+    subject: document.getElementById("covermail-preview-subject"),
+    text: document.getElementById("covermail-preview-text"),
+    html: document.getElementById("covermail-preview-html"),
+  };
+  const csrfToken = form.elements.namedItem("csrfmiddlewaretoken").value;
+  let timer = null;
+  let sequence = 0;
+  let controller = null;
+
+  function fillList(container, items) {
+    const list = container.querySelector("ul");
+    list.replaceChildren(
+      ...items.map((item) => {
+        const li = document.createElement("li");
+        li.textContent = item;
+        return li;
+      }),
+    );
+    container.hidden = items.length === 0;
+  }
+
+  async function refresh() {
+    const mine = ++sequence;
+    if (controller) controller.abort();
+    controller = new AbortController();
+    const data = new FormData(form);
+    data.set("invoice", select.value);
+    out.status.textContent = out.status.dataset.updating;
+    try {
+      const response = await fetch(previewUrl, {
+        method: "POST",
+        body: data,
+        headers: { "X-CSRFToken": csrfToken, Accept: "application/json" },
+        credentials: "same-origin",
+        signal: controller.signal,
+      });
+      if (!response.ok) throw new Error(String(response.status));
+      const result = await response.json();
+      if (mine !== sequence) return;
+      out.subject.textContent = result.subject;
+      out.text.textContent = result.text;
+      out.html.srcdoc = result.html;
+      fillList(out.warnings, result.warnings);
+      fillList(out.errors, Object.values(result.errors).flat());
+      out.status.textContent = "";
+      form.dataset.previewState = "ready";
+    } catch (error) {
+      if (error.name === "AbortError" || mine !== sequence) return;
+      out.status.textContent = out.status.dataset.failed;
+      form.dataset.previewState = "error";
+    }
+  }
+
+  function schedule() {
+    form.dataset.previewState = "pending";
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 300);
+  }
+
+  for (const editor of editors) editor.addEventListener("input", schedule);
+  select.addEventListener("change", () => {
+    clearTimeout(timer);
+    form.dataset.previewState = "pending";
+    refresh();
+  });
+  form.dataset.previewState = "ready";
+})();

@@ -1,0 +1,71 @@
+// "Elenco invii email": rows still in flight (queued, sending, deferred) refresh by themselves.
+// Polls only while some row on the page is in flight; stops when none is. No inline scripts
+// (the CSP allows only 'self').
+(() => {
+  const INTERVAL_MS = 3000;
+  const container = document.querySelector("[data-refresh-url]");
+
+  // Picking a date means a custom period.
+  const period = document.getElementById("id_period");
+  for (const id of ["id_date_from", "id_date_to"]) {
+    const input = document.getElementById(id);
+    if (input && period) {
+      input.addEventListener("change", () => { if (input.value) period.value = "custom"; });
+    }
+  }
+
+  if (!container) return;
+  const url = container.dataset.refreshUrl;
+  const reloadOnChange = container.dataset.refreshMode === "reload";
+
+  const inFlight = () => Array.from(container.querySelectorAll("[data-delivery][data-in-flight]"));
+
+  const schedule = () => {
+    if (inFlight().length) window.setTimeout(tick, INTERVAL_MS);
+  };
+
+  async function tick() {
+    const rows = inFlight();
+    if (!rows.length) return;
+    const params = new URLSearchParams();
+    for (const row of rows) params.append("r", `${row.dataset.delivery}:${row.dataset.version}`);
+    if (container.dataset.next) params.append("next", container.dataset.next);
+    try {
+      const response = await fetch(`${url}?${params}`, {
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      if (response.ok) {
+        const data = await response.json();
+        if (reloadOnChange && data.rows.length) {
+          window.location.reload();
+          return;
+        }
+        if (data.counters_html) {
+          const counters = document.querySelector(".counters");
+          const template = document.createElement("template");
+          template.innerHTML = data.counters_html.trim();
+          if (counters && template.content.firstElementChild) {
+            counters.replaceWith(template.content.firstElementChild);
+          }
+        }
+        for (const item of data.rows) {
+          const old = container.querySelector(`[data-delivery="${item.id}"]`);
+          if (!old) continue;
+          const template = document.createElement("template");
+          template.innerHTML = item.html.trim();
+          const fresh = template.content.firstElementChild;
+          if (fresh) {
+            fresh.classList.add("just-updated");
+            old.replaceWith(fresh);
+          }
+        }
+      }
+    } catch (error) {
+      // A network hiccup: the next tick tries again.
+    }
+    schedule();
+  }
+
+  schedule();
+})();

@@ -1,0 +1,74 @@
+"""Mailbox checks in Chromium: "Verifica connessione" and "Invia una mail di prova" run by a
+real worker against a local SMTP test server; the page shows progress, then the result."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from psicogest.devsmtp import Behaviour
+from tests.conftest import login, save_screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def settings_page(page, live_server, practitioner, local_ca, celery_worker_factory):
+    celery_worker_factory(EMAILSETTINGS_SMTP_EXTRA_CA_FILE=local_ca.ca_file)
+    failed: list[str] = []
+    page.on(
+        "response", lambda response: failed.append(response.url) if response.status >= 400 else None
+    )
+    page.on("pageerror", lambda error: failed.append(f"script error: {error}"))
+
+    def open_page():
+        login(page, live_server, practitioner.email, "password-di-prova")
+        page.goto(f"{live_server.url}/email/impostazioni/#smtp")
+        return page
+
+    yield open_page
+    # favicon.ico is not part of this module; anything else failing to load is a bug.
+    assert [url for url in failed if not url.endswith("/favicon.ico")] == []
+
+
+def test_verify_shows_the_success_state(settings_page, smtp_server_factory, smtp_account_factory):
+    server = smtp_server_factory()
+    smtp_account_factory(server)
+    page = settings_page()
+
+    page.get_by_role("button", name="Verifica connessione").click()
+
+    result = page.locator("#mailbox-result")
+    expect(result).to_be_visible(timeout=60000)
+    expect(page.locator("#mailbox-result-title")).to_have_text("Connessione riuscita")
+    expect(result).to_have_class("mailbox-result is-ok")
+    expect(page.locator("#mailbox-progress")).to_be_hidden()
+    expect(page.get_by_role("button", name="Verifica connessione")).to_be_enabled()
+    save_screenshot(page, "mailbox-verify-success")
+    assert server.messages == []
+
+
+def test_test_mail_failure_shows_advice_and_technical_details(
+    settings_page, smtp_server_factory, smtp_account_factory
+):
+    server = smtp_server_factory(
+        behaviour=Behaviour(auth_failure="535 5.7.8 Username and Password not accepted. Learn more")
+    )
+    smtp_account_factory(server, preset="gmail", password="Password-Normale-1")
+    page = settings_page()
+
+    page.get_by_role("button", name="Invia una mail di prova").click()
+
+    result = page.locator("#mailbox-result")
+    expect(result).to_be_visible(timeout=60000)
+    expect(result).to_have_class("mailbox-result is-error")
+    expect(result).to_contain_text("password per le app")
+    details = page.locator("#mailbox-result-details")
+    expect(details.locator("pre")).to_be_hidden()
+    details.locator("summary").click()
+    expect(page.locator("#mailbox-result-reply")).to_contain_text(
+        "Username and Password not accepted"
+    )
+    assert "Password-Normale-1" not in page.content()
+    save_screenshot(page, "mailbox-test-mail-app-password")
+    assert server.messages == []

@@ -1,0 +1,102 @@
+"""The "Configurazione SMTP personale" section in Chromium: presets, notes, auto-detection."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from emailsettings.models import Channel, EmailSettings, SmtpAccount
+from tests.conftest import login, save_screenshot
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "password-di-prova"
+MAILBOX_PASSWORD = "Casella-Segreta-71"
+
+
+@pytest.fixture
+def settings_page(page, live_server, practitioner, transactional_db, settings):
+    settings.EMAILSETTINGS_LOCAL_TEST_SERVER = {"host": "localhost", "port": 1025}
+    login(page, live_server, practitioner.email, PASSWORD)
+    page.goto(f"{live_server.url}/email/impostazioni/#smtp")
+    return page
+
+
+def test_choosing_gmail_fills_the_server_and_shows_the_app_password_note(settings_page):
+    page = settings_page
+    section = page.locator("#smtp")
+    section.get_by_label("Provider").select_option(label="Gmail")
+
+    expect(section.get_by_label("Server SMTP")).to_have_value("smtp.gmail.com")
+    expect(section.get_by_label("Porta")).to_have_value("465")
+    expect(section.get_by_label("Sicurezza")).to_have_value("ssl")
+    notes = page.locator("#smtp-preset-notes")
+    expect(notes).to_be_visible()
+    expect(notes).to_contain_text("password per le app")
+    expect(notes).to_contain_text("verifica in due passaggi")
+    expect(notes.get_by_role("link", name="Apri la pagina del provider")).to_have_attribute(
+        "href", "https://myaccount.google.com/apppasswords"
+    )
+    save_screenshot(page, "smtp-gmail-preset")
+
+    section.get_by_label("Provider").select_option(label="Outlook.com / Hotmail / Live")
+    expect(section.get_by_label("Server SMTP")).to_have_value("smtp-mail.outlook.com")
+    expect(notes).to_contain_text("Smart Mail")
+    expect(notes).to_have_class("smtp-notes smtp-notes-unusable")
+
+
+def test_typing_a_libero_address_proposes_libero(settings_page):
+    page = settings_page
+    section = page.locator("#smtp")
+    email = section.get_by_label("Indirizzo email")
+    email.fill("mario.rossi@libero.it")
+    email.blur()
+
+    suggestion = page.locator("#smtp-suggestion")
+    expect(suggestion).to_contain_text("Ti suggeriamo: Libero Mail")
+    # The provider was untouched, so the suggestion is applied at once.
+    expect(section.get_by_label("Provider")).to_have_value("libero")
+    expect(section.get_by_label("Server SMTP")).to_have_value("smtp.libero.it")
+    expect(section.get_by_label("Nome utente")).to_have_value("mario.rossi@libero.it")
+    expect(page.locator("#smtp-preset-notes")).to_contain_text("login.libero.it")
+    save_screenshot(page, "smtp-libero-detected")
+
+
+def test_a_chosen_provider_is_only_suggested_over(settings_page):
+    page = settings_page
+    section = page.locator("#smtp")
+    section.get_by_label("Provider").select_option(label="Gmail")
+    email = section.get_by_label("Indirizzo email")
+    email.fill("studio@libero.it")
+    email.blur()
+
+    expect(page.locator("#smtp-suggestion")).to_contain_text("Ti suggeriamo: Libero Mail")
+    expect(section.get_by_label("Provider")).to_have_value("gmail")
+    page.get_by_role("button", name="Usa queste impostazioni").click()
+    expect(section.get_by_label("Provider")).to_have_value("libero")
+    expect(section.get_by_label("Server SMTP")).to_have_value("smtp.libero.it")
+
+
+def test_save_with_the_local_server_then_send_from_the_mailbox(settings_page, practitioner):
+    page = settings_page
+    section = page.locator("#smtp")
+    section.get_by_label("Provider").select_option(label="Server di test locale")
+    expect(section.get_by_label("Porta")).to_have_value("1025")
+    section.get_by_label("Password").fill(MAILBOX_PASSWORD)
+    section.get_by_label("Nome mittente").fill("Dott.ssa Maria Rossi")
+    section.get_by_role("button", name="Salva configurazione SMTP").click()
+
+    expect(page.get_by_text("Configurazione SMTP salvata")).to_be_visible()
+    expect(page.locator("#smtp-status")).to_contain_text("non verificata")
+    password = page.locator("#smtp").get_by_label("Password")
+    expect(password).to_have_value("")
+    expect(password).to_have_attribute("placeholder", "•••• salvata")
+    assert MAILBOX_PASSWORD not in page.content()
+    account = SmtpAccount.objects.get(practitioner=practitioner)
+    assert account.get_password() == MAILBOX_PASSWORD
+    save_screenshot(page, "smtp-saved")
+
+    page.locator("#channel").get_by_label("SMTP personale").check()
+    page.get_by_role("button", name="Salva modalità di invio").click()
+    expect(page.get_by_text("Le fatture partiranno dalla tua casella")).to_be_visible()
+    assert EmailSettings.objects.get(practitioner=practitioner).channel == Channel.SMTP
