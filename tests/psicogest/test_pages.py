@@ -82,3 +82,9 @@ def test_login_with_email_and_password(client, practitioner):
     )
     assert response.status_code == 302
     assert client.get(reverse("invoices")).status_code == 200
+
+
+def test_pages_are_italian_even_when_the_browser_asks_for_english(logged_client):
+    response = logged_client.get(reverse("invoices"), HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
+    assert '<html lang="it">' in response.content.decode()
+    assert response["Content-Language"] == "it"
