@@ -474,35 +474,32 @@ def _mark_mailbox_broken(practitioner_id: int, outcome: Outcome) -> None:
     hold_pending(practitioner_id=practitioner_id)
 
 
-def hold_pending(*, practitioner_id: int) -> int:
-    """Hold every personal-SMTP row of the practitioner still waiting to be sent."""
+def _move_rows(rows: Any, *, status: str, text: str, **changes: Any) -> list[int]:
+    """Move the rows of ``rows`` (a Delivery queryset) not locked by a worker to ``status``,
+    with one ACTION event each; returns their ids."""
     now = timezone.now()
     with transaction.atomic():
-        ids = list(
-            Delivery.objects.select_for_update(skip_locked=True)
-            .filter(
-                practitioner_id=practitioner_id,
-                channel=Channel.SMTP,
-                status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED),
+        ids = list(rows.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        if ids:
+            Delivery.objects.filter(pk__in=ids).update(status=status, updated_at=now, **changes)
+            DeliveryEvent.objects.bulk_create(
+                DeliveryEvent(
+                    delivery_id=pk, created_at=now, kind=EventKind.ACTION, status=status, text=text
+                )
+                for pk in ids
             )
-            .values_list("pk", flat=True)
-        )
-        if not ids:
-            return 0
-        Delivery.objects.filter(pk__in=ids).update(
-            status=DeliveryStatus.HELD, next_attempt_at=None, updated_at=now
-        )
-        DeliveryEvent.objects.bulk_create(
-            DeliveryEvent(
-                delivery_id=pk,
-                created_at=now,
-                kind=EventKind.ACTION,
-                status=DeliveryStatus.HELD,
-                text=_("Trattenuta: la casella SMTP personale va corretta prima dell'invio."),
-            )
-            for pk in ids
-        )
-    return len(ids)
+    return ids
+
+
+def hold_pending(*, practitioner_id: int) -> int:
+    """Hold every personal-SMTP row of the practitioner still waiting to be sent."""
+    pending = Delivery.objects.filter(
+        practitioner_id=practitioner_id,
+        channel=Channel.SMTP,
+        status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED),
+    )
+    text = _("Trattenuta: la casella SMTP personale va corretta prima dell'invio.")
+    return len(_move_rows(pending, status=DeliveryStatus.HELD, text=text, next_attempt_at=None))
 
 
 def _defer_unreached(ids: Sequence[int], outcome: Outcome) -> None:
@@ -868,28 +865,17 @@ def reactivate_address(*, practitioner: Practitioner, address: str) -> int:
 
 def resume_held(*, practitioner: Practitioner) -> int:
     """The mailbox works again: its held rows go back to the queue. Returns how many."""
-    now = timezone.now()
-    with transaction.atomic():
-        ids = list(
-            Delivery.objects.select_for_update(skip_locked=True)
-            .filter(practitioner=practitioner, channel=Channel.SMTP, status=DeliveryStatus.HELD)
-            .values_list("pk", flat=True)
-        )
-        if not ids:
-            return 0
-        Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.HELD).update(
-            status=DeliveryStatus.QUEUED, queued_at=now, next_attempt_at=None, updated_at=now
-        )
-        DeliveryEvent.objects.bulk_create(
-            DeliveryEvent(
-                delivery_id=pk,
-                created_at=now,
-                kind=EventKind.ACTION,
-                status=DeliveryStatus.QUEUED,
-                text=_("La casella funziona di nuovo: invio ripreso."),
-            )
-            for pk in ids
-        )
+    held = Delivery.objects.filter(
+        practitioner=practitioner, channel=Channel.SMTP, status=DeliveryStatus.HELD
+    )
+    ids = _move_rows(
+        held,
+        status=DeliveryStatus.QUEUED,
+        text=_("La casella funziona di nuovo: invio ripreso."),
+        queued_at=timezone.now(),
+        next_attempt_at=None,
+    )
+    if ids:
         transaction.on_commit(lambda: _enqueue_ids(ids))
     return len(ids)
 

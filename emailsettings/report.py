@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from .delivery import RESENDABLE, SMART_MAIL_FALLBACK
 from .models import IN_FLIGHT_STATUSES, Channel, Delivery, DeliveryStatus, SmtpAccount
 
 PAGE_SIZES = (25, 50, 100)
@@ -89,24 +90,10 @@ _TONES: dict[str, str] = {
     DeliveryStatus.SUPPRESSED: "err",
 }
 
-# Which actions the page offers per status (mirrors emailsettings.delivery, which decides
-# for real and raises ActionNotAllowed otherwise).
-RESENDABLE = frozenset(
-    {
-        DeliveryStatus.SENT,
-        DeliveryStatus.DELIVERED,
-        DeliveryStatus.FAILED,
-        DeliveryStatus.BOUNCED,
-        DeliveryStatus.COMPLAINED,
-        DeliveryStatus.UNKNOWN,
-        DeliveryStatus.SUPPRESSED,
-    }
-)
+# Which actions the page offers per status: emailsettings.delivery decides (and raises
+# ActionNotAllowed otherwise); the page offers "Riprova ora" only where a wait can be cut
+# short (a queued row is already on its way).
 RETRYABLE = frozenset({DeliveryStatus.DEFERRED, DeliveryStatus.HELD})
-# Only personal-SMTP rows can switch to Smart Mail.
-SMART_MAIL_FALLBACK = frozenset(
-    {DeliveryStatus.HELD, DeliveryStatus.DEFERRED, DeliveryStatus.FAILED}
-)
 BULK_RETRYABLE = frozenset({DeliveryStatus.FAILED})
 
 
