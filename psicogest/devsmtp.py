@@ -21,6 +21,7 @@ connections and never answers (timeouts).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import email
 import ipaddress
@@ -254,7 +255,6 @@ class _Handler:
     async def handle_DATA(  # noqa: N802
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
-        import asyncio
 
         reply = self.server.behaviour.next_data_reply()
         if self.server.behaviour.data_delay:
@@ -272,7 +272,7 @@ class _Handler:
         self.server._store(received)
         if reply == "drop":
             # Accepted the data, then the connection dies before the reply.
-            if server.transport is not None:
+            if isinstance(server.transport, asyncio.Transport):
                 server.transport.abort()
             return "250 2.0.0 never seen"
         return "250 2.0.0 OK: queued"

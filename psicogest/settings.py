@@ -12,7 +12,9 @@ Two shapes:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import environ
 from cryptography.fernet import Fernet
@@ -47,7 +49,7 @@ if PRODUCTION:
         )
 
 
-def _dev_secret(name: str, make: callable) -> str:  # type: ignore[valid-type]
+def _dev_secret(name: str, make: Callable[[], str]) -> str:
     """A development-only secret generated once and kept under var/ (git-ignored)."""
     path = VAR_DIR / name
     if not path.exists():
@@ -184,7 +186,7 @@ if PRODUCTION:
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 3600}
 else:
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_URL = "filesystem://"

@@ -20,6 +20,8 @@ if [ -z "${QUICK:-}" ]; then  # QUICK=1 skips the linters while iterating on one
   echo "==> ruff"
   ruff format --check --quiet .
   ruff check --quiet .
+  echo "==> mypy"
+  mypy psicogest emailsettings
   echo "==> migrations are up to date"
   python manage.py makemigrations --check --dry-run >/dev/null
 fi
