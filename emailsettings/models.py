@@ -219,6 +219,17 @@ class Delivery(models.Model):
     def __str__(self) -> str:
         return f"{self.invoice_number} → {self.recipient} ({self.status})"
 
+    @property
+    def last_reply(self) -> str:
+        """The last error as the server said it: codes first, once ("550 5.1.1 …")."""
+        text = self.last_error_text.strip()
+        codes = " ".join(
+            str(part) for part in (self.last_error_code, self.last_error_enhanced) if part
+        )
+        if not codes or text.startswith(codes.split()[0]):
+            return text
+        return f"{codes} {text}".strip()
+
 
 class EventKind(models.TextChoices):
     QUEUED = "queued", _("messa in coda")

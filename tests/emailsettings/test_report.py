@@ -582,3 +582,23 @@ def test_retry_of_a_held_row_while_the_mailbox_is_broken_says_what_to_do(
     delivery.refresh_from_db()
     assert delivery.status == "held"
     assert any("casella SMTP risulta ancora da correggere" in m for m in _messages(response))
+
+
+@pytest.mark.parametrize(
+    ("code", "enhanced", "text", "shown"),
+    [
+        (
+            550,
+            "5.1.1",
+            "550 5.1.1 <a@rifiuta.test>: User unknown",
+            "550 5.1.1 <a@rifiuta.test>: User unknown",
+        ),
+        (550, "5.1.1", "User unknown", "550 5.1.1 User unknown"),
+        (None, "", "Errore dell'ESP", "Errore dell'ESP"),
+    ],
+)
+def test_the_server_reply_shows_its_codes_once(code, enhanced, text, shown):
+    from emailsettings.models import Delivery
+
+    delivery = Delivery(last_error_code=code, last_error_enhanced=enhanced, last_error_text=text)
+    assert delivery.last_reply == shown
