@@ -102,3 +102,27 @@ def redis_url() -> str:
     """Redis for the per-mailbox token buckets; empty with the embedded broker."""
     url = str(getattr(settings, "CELERY_BROKER_URL", "") or "")
     return url if url.startswith(("redis://", "rediss://")) else ""
+
+
+# --- Smart Mail limits (protect the platform's shared sending reputation) ----------------
+
+
+def smart_mail_rate_per_minute() -> float:
+    """Smart Mail messages a minute per practitioner (a token bucket in Redis); 0 = no pace."""
+    return _number("EMAILSETTINGS_SMART_MAIL_RATE_PER_MINUTE", 60)
+
+
+def warmup_days() -> float:
+    """A practitioner's account is "new" (warm-up quota) for this many days after joining."""
+    return _number("EMAILSETTINGS_WARMUP_DAYS", 30)
+
+
+def warmup_daily_quota() -> int:
+    """Smart Mail messages per rolling 24 hours for a new account; 0 = no warm-up quota
+    (the regular daily quota applies)."""
+    return max(0, int(_number("EMAILSETTINGS_WARMUP_DAILY_QUOTA", 100)))
+
+
+def smart_mail_daily_quota() -> int:
+    """Smart Mail messages per rolling 24 hours after the warm-up; 0 = no daily limit."""
+    return max(0, int(_number("EMAILSETTINGS_SMART_MAIL_DAILY_QUOTA", 2000)))

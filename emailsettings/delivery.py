@@ -37,7 +37,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import conf
+from . import conf, limits
 from .exceptions import ActionNotAllowed, InvalidRecipient
 from .identity import Identity, smart_mail_identity, smtp_identity
 from .messages import build_message, header_value, invoice_pdf, new_message_id
@@ -350,28 +350,83 @@ class BatchResult:
     handed_over: list[int] = field(default_factory=list)
 
 
+def _waiting(pk: int, now: datetime.datetime) -> Any:
+    """The row ``pk`` if it is waiting to be sent: ``queued``, or ``deferred`` and due."""
+    return Delivery.objects.filter(pk=pk).filter(
+        Q(status=DeliveryStatus.QUEUED)
+        | Q(status=DeliveryStatus.DEFERRED, next_attempt_at__lte=now)
+    )
+
+
 def _claim(pk: int) -> Delivery | None:
     """``queued`` (or due ``deferred``) → ``sending`` with a lease; ``None`` if another
     worker has it, or it is no longer waiting to be sent."""
     now = timezone.now()
-    claimed = (
-        Delivery.objects.filter(pk=pk)
-        .filter(
-            Q(status=DeliveryStatus.QUEUED)
-            | Q(status=DeliveryStatus.DEFERRED, next_attempt_at__lte=now)
-        )
-        .update(
-            status=DeliveryStatus.SENDING,
-            phase=Phase.CONNECT,
-            attempts=F("attempts") + 1,
-            lease_expires_at=now + datetime.timedelta(seconds=conf.lease_seconds()),
-            next_attempt_at=None,
-            updated_at=now,
-        )
+    claimed = _waiting(pk, now).update(
+        status=DeliveryStatus.SENDING,
+        phase=Phase.CONNECT,
+        attempts=F("attempts") + 1,
+        lease_expires_at=now + datetime.timedelta(seconds=conf.lease_seconds()),
+        next_attempt_at=None,
+        updated_at=now,
     )
     if not claimed:
         return None
     return Delivery.objects.select_related("invoice", "practitioner").get(pk=pk)
+
+
+def _defer_for_quota(pk: int, quota: limits.Quota) -> bool:
+    """The Smart Mail daily quota is used up: the row waits, unsent, until it frees up.
+
+    Not an attempt (``attempts`` is not incremented and no ESP is contacted) and never a
+    failure: the row stays ``deferred`` however long the quota lasts, and
+    ``quota_wait_until`` restarts the retry max-age clock (see :func:`_record`) so that a
+    temporary error right after a long quota wait still gets the full retry window.
+    """
+    now = timezone.now()
+    resets_at = quota.resets_at or now
+    text = limits.quota_wait_text(quota)
+    with transaction.atomic():
+        moved = _waiting(pk, now).update(
+            status=DeliveryStatus.DEFERRED,
+            next_attempt_at=resets_at,
+            quota_wait_until=resets_at,
+            lease_expires_at=None,
+            last_error_class="rate_limited",
+            last_error_code=None,
+            last_error_enhanced="",
+            last_error_text=text,
+            updated_at=now,
+        )
+        if moved:
+            DeliveryEvent.objects.create(
+                delivery_id=pk,
+                created_at=now,
+                kind=EventKind.ATTEMPT,
+                status=DeliveryStatus.DEFERRED,
+                text=text,
+            )
+    return bool(moved)
+
+
+def _smart_mail_quota(practitioner_id: int, *, lock: bool = False) -> limits.Quota:
+    from psicogest.models import Practitioner
+
+    practitioners = Practitioner.objects.only("pk", "date_joined")
+    if lock:
+        practitioners = practitioners.select_for_update()
+    return limits.smart_mail_quota(practitioner=practitioners.get(pk=practitioner_id))
+
+
+def _claim_within_quota(pk: int, practitioner_id: int) -> tuple[Delivery | None, bool]:
+    """Claim a Smart Mail row if the daily quota allows it: ``(delivery, False)``; over
+    quota the row is deferred instead: ``(None, True)``. The practitioner's row lock makes
+    check-and-claim atomic across the workers sending for the same practitioner."""
+    with transaction.atomic():
+        quota = _smart_mail_quota(practitioner_id, lock=True)
+        if quota.exhausted:
+            return None, _defer_for_quota(pk, quota)
+        return _claim(pk), False
 
 
 def _mark_data_sent(delivery: Delivery) -> None:
@@ -417,7 +472,9 @@ def _record(delivery: Delivery, outcome: Outcome) -> str:
     elif status == DeliveryStatus.DEFERRED:
         delay = backoff_seconds(delivery.attempts)
         next_at = now + datetime.timedelta(seconds=delay)
-        if (next_at - delivery.created_at).total_seconds() > conf.retry_max_age_seconds():
+        # Time spent waiting for the Smart Mail daily quota does not count toward the max age.
+        started = max(delivery.created_at, delivery.quota_wait_until or delivery.created_at)
+        if (next_at - started).total_seconds() > conf.retry_max_age_seconds():
             status = DeliveryStatus.FAILED
             fields["last_error_class"] = outcome.error_class or "expired"
             event_text = _("Tentativi esauriti: %(reply)s") % {"reply": outcome.text}
@@ -552,7 +609,9 @@ class _Senders:
         from .senders import SmartMailSender
 
         if self._smart is None:
-            self._smart = SmartMailSender()
+            self._smart = SmartMailSender(
+                bucket=limits.smart_mail_bucket(practitioner_id=self.practitioner_id)
+            )
         return self._smart
 
     def smtp(self) -> Any:
@@ -627,7 +686,21 @@ def _send_group(
                 if sender is not None and not _wait_for_token(sender, deadline):
                     result.handed_over.extend(remaining)
                     return
-            delivery = _claim(pk)
+                delivery = _claim(pk)
+            else:
+                # Smart Mail: the daily quota first (no token spent on a row that waits),
+                # then the practitioner's pace, then check-and-claim under the quota.
+                quota = _smart_mail_quota(practitioner_id)
+                if quota.exhausted:
+                    if _defer_for_quota(pk, quota):
+                        result.outcomes[pk] = DeliveryStatus.DEFERRED
+                    continue
+                if not _wait_for_token(senders.smart_mail(), deadline):
+                    result.handed_over.extend(remaining)
+                    return
+                delivery, quota_deferred = _claim_within_quota(pk, practitioner_id)
+                if quota_deferred:
+                    result.outcomes[pk] = DeliveryStatus.DEFERRED
             if delivery is None:
                 continue
             outcome = _attempt(delivery, senders)

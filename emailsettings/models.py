@@ -181,6 +181,9 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # End of the last wait for the Smart Mail daily quota: the retry max age counts from here
+    # (not from created_at), so waiting for the quota never uses up the retry window.
+    quota_wait_until = models.DateTimeField(null=True, blank=True)
     last_error_class = models.CharField(max_length=40, blank=True)
     last_error_code = models.PositiveIntegerField(null=True, blank=True)
     last_error_enhanced = models.CharField(max_length=20, blank=True)

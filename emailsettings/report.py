@@ -257,6 +257,9 @@ def error_advice(*, delivery: Delivery, preset_key: str | None) -> tuple[str, st
     """The last error as (one plain sentence, longer advice); empty strings when none."""
     if not (delivery.last_error_class or delivery.last_error_code or delivery.last_error_text):
         return "", ""
+    if delivery.channel == Channel.SMART_MAIL and delivery.last_error_class == "rate_limited":
+        # The Smart Mail daily quota (emailsettings.limits): its own sentence says it all.
+        return delivery.last_error_text, ""
     try:
         from .guidance import advice
     except ImportError:  # guidance not available: show the server's own words

@@ -74,11 +74,17 @@ def _reply_text(reply: Any) -> str:
 
 class SmartMailSender:
     """Sends through the platform's configured Django email backend (an anymail ESP in
-    production, ``.eml`` files in the embedded default)."""
+    production, ``.eml`` files in the embedded default), paced by the practitioner's
+    ``bucket`` when given (:func:`emailsettings.limits.smart_mail_bucket`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bucket: TokenBucket | None = None) -> None:
         self.connection = get_connection(settings.EMAIL_BACKEND)
         self.opened = False
+        self.bucket = bucket
+
+    def pace(self) -> float:
+        """Seconds to wait before the next message may go out (0.0: go now)."""
+        return self.bucket.wait_time() if self.bucket is not None else 0.0
 
     def send(
         self,
@@ -183,7 +189,8 @@ _local_lock = threading.Lock()
 
 
 class TokenBucket:
-    """``rate_per_minute`` messages a minute for one mailbox, across every worker process.
+    """``rate_per_minute`` messages a minute for one mailbox (or one practitioner's Smart
+    Mail), across every worker process.
 
     The state lives in Redis (one hash per mailbox); without Redis (embedded default, or
     Redis unreachable) each process paces itself alone, which is still within the limit

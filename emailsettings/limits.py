@@ -1,0 +1,136 @@
+"""Smart Mail limits: they protect the platform's shared sending reputation.
+
+- **Pace**: each practitioner's Smart Mail messages go out at most
+  ``EMAILSETTINGS_SMART_MAIL_RATE_PER_MINUTE`` a minute, through the same Redis token bucket
+  that paces a personal SMTP mailbox (:class:`emailsettings.senders.TokenBucket`).
+- **Daily quota**: at most ``EMAILSETTINGS_WARMUP_DAILY_QUOTA`` Smart Mail messages per
+  rolling 24 hours while the account is younger than ``EMAILSETTINGS_WARMUP_DAYS`` (counted
+  from ``Practitioner.date_joined``), ``EMAILSETTINGS_SMART_MAIL_DAILY_QUOTA`` afterwards
+  (0: no daily limit). The database is the source of truth: the quota counts the Smart Mail
+  deliveries with ``sent_at`` in the window, plus the ones being sent right now.
+
+A delivery over quota is neither sent nor failed: :mod:`emailsettings.delivery` defers it to
+:attr:`Quota.resets_at` and the sweeper wakes it then.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.db.models import Q
+from django.utils import timezone
+
+from . import conf
+from .models import Channel, Delivery, DeliveryStatus
+
+if TYPE_CHECKING:
+    from psicogest.models import Practitioner
+
+    from .senders import TokenBucket
+
+QUOTA_WINDOW = datetime.timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A practitioner's Smart Mail daily quota at one moment."""
+
+    # Messages allowed per rolling 24 hours; ``None``: no daily limit.
+    limit: int | None
+    # Smart Mail messages sent in the last 24 hours (and being sent now).
+    used: int
+    # When exhausted: when the next message may go (the oldest counted send leaves the
+    # window), rounded up to the minute; ``None`` when not exhausted.
+    resets_at: datetime.datetime | None
+    # End of the warm-up period while the account is still in it, else ``None``.
+    warmup_until: datetime.datetime | None
+
+    @property
+    def in_warmup(self) -> bool:
+        return self.warmup_until is not None
+
+    @property
+    def exhausted(self) -> bool:
+        return self.limit is not None and self.used >= self.limit
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.used)
+
+
+def _ceil_minute(moment: datetime.datetime) -> datetime.datetime:
+    floored = moment.replace(second=0, microsecond=0)
+    return floored if floored == moment else floored + datetime.timedelta(minutes=1)
+
+
+def smart_mail_quota(*, practitioner: Practitioner, now: datetime.datetime | None = None) -> Quota:
+    """The practitioner's Smart Mail quota now (see the module docstring)."""
+    now = now or timezone.now()
+    warmup_end = practitioner.date_joined + datetime.timedelta(days=conf.warmup_days())
+    warmup_until: datetime.datetime | None = None
+    limit: int | None
+    if now < warmup_end and conf.warmup_daily_quota() > 0:
+        warmup_until, limit = warmup_end, conf.warmup_daily_quota()
+    else:
+        limit = conf.smart_mail_daily_quota() or None
+    if limit is None:
+        return Quota(limit=None, used=0, resets_at=None, warmup_until=None)
+
+    window_start = now - QUOTA_WINDOW
+    rows = Delivery.objects.filter(practitioner_id=practitioner.pk, channel=Channel.SMART_MAIL)
+    # A row being sent counts too, so that parallel batches cannot overshoot together.
+    used = rows.filter(Q(sent_at__gte=window_start) | Q(status=DeliveryStatus.SENDING)).count()
+    resets_at = None
+    if used >= limit:
+        # One message may go when ``used - limit + 1`` counted sends have left the window.
+        leaving = used - limit
+        oldest = list(
+            rows.filter(sent_at__gte=window_start)
+            .order_by("sent_at")
+            .values_list("sent_at", flat=True)[leaving : leaving + 1]
+        )
+        if oldest and oldest[0] is not None:
+            resets_at = _ceil_minute(oldest[0] + QUOTA_WINDOW)
+        else:
+            # The quota is full of messages still being sent: look again shortly.
+            resets_at = _ceil_minute(now + datetime.timedelta(seconds=conf.retry_base_seconds()))
+    return Quota(limit=limit, used=used, resets_at=resets_at, warmup_until=warmup_until)
+
+
+def smart_mail_bucket(*, practitioner_id: int) -> TokenBucket | None:
+    """The practitioner's Smart Mail pace (shared by every worker); ``None`` when unpaced."""
+    from .senders import TokenBucket
+
+    rate = conf.smart_mail_rate_per_minute()
+    if rate <= 0:
+        return None
+    return TokenBucket(key=f"smart_mail:{practitioner_id}", rate_per_minute=rate)
+
+
+def quota_wait_text(quota: Quota) -> str:
+    """The delivery event of a row deferred by the daily quota (plain Italian)."""
+    from django.utils.formats import date_format
+    from django.utils.translation import gettext as _
+
+    resets_at = timezone.localtime(quota.resets_at or timezone.now())
+    values = {
+        "date": date_format(resets_at, "d/m/Y"),
+        "time": date_format(resets_at, "H:i"),
+    }
+    if quota.in_warmup:
+        return (
+            _(
+                "Limite giornaliero di Smart Mail raggiunto per i nuovi account: l'invio "
+                "riprenderà automaticamente il %(date)s alle %(time)s."
+            )
+            % values
+        )
+    return (
+        _(
+            "Limite giornaliero di Smart Mail raggiunto: l'invio riprenderà automaticamente "
+            "il %(date)s alle %(time)s."
+        )
+        % values
+    )
