@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "psicogest.settings")
 
@@ -56,3 +57,10 @@ def ensure_filesystem_broker_folders() -> None:
 
 if str(app.conf.broker_url).startswith("filesystem"):
     ensure_filesystem_broker_folders()
+
+
+@worker_ready.connect
+def announce_worker(sender: object, **kwargs: object) -> None:
+    """Beat first fires the heartbeat a minute after start: beat once now, so the pages
+    stop warning that no worker is running as soon as one is."""
+    app.send_task("psicogest.heartbeat")

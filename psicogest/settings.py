@@ -110,6 +110,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "emailsettings.context_processors.mailbox_banner",
+                "psicogest.context_processors.worker_status",
             ],
         },
     },

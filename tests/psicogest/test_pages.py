@@ -88,3 +88,22 @@ def test_pages_are_italian_even_when_the_browser_asks_for_english(logged_client)
     response = logged_client.get(reverse("invoices"), HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
     assert '<html lang="it">' in response.content.decode()
     assert response["Content-Language"] == "it"
+
+
+def test_pages_warn_when_no_worker_has_run_recently(logged_client):
+    import datetime
+
+    from django.utils import timezone
+
+    from psicogest.models import WorkerHeartbeat
+
+    warning = "Il servizio di invio non risponde"
+    assert warning in logged_client.get(reverse("invoices")).content.decode()
+
+    WorkerHeartbeat.objects.create(hostname="w1", seen_at=timezone.now())
+    assert warning not in logged_client.get(reverse("invoices")).content.decode()
+
+    WorkerHeartbeat.objects.filter(hostname="w1").update(
+        seen_at=timezone.now() - datetime.timedelta(minutes=10)
+    )
+    assert warning in logged_client.get(reverse("invoices")).content.decode()
