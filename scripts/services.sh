@@ -72,3 +72,20 @@ stop_services() {
   if [ -n "${PG_CTL:-}" ]; then "${PG_CTL[@]}" -m immediate stop >/dev/null 2>&1 || true; fi
   if [ -n "${SERVICES_DIR:-}" ]; then rm -rf "$SERVICES_DIR"; fi
 }
+
+# Everything a test or benchmark run needs, in one call from a script run at the project
+# root: the venv with the test lock, the OS packages, PostgreSQL and Redis in a temporary
+# directory (stopped on exit), and the environment pointing at them.
+start_services() {
+  local name="$1"
+  scripts/bootstrap.sh test
+  VENV_PY="$PWD/.venv/bin/python"
+  ensure_packages
+  SERVICES_DIR="$(mktemp -d "/tmp/psicogest-$name.XXXXXX")"
+  trap stop_services EXIT INT TERM
+  start_postgres
+  start_redis
+  export PSICOGEST_VAR_DIR="$SERVICES_DIR/var"
+  export DJANGO_ENV=development
+  export PATH="$PWD/.venv/bin:$PATH"
+}

@@ -3,18 +3,8 @@
 # ports, run the linters and the whole suite against them, stop everything (also on failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh test
-VENV_PY="$PWD/.venv/bin/python"
 source scripts/services.sh
-ensure_packages
-
-SERVICES_DIR="$(mktemp -d /tmp/psicogest-test.XXXXXX)"
-trap stop_services EXIT INT TERM
-start_postgres
-start_redis
-export PSICOGEST_VAR_DIR="$SERVICES_DIR/var"
-export DJANGO_ENV=development
-export PATH="$PWD/.venv/bin:$PATH"
+start_services test
 
 if [ -z "${QUICK:-}" ]; then  # QUICK=1 skips the linters while iterating on one test
   echo "==> ruff"
