@@ -136,6 +136,11 @@ def worker_environment(settings, **extra: str) -> dict[str, str]:
     from django.db import connection
 
     db = connection.settings_dict
+    # pytest-django swaps in the in-memory backend, whose outbox a worker process would keep
+    # to itself: a worker writes .eml files under its own var/ instead (tests may override).
+    backend = settings.EMAIL_BACKEND
+    if backend == "django.core.mail.backends.locmem.EmailBackend":
+        backend = "emailsettings.backends.EmlFileBackend"
     env = dict(os.environ)
     env.update(
         DATABASE_URL=(f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"),
@@ -143,7 +148,9 @@ def worker_environment(settings, **extra: str) -> dict[str, str]:
         EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS="true",
         EMAILSETTINGS_ENCRYPTION_KEYS=",".join(settings.EMAILSETTINGS_ENCRYPTION_KEYS),
         DJANGO_MEDIA_ROOT=str(settings.MEDIA_ROOT),
-        EMAIL_BACKEND=settings.EMAIL_BACKEND,
+        DJANGO_SECRET_KEY=settings.SECRET_KEY,
+        EMAIL_BACKEND=backend,
+        PSICOGEST_VAR_DIR=str(Path(settings.MEDIA_ROOT).parent / "worker-var"),
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
