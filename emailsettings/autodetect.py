@@ -33,6 +33,10 @@ class MxResolver(Protocol):
     def resolve(self, qname: str, rdtype: str, *, lifetime: float) -> Any: ...
 
 
+# The same interface serves every record type (TXT and CNAME in ``dns.py``).
+Resolver = MxResolver
+
+
 @dataclass(frozen=True)
 class Detection:
     preset_key: str
@@ -62,6 +66,12 @@ def _default_resolver() -> MxResolver:
     return dns.resolver.Resolver()
 
 
+def resolver_or_default(resolver: Resolver | None) -> Resolver:
+    """``resolver`` if given, else the system resolver (tests replace
+    :func:`_default_resolver`)."""
+    return resolver or _default_resolver()
+
+
 def _mx_hosts(domain: str, resolver: MxResolver | None) -> tuple[str, ...] | None:
     """The domain's MX hosts by preference, or None when the look-up failed."""
     now = time.monotonic()
@@ -72,7 +82,7 @@ def _mx_hosts(domain: str, resolver: MxResolver | None) -> tuple[str, ...] | Non
     import dns.exception
 
     try:
-        answer = (resolver or _default_resolver()).resolve(domain, "MX", lifetime=DNS_TIMEOUT)
+        answer = resolver_or_default(resolver).resolve(domain, "MX", lifetime=DNS_TIMEOUT)
         records = sorted(answer, key=lambda record: getattr(record, "preference", 0))
         hosts: tuple[str, ...] | None = tuple(
             str(record.exchange).rstrip(".").lower() for record in records

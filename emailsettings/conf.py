@@ -29,6 +29,26 @@ def platform_from() -> str:
     return str(getattr(settings, "EMAILSETTINGS_PLATFORM_FROM", "fatture@mail.psicogest.test"))
 
 
+def _text(name: str, default: str) -> str:
+    import os
+
+    value = getattr(settings, name, None)
+    if value is None:
+        value = os.environ.get(name) or default
+    return str(value)
+
+
+def platform_spf_include() -> str:
+    """The host a practitioner's SPF record names with ``include:`` for Smart Mail."""
+    return _text("EMAILSETTINGS_PLATFORM_SPF_INCLUDE", "spf.psicogest.test").rstrip(".").lower()
+
+
+def platform_dkim_target() -> str:
+    """Where ``psicogest._domainkey.<practitioner's domain>`` must point (a CNAME): the
+    platform's DKIM key, so the ESP signs the practitioner's domain."""
+    return _text("EMAILSETTINGS_PLATFORM_DKIM_TARGET", "dkim.psicogest.test").rstrip(".").lower()
+
+
 # --- the delivery outbox ---------------------------------------------------------------
 # Each value comes from Django settings, else from the environment variable of the same
 # name (so a worker process started by the tests or the benchmark can be tuned), else the

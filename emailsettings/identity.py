@@ -5,6 +5,13 @@ name (``"Dott.ssa Maria Rossi via PsicoGest" <fatture@…>``) and replies go to 
 practitioner through ``Reply-To``. No ``Sender:`` header is ever added: with the platform
 address in From it would be redundant, and some clients show it as "on behalf of".
 
+When the practitioner's domain is verified for the platform's DKIM (``dns.py``: a CNAME at
+``psicogest._domainkey.<domain>``, checked with "Verifica dominio"), Smart Mail sends from
+the practitioner's own address instead (``"Dott.ssa Maria Rossi" <maria@studiorossi.it>``,
+no "via", no Reply-To needed); the envelope sender stays the platform's, so bounces still
+reach the platform. Anything less (never checked, a failed or erroring check, an address
+on another domain since, a free-mail domain) keeps the rewrite.
+
 Personal SMTP sends as the practitioner's own mailbox: From is that mailbox (providers
 refuse anything else, see smtp-errors.md "SendAsDenied").
 
@@ -71,14 +78,28 @@ def practitioner_name(practitioner: Practitioner) -> str:
     return clean_display_name(practitioner.display_name or practitioner.email.split("@")[0])
 
 
-def smart_mail_identity(practitioner: Practitioner) -> Identity:
-    """From the platform address on behalf of the practitioner; replies to the practitioner."""
+def smart_mail_identity(
+    practitioner: Practitioner, *, own_domain_verified: bool | None = None
+) -> Identity:
+    """From the practitioner's own address when their domain is verified (looked up when
+    ``own_domain_verified`` is None), else from the platform address on behalf of the
+    practitioner with replies to the practitioner."""
+    if own_domain_verified is None:
+        from .dns import sender_domain_verified
+
+        own_domain_verified = sender_domain_verified(practitioner=practitioner)
+    platform_address = conf.platform_from()
+    if own_domain_verified:
+        return Identity(
+            from_header=format_address(practitioner_name(practitioner), practitioner.email),
+            reply_to="",
+            envelope_from=clean_address(platform_address),
+        )
     suffix = f" via {clean_display_name(conf.platform_name())}"
     own = clean_display_name(
         practitioner_name(practitioner), max_length=DISPLAY_NAME_MAX_LENGTH - len(suffix)
     )
     display = clean_display_name(f"{own}{suffix}" if own else suffix.strip())
-    platform_address = conf.platform_from()
     return Identity(
         from_header=format_address(display, platform_address),
         reply_to=format_address(practitioner_name(practitioner), practitioner.email),

@@ -282,3 +282,28 @@ class SuppressedAddress(models.Model):
 
     def __str__(self) -> str:
         return self.address
+
+
+class SenderDomain(models.Model):
+    """The domain of the practitioner's address, checked for Smart Mail's own-address From
+    (SPF/DKIM/DMARC, see ``emailsettings/dns.py``). One row per practitioner; it only counts
+    while ``domain`` is still the domain of the practitioner's address."""
+
+    practitioner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sender_domain"
+    )
+    domain = models.CharField(_("dominio"), max_length=253)
+    # Set while the last check verified the domain; cleared by a failing check.
+    verified_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    # ``DomainCheck.as_json()`` of the last check: states and what DNS returned.
+    last_result = models.JSONField(default=dict, blank=True)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("dominio del mittente")
+        verbose_name_plural = _("domini del mittente")
+
+    def __str__(self) -> str:
+        return self.domain

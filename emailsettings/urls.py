@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import covermail, mailbox, reports, sending, settings, smtp
+from .views import covermail, mailbox, reports, senderdomain, sending, settings, smtp
 
 app_name = "emailsettings"
 
@@ -13,6 +13,7 @@ urlpatterns = [
     path("impostazioni/smtp/stato/", mailbox.status, name="mailbox_status"),
     path("impostazioni/smtp/rileva/", smtp.autodetect, name="smtp_autodetect"),
     path("impostazioni/canale/", smtp.save_channel, name="channel_save"),
+    path("impostazioni/dominio/verifica/", senderdomain.verify, name="sender_domain_verify"),
     path("impostazioni/mail/salva/", covermail.save, name="covermail_save"),
     path("impostazioni/mail/ripristina/", covermail.restore_default, name="covermail_restore"),
     path("impostazioni/mail/anteprima/", covermail.preview, name="covermail_preview"),

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from ..limits import smart_mail_quota
-from . import covermail, smtp
+from . import covermail, senderdomain, smtp
 
 
 def render_settings_page(
@@ -20,6 +20,7 @@ def render_settings_page(
     context: dict[str, Any] = {}
     context.update(covermail.section_context(request, **section_overrides))
     context.update(smtp.section_context(request, **section_overrides))
+    context.update(senderdomain.section_context(request, **section_overrides))
     context["smart_mail_quota"] = smart_mail_quota(practitioner=request.user)  # type: ignore[arg-type]
     return render(request, "emailsettings/settings.html", context, status=status)
 
