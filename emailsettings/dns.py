@@ -370,3 +370,16 @@ def sender_domain_verified(*, practitioner: Practitioner) -> bool:
 
     row = SenderDomain.objects.filter(practitioner=practitioner).first()
     return is_current(row, email=practitioner.email)
+
+
+def recheck_verified_domains(*, resolver: Resolver | None = None) -> int:
+    """Check again every domain verified so far, so a DKIM record removed later stops
+    Smart Mail from using the practitioner's address (beat, daily). Returns how many."""
+    from .models import SenderDomain
+
+    rows = SenderDomain.objects.filter(verified_at__isnull=False).select_related("practitioner")
+    checked = 0
+    for row in rows.iterator():
+        verify_sender_domain(practitioner=row.practitioner, resolver=resolver)
+        checked += 1
+    return checked

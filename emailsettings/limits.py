@@ -19,6 +19,7 @@ import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 
@@ -134,3 +135,16 @@ def quota_wait_text(quota: Quota) -> str:
         )
         % values
     )
+
+
+def within_fixed_window(key: str, *, limit: int, window: int) -> bool:
+    """Count one more use of ``key`` in a window of ``window`` seconds opened by the first
+    use; ``False`` once more than ``limit`` uses fall in it. ``add`` and ``incr`` are atomic
+    on Redis, so concurrent requests cannot both take the last use."""
+    cache.add(key, 0, timeout=window)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # the window closed between add() and incr()
+        cache.set(key, 1, timeout=window)
+        count = 1
+    return count <= limit

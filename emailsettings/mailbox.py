@@ -67,15 +67,11 @@ def _progress_key(account_id: int) -> str:
 
 
 def _consume_rate_limit(practitioner_id: int) -> None:
-    key = _rate_key(practitioner_id)
-    # A fixed window opened by the first check; add() is atomic, incr() too on Redis.
-    cache.add(key, 0, timeout=RATE_LIMIT_WINDOW)
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=RATE_LIMIT_WINDOW)
-        count = 1
-    if count > RATE_LIMIT_COUNT:
+    from .limits import within_fixed_window
+
+    if not within_fixed_window(
+        _rate_key(practitioner_id), limit=RATE_LIMIT_COUNT, window=RATE_LIMIT_WINDOW
+    ):
         raise RateLimited(
             _(
                 "Hai già fatto %(count)s verifiche o mail di prova negli ultimi 10 minuti: "

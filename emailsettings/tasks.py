@@ -81,3 +81,11 @@ def purge_delivery_bodies_task() -> None:
     from .delivery import purge_bodies
 
     purge_bodies()
+
+
+@shared_task(name="emailsettings.recheck_sender_domains")
+def recheck_sender_domains_task() -> None:
+    """Re-verify the practitioners' sender domains (beat, daily)."""
+    from .dns import recheck_verified_domains
+
+    recheck_verified_domains()

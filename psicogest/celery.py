@@ -38,6 +38,11 @@ app.conf.update(
         "worker-heartbeat": {"task": "psicogest.heartbeat", "schedule": 60.0},
         # The outbox sweeper: due retries, dead workers' rows, rows the broker never got.
         "delivery-sweeper": {"task": "emailsettings.sweep_deliveries", "schedule": 30.0},
+        # A DKIM record removed after verification must stop the own-address From.
+        "sender-domain-recheck": {
+            "task": "emailsettings.recheck_sender_domains",
+            "schedule": 24 * 3600.0,
+        },
         "delivery-body-purge": {
             "task": "emailsettings.purge_delivery_bodies",
             "schedule": 6 * 3600.0,

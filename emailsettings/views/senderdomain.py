@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -28,6 +27,7 @@ from ..dns import (
     verify_sender_domain,
 )
 from ..identity import smart_mail_identity
+from ..limits import within_fixed_window
 from ..models import SenderDomain
 
 if TYPE_CHECKING:
@@ -83,14 +83,11 @@ def section_context(request: HttpRequest, **_overrides: Any) -> dict[str, Any]:
 
 
 def _consume_rate_limit(practitioner_id: int) -> bool:
-    key = f"emailsettings:sender-domain-checks:{practitioner_id}"
-    cache.add(key, 0, timeout=RATE_LIMIT_WINDOW)
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=RATE_LIMIT_WINDOW)
-        count = 1
-    return count <= RATE_LIMIT_COUNT
+    return within_fixed_window(
+        f"emailsettings:sender-domain-checks:{practitioner_id}",
+        limit=RATE_LIMIT_COUNT,
+        window=RATE_LIMIT_WINDOW,
+    )
 
 
 @login_required

@@ -397,3 +397,23 @@ def test_verify_is_rate_limited(client, use_resolver, db):
 
     assert "riprova tra qualche minuto" in page
     assert len(resolver.queries) == queries
+
+
+@pytest.mark.django_db
+def test_the_daily_recheck_stops_the_own_address_once_the_dkim_record_is_removed(
+    own_domain_practitioner, use_resolver
+):
+    """The beat task re-verifies verified domains with the default resolver."""
+    from emailsettings.tasks import recheck_sender_domains_task
+
+    verify_sender_domain(practitioner=own_domain_practitioner, resolver=dns_zone())
+    never_verified = PractitionerFactory(email="luca@altrostudio.it")
+    zone = use_resolver(dns_zone(dkim=None))
+
+    recheck_sender_domains_task()
+
+    assert not sender_domain_verified(practitioner=own_domain_practitioner)
+    assert "via PsicoGest" in queue_one(own_domain_practitioner).from_header
+    # Only verified domains are looked up again.
+    assert all("altrostudio" not in qname for qname, _type, _lifetime in zone.queries)
+    assert not sender_domain_verified(practitioner=never_verified)
