@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import dns.exception
 import dns.resolver
 import pytest
 
 from emailsettings import autodetect
 from emailsettings.autodetect import detect_provider
-
-
-@dataclass
-class Mx:
-    preference: int
-    exchange: str
-
-
-class FakeResolver:
-    """Stands in for public DNS: answers MX queries from a table, or raises."""
-
-    def __init__(self, answers=None, error: Exception | None = None):
-        self.answers = answers or {}
-        self.error = error
-        self.queries: list[tuple[str, str, float]] = []
-
-    def resolve(self, qname, rdtype, *, lifetime):
-        self.queries.append((qname, rdtype, lifetime))
-        if self.error:
-            raise self.error
-        if qname not in self.answers:
-            raise dns.resolver.NXDOMAIN()
-        return [Mx(pref, host) for pref, host in self.answers[qname]]
+from tests.fakedns import FakeResolver, mx_zone
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +45,7 @@ def test_known_domain_needs_no_dns_lookup():
     ],
 )
 def test_own_domain_is_detected_from_its_mx(mx, key, host):
-    resolver = FakeResolver({"studiorossi.it": mx})
+    resolver = mx_zone({"studiorossi.it": mx})
     detection = detect_provider("info@studiorossi.it", resolver=resolver)
     assert detection.preset_key == key
     assert detection.host == host
@@ -79,7 +55,7 @@ def test_own_domain_is_detected_from_its_mx(mx, key, host):
 
 
 def test_mx_records_are_tried_by_preference():
-    resolver = FakeResolver({"studio.it": [(20, "backup.mail.example.net."), (5, "mx.aruba.it.")]})
+    resolver = mx_zone({"studio.it": [(20, "backup.mail.example.net."), (5, "mx.aruba.it.")]})
     assert detect_provider("a@studio.it", resolver=resolver).preset_key == "aruba"
 
 
@@ -100,14 +76,14 @@ def test_lookup_failure_falls_back_to_a_marked_guess(error):
 
 
 def test_unknown_mx_is_a_guess_too():
-    resolver = FakeResolver({"example.org": [(10, "mail.example.org.")]})
+    resolver = mx_zone({"example.org": [(10, "mail.example.org.")]})
     detection = detect_provider("me@example.org", resolver=resolver)
     assert detection.preset_key == "custom" and detection.guessed
     assert detection.host == "smtp.example.org"
 
 
 def test_lookups_are_cached():
-    resolver = FakeResolver({"studiorossi.it": [(10, "mx.aruba.it.")]})
+    resolver = mx_zone({"studiorossi.it": [(10, "mx.aruba.it.")]})
     detect_provider("a@studiorossi.it", resolver=resolver)
     detect_provider("b@studiorossi.it", resolver=resolver)
     assert len(resolver.queries) == 1

@@ -4,7 +4,6 @@ public DNS), the identity chosen at queue time, and the "Verifica dominio" secti
 from __future__ import annotations
 
 import dns.exception
-import dns.rdata
 import dns.resolver
 import pytest
 from django.test import Client
@@ -16,33 +15,12 @@ from emailsettings.dns import check_sender_domain, sender_domain_verified, verif
 from emailsettings.messages import build_message
 from emailsettings.models import SenderDomain
 from tests.factories import InvoiceFactory, PatientFactory, PractitionerFactory
+from tests.fakedns import FakeResolver
 
 SETTINGS_URL = reverse("emailsettings:settings")
 VERIFY_URL = reverse("emailsettings:sender_domain_verify")
 DOMAIN = "studiorossi.it"
 GOOD_SPF = "v=spf1 include:spf.psicogest.test ~all"
-
-
-def rdata(rdtype: str, text: str):
-    return dns.rdata.from_text("IN", rdtype, text)
-
-
-class FakeResolver:
-    """Public DNS from a table {(name, type): [record text, …]}; anything else is NXDOMAIN,
-    or every query raises ``error``."""
-
-    def __init__(self, records=None, error: Exception | None = None):
-        self.records = records or {}
-        self.error = error
-        self.queries: list[tuple[str, str, float]] = []
-
-    def resolve(self, qname, rdtype, *, lifetime):
-        self.queries.append((qname, rdtype, lifetime))
-        if self.error:
-            raise self.error
-        if (qname, rdtype) not in self.records:
-            raise dns.resolver.NXDOMAIN()
-        return [rdata(rdtype, text) for text in self.records[(qname, rdtype)]]
 
 
 def dns_zone(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import pytest
 from django.test import Client
@@ -12,6 +11,7 @@ from django.urls import reverse
 from emailsettings import autodetect
 from emailsettings.models import Channel, EmailSettings, MailboxStatus, SmtpAccount
 from tests.factories import PractitionerFactory
+from tests.fakedns import mx_zone
 
 pytestmark = pytest.mark.django_db
 
@@ -272,26 +272,8 @@ def test_autodetect_proposes_the_preset_from_the_domain(logged_client):
     assert "login.libero.it" in data["login_notes"]
 
 
-@dataclass
-class Mx:
-    preference: int
-    exchange: str
-
-
-class FakeResolver:
-    def __init__(self, answers):
-        self.answers = answers
-
-    def resolve(self, qname, rdtype, *, lifetime):
-        import dns.resolver
-
-        if qname not in self.answers:
-            raise dns.resolver.NXDOMAIN()
-        return [Mx(10, host) for host in self.answers[qname]]
-
-
 def test_autodetect_uses_mx_and_marks_guesses(logged_client, monkeypatch):
-    fake = FakeResolver({"studiorossi.it": ["aspmx.l.google.com."]})
+    fake = mx_zone({"studiorossi.it": [(10, "aspmx.l.google.com.")]})
     monkeypatch.setattr(autodetect, "_default_resolver", lambda: fake)
     data = logged_client.get(AUTODETECT_URL, {"email": "info@studiorossi.it"}).json()
     assert data["preset_key"] == "google_workspace" and data["source"] == "mx"
