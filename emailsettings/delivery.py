@@ -130,16 +130,23 @@ class _ChannelChoice:
     held: bool
 
 
-def _channel_for(practitioner: Practitioner) -> _ChannelChoice:
+def sending_mailbox(practitioner: Practitioner) -> SmtpAccount | None:
+    """The personal mailbox the practitioner's invoices leave through, or ``None`` for Smart
+    Mail: SMTP only when chosen and a mailbox is configured."""
     row = EmailSettings.objects.filter(practitioner=practitioner).values("channel").first()
     if row and row["channel"] == Channel.SMTP:
-        account = SmtpAccount.objects.filter(practitioner=practitioner).first()
-        if account is not None:
-            return _ChannelChoice(
-                channel=Channel.SMTP,
-                identity=smtp_identity(account, practitioner),
-                held=account.status == MailboxStatus.BROKEN,
-            )
+        return SmtpAccount.objects.filter(practitioner=practitioner).first()
+    return None
+
+
+def _channel_for(practitioner: Practitioner) -> _ChannelChoice:
+    account = sending_mailbox(practitioner)
+    if account is not None:
+        return _ChannelChoice(
+            channel=Channel.SMTP,
+            identity=smtp_identity(account, practitioner),
+            held=account.status == MailboxStatus.BROKEN,
+        )
     return _ChannelChoice(
         channel=Channel.SMART_MAIL, identity=smart_mail_identity(practitioner), held=False
     )

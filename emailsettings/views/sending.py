@@ -33,7 +33,6 @@ from ..models import (
     Channel,
     Delivery,
     DeliveryStatus,
-    EmailSettings,
     MailboxStatus,
     SmtpAccount,
     SuppressedAddress,
@@ -132,18 +131,11 @@ def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
 
 
 def _channel(request: HttpRequest) -> tuple[str, SmtpAccount | None]:
-    """The channel the mails will take, as the sending service decides it: personal SMTP
-    only when chosen and a mailbox is configured, otherwise Smart Mail."""
-    chosen = (
-        EmailSettings.objects.owned_by(request.user)  # type: ignore[arg-type]
-        .values_list("channel", flat=True)
-        .first()
-    )
-    if chosen == Channel.SMTP:
-        account = SmtpAccount.objects.owned_by(request.user).first()  # type: ignore[arg-type]
-        if account is not None:
-            return Channel.SMTP, account
-    return Channel.SMART_MAIL, None
+    """The channel the mails will take, as the sending service decides it."""
+    from ..delivery import sending_mailbox
+
+    account = sending_mailbox(request.user)  # type: ignore[arg-type]
+    return (Channel.SMTP, account) if account is not None else (Channel.SMART_MAIL, None)
 
 
 def confirm_url(invoice_ids: Sequence[int]) -> str:
