@@ -1,4 +1,8 @@
-"""Module settings, read at call time (never at import) so tests can override them."""
+"""Module settings, read at call time (never at import) so tests can override them.
+
+Every value comes from Django settings only (``psicogest/settings.py`` reads the environment
+variables of the same names); each function here gives the default when a setting is absent.
+"""
 
 from __future__ import annotations
 
@@ -30,12 +34,8 @@ def platform_from() -> str:
 
 
 def _text(name: str, default: str) -> str:
-    import os
-
     value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(name) or default
-    return str(value)
+    return default if value in (None, "") else str(value)
 
 
 def platform_spf_include() -> str:
@@ -50,18 +50,11 @@ def platform_dkim_target() -> str:
 
 
 # --- the delivery outbox ---------------------------------------------------------------
-# Each value comes from Django settings, else from the environment variable of the same
-# name (so a worker process started by the tests or the benchmark can be tuned), else the
-# default.
 
 
 def _number(name: str, default: float) -> float:
-    import os
-
     value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(name) or default
-    return float(value)
+    return default if value is None or value == "" else float(value)
 
 
 def retry_base_seconds() -> float:
@@ -111,6 +104,28 @@ def smtp_send_timeout_seconds() -> float:
 def smtp_rate_limit_per_minute() -> float:
     """Overrides every preset's pace when set (> 0); 0 keeps each preset's own limit."""
     return _number("EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE", 0)
+
+
+def max_crashes() -> int:
+    """Leases a row may lose to dead workers before the data was sent; past it the row is
+    ``failed`` (a poison row) instead of being retried forever."""
+    return max(1, int(_number("EMAILSETTINGS_MAX_CRASHES", 3)))
+
+
+def max_internal_errors() -> int:
+    """Attempts that may end in an unexpected error of the product before the row fails."""
+    return max(1, int(_number("EMAILSETTINGS_MAX_INTERNAL_ERRORS", 3)))
+
+
+def mailbox_unreachable_seconds() -> float:
+    """A personal mailbox unreachable (refused, unknown host, no answer) this long becomes a
+    mailbox problem: its queue is held and the practitioner told."""
+    return _number("EMAILSETTINGS_MAILBOX_UNREACHABLE_SECONDS", 6 * 3600)
+
+
+def webhook_pending_seconds() -> float:
+    """How long a tracking event for a message not yet recorded as sent is kept for it."""
+    return _number("EMAILSETTINGS_WEBHOOK_PENDING_SECONDS", 2 * 24 * 3600)
 
 
 def body_retention_days() -> float:

@@ -1,7 +1,7 @@
 """Errors of the email module, one small hierarchy (in the manner of ``anymail.exceptions``).
 
 - :class:`DeliveryError` and its subclasses carry ``failure``, an
-  :class:`emailsettings.smtp.SmtpFailure` (phase, reply code, enhanced code, error class and
+  :class:`emailsettings.failures.Failure` (phase, reply code, enhanced code, error class and
   the server's reply with secrets removed). Which subclass is raised tells the caller what to
   do: retry later (:class:`TemporaryDeliveryError`), give up on this message
   (:class:`PermanentDeliveryError`), stop using the mailbox until the practitioner fixes it
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from django.core.exceptions import ValidationError
 
 if TYPE_CHECKING:
-    from .smtp import SmtpFailure
+    from .failures import Failure
 
 
 class EmailSettingsError(Exception):
@@ -30,12 +30,12 @@ class EmailSettingsError(Exception):
 class DeliveryError(EmailSettingsError):
     """Talking to a mail server failed; ``failure`` says where and how."""
 
-    def __init__(self, failure: SmtpFailure) -> None:
+    def __init__(self, failure: Failure) -> None:
         self.failure = failure
         super().__init__(f"{failure.phase}: {failure.error_class} {failure.reply}".strip())
 
     @staticmethod
-    def for_failure(failure: SmtpFailure) -> DeliveryError:
+    def for_failure(failure: Failure) -> DeliveryError:
         """The exception matching a classified failure (see the module docstring)."""
         if failure.after_data:
             return UnknownOutcomeError(failure)

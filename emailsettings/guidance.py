@@ -1,42 +1,25 @@
-"""Italian advice for SMTP failures of the personal mailbox (see smtp-errors.md).
+"""Italian advice for a classified failure (see smtp-errors.md): what happened and what to do.
 
-`ErrorClass` is the shared vocabulary: the network layer (emailsettings.smtp) classifies a
-failure into one of these values, and `advice()` turns it into text for the practitioner.
+The failure is classified once, where it happens (``emailsettings.smtp.classify``, the Smart
+Mail sender, the webhook mapping): :func:`advice` reads its class and only picks a variant
+by provider or wording within that class. Provider facts (Google/Microsoft family, where an
+app password is created, sending limits) live on the presets (``emailsettings/presets.py``).
+``ErrorClass`` is re-exported here for the callers that know it from this module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .failures import ErrorClass
 
-class ErrorClass(models.TextChoices):
-    # Configuration of the mailbox (permanent for the mailbox).
-    AUTH_FAILED = "auth_failed", _("Credenziali rifiutate")
-    APP_PASSWORD_REQUIRED = "app_password_required", _("Serve una password per le app")
-    OAUTH_REQUIRED = "oauth_required", _("Accesso con password non consentito")
-    SUSPICIOUS_LOGIN = "suspicious_login", _("Accesso bloccato come sospetto")
-    TLS_FAILED = "tls_failed", _("Errore di sicurezza (TLS)")
-    STARTTLS_MISSING = "starttls_missing", _("Impostazione di sicurezza errata")
-    CERTIFICATE_INVALID = "certificate_invalid", _("Certificato del server non valido")
-    CONNECTION_FAILED = "connection_failed", _("Server non raggiungibile")
-    TIMEOUT = "timeout", _("Il server non risponde")
-    SENDER_REFUSED = "sender_refused", _("Mittente non consentito")
-    # The recipient (permanent for that message).
-    RECIPIENT_REFUSED = "recipient_refused", _("Destinatario rifiutato")
-    MAILBOX_FULL = "mailbox_full", _("Casella del destinatario piena")
-    # Policy / domain authentication, e.g. DMARC 5.7.26 (permanent for that message).
-    MESSAGE_REJECTED = "message_rejected", _("Messaggio rifiutato")
-    # The configured host/port is not allowed (private address, blocked port): the
-    # destination guard refused it before connecting.
-    DESTINATION_REFUSED = "destination_refused", _("Server non consentito")
-    # Rate / quota and other temporary conditions.
-    RATE_LIMITED = "rate_limited", _("Troppi invii")
-    GREYLISTED = "greylisted", _("Invio rimandato dal destinatario")
-    TEMPORARY = "temporary", _("Errore temporaneo")
-    UNKNOWN = "unknown", _("Errore sconosciuto")
+if TYPE_CHECKING:
+    from .presets import Preset
+
+__all__ = ["Advice", "ErrorClass", "advice", "provider_name"]
 
 
 @dataclass(frozen=True)
@@ -48,17 +31,6 @@ class Advice:
     suggest_smart_mail: bool = False
 
 
-GOOGLE = ("gmail", "google_workspace")
-MICROSOFT = ("outlook", "microsoft365")
-_APP_PASSWORD_PLACES = {
-    "gmail": _("su myaccount.google.com/apppasswords"),
-    "google_workspace": _("su myaccount.google.com/apppasswords"),
-    "yahoo": _("nella sicurezza dell'account Yahoo (Genera password per app)"),
-    "icloud": _("su account.apple.com, in Password specifiche per le app"),
-    "aruba_pec": _("nel pannello della PEC Aruba (password dedicata)"),
-    "zoho": _("nelle impostazioni di sicurezza di Zoho"),
-    "zoho_eu": _("nelle impostazioni di sicurezza di Zoho"),
-}
 SUSPICIOUS_LOGIN_EXPLANATION = _(
     "Il tentativo di accesso arriva dai server di PsicoGest, che si trovano a Francoforte "
     "(Germania): per questo il provider può segnalarti un accesso sospetto dalla Germania. "
@@ -67,16 +39,14 @@ SUSPICIOUS_LOGIN_EXPLANATION = _(
 )
 
 
-def _infer_provider(preset_key: str | None, reply: str) -> str | None:
+def _provider(preset_key: str | None, reply: str) -> Preset | None:
     """The provider, from the preset or, for a custom server, from the reply's wording."""
-    if preset_key and preset_key not in ("custom", "local"):
-        return preset_key
-    lowered = reply.lower()
-    if "gsmtp" in lowered or "google" in lowered:
-        return "gmail"
-    if "outlook" in lowered or "office365" in lowered or "microsoft" in lowered:
-        return "microsoft365"
-    return preset_key
+    from .presets import get_preset, provider_from_reply
+
+    preset = get_preset(preset_key)
+    if preset is not None and preset.key not in ("custom", "local"):
+        return preset
+    return provider_from_reply(reply)
 
 
 def provider_name(preset_key: str | None) -> str:
@@ -93,8 +63,14 @@ def _has(reply: str, *needles: str) -> bool:
     return any(needle.lower() in lowered for needle in needles)
 
 
-def _app_password(provider: str | None, name: str) -> Advice:
-    place = _APP_PASSWORD_PLACES.get(provider or "", _("nelle impostazioni di sicurezza"))
+def _family(provider: Preset | None) -> str:
+    return provider.family if provider is not None else ""
+
+
+def _app_password(provider: Preset | None, name: str) -> Advice:
+    place = (provider.app_password_place if provider else "") or _(
+        "nelle impostazioni di sicurezza"
+    )
     return Advice(
         title=str(_("%(provider)s chiede una password per le app") % {"provider": name}),
         text=str(
@@ -112,8 +88,9 @@ def _app_password(provider: str | None, name: str) -> Advice:
     )
 
 
-def _auth_failed(provider: str | None, name: str, code: int | None, reply: str) -> Advice:
-    if provider in GOOGLE:
+def _auth_failed(provider: Preset | None, name: str) -> Advice:
+    family = _family(provider)
+    if family == "google":
         return Advice(
             title=str(_("Gmail non accetta nome utente e password")),
             text=str(
@@ -129,9 +106,9 @@ def _auth_failed(provider: str | None, name: str, code: int | None, reply: str) 
                 str(_("Incollala nel campo Password, salva e verifica di nuovo.")),
             ),
         )
-    if provider == "yahoo":
+    if provider is not None and provider.app_password_on_535:
         return _app_password(provider, name)
-    if provider == "libero":
+    if provider is not None and provider.key == "libero":
         return Advice(
             title=str(_("Libero ha rifiutato la password")),
             text=str(
@@ -145,7 +122,7 @@ def _auth_failed(provider: str | None, name: str, code: int | None, reply: str) 
                 str(_("Inserisci qui la nuova password, salva e verifica di nuovo.")),
             ),
         )
-    if provider in MICROSOFT:
+    if family == "microsoft":
         return Advice(
             title=str(_("Microsoft ha rifiutato l'accesso")),
             text=str(
@@ -184,7 +161,19 @@ def _auth_failed(provider: str | None, name: str, code: int | None, reply: str) 
     )
 
 
-def _microsoft_oauth(reply: str) -> Advice:
+def _oauth_required(provider: Preset | None, name: str, reply: str) -> Advice:
+    if _family(provider) != "microsoft" and provider is not None:
+        return Advice(
+            title=str(_("%(provider)s non consente l'accesso con password") % {"provider": name}),
+            text=str(
+                _(
+                    "Questo provider accetta solo l'accesso OAuth dai programmi di posta, che "
+                    "l'invio SMTP personale non usa."
+                )
+            ),
+            steps=(str(_("Usa Smart Mail come modalità di invio.")),),
+            suggest_smart_mail=True,
+        )
     if _has(reply, "SmtpClientAuthentication is disabled"):
         return Advice(
             title=str(_("L'invio da programmi è disattivato per la tua organizzazione")),
@@ -237,33 +226,26 @@ def _microsoft_oauth(reply: str) -> Advice:
     )
 
 
-def _tls(error_class: str, reply: str, preset_host: str) -> Advice:
-    if error_class == ErrorClass.CERTIFICATE_INVALID or _has(
-        reply, "certificate", "CERTIFICATE_VERIFY_FAILED", "hostname mismatch"
-    ):
-        steps = [
-            str(
-                _(
-                    "Controlla che il server SMTP sia scritto esattamente come lo indica "
-                    "il provider."
-                )
+def _certificate(provider: Preset | None) -> Advice:
+    steps = [
+        str(_("Controlla che il server SMTP sia scritto esattamente come lo indica il provider."))
+    ]
+    if provider is not None and provider.host:
+        steps.append(str(_("Per questo provider il server è %(host)s.") % {"host": provider.host}))
+    return Advice(
+        title=str(_("Il certificato del server non è valido")),
+        text=str(
+            _(
+                "Il server ha presentato un certificato che non corrisponde al suo nome o "
+                "non è firmato da un'autorità riconosciuta: per proteggere la tua password "
+                "PsicoGest non prosegue."
             )
-        ]
-        if preset_host:
-            steps.append(
-                str(_("Per questo provider il server è %(host)s.") % {"host": preset_host})
-            )
-        return Advice(
-            title=str(_("Il certificato del server non è valido")),
-            text=str(
-                _(
-                    "Il server ha presentato un certificato che non corrisponde al suo nome o "
-                    "non è firmato da un'autorità riconosciuta: per proteggere la tua password "
-                    "PsicoGest non prosegue."
-                )
-            ),
-            steps=tuple(steps),
-        )
+        ),
+        steps=tuple(steps),
+    )
+
+
+def _security_mismatch() -> Advice:
     return Advice(
         title=str(_("Porta e sicurezza non corrispondono")),
         text=str(
@@ -279,208 +261,60 @@ def _tls(error_class: str, reply: str, preset_host: str) -> Advice:
     )
 
 
-def advice(
-    *,
-    error_class: str,
-    preset_key: str | None,
-    code: int | None = None,
-    enhanced: str | None = None,
-    reply: str = "",
-) -> Advice:
-    """Italian advice for a classified SMTP failure, naming the provider."""
-    from .presets import get_preset
-
-    enhanced = enhanced or ""
-    reply = reply or ""
-    provider = _infer_provider(preset_key, reply)
-    name = provider_name(provider)
-    preset = get_preset(provider)
-    preset_host = preset.host if preset else ""
-
-    # Specific wordings first: they decide whatever the generic class says.
-    if (
-        enhanced.startswith("5.7.139")
-        or enhanced == "5.7.30"
-        or _has(reply, "basic authentication is disabled", "Basic authentication is not supported")
-    ):
-        return _microsoft_oauth(reply)
-    if error_class == ErrorClass.OAUTH_REQUIRED:
-        return (
-            _microsoft_oauth(reply)
-            if provider in MICROSOFT
-            else Advice(
-                title=str(
-                    _("%(provider)s non consente l'accesso con password") % {"provider": name}
-                ),
-                text=str(
-                    _(
-                        "Questo provider accetta solo l'accesso OAuth dai programmi di posta, che "
-                        "l'invio SMTP personale non usa."
-                    )
-                ),
-                steps=(str(_("Usa Smart Mail come modalità di invio.")),),
-                suggest_smart_mail=True,
+def _unreachable(error_class: str, provider: Preset | None, name: str, port: int | None) -> Advice:
+    steps = [str(_("Controlla il nome del server SMTP e la porta."))]
+    if provider is not None and provider.host:
+        steps.append(
+            str(
+                _("Per %(provider)s il server è %(host)s.")
+                % {"provider": name, "host": provider.host}
             )
         )
-    if (
-        error_class == ErrorClass.APP_PASSWORD_REQUIRED
-        or enhanced in ("5.7.9", "5.7.90")
-        or _has(reply, "Application-specific password required")
-    ):
-        return _app_password(provider, name)
-    if (
-        error_class == ErrorClass.SUSPICIOUS_LOGIN
-        or enhanced == "5.7.14"
-        or _has(reply, "log in via your web browser", "Please log in through your web browser")
-    ):
-        first = (
-            str(_('Apri Gmail nel browser e conferma l\'avviso di sicurezza ("Sì, ero io").'))
-            if provider in GOOGLE
-            else str(
-                _("Apri la posta di %(provider)s nel browser e conferma l'avviso di accesso.")
-                % {"provider": name}
+    if port == 25:
+        steps.append(
+            str(_("La porta 25 è spesso bloccata: usa la 587 (STARTTLS) o la 465 (SSL/TLS)."))
+        )
+    elif port is not None and port not in (465, 587):
+        steps.append(str(_("Di solito la porta è 587 (STARTTLS) o 465 (SSL/TLS).")))
+    if error_class == ErrorClass.TIMEOUT:
+        steps.append(
+            str(
+                _(
+                    "Se il server è corretto, potrebbe essere momentaneamente lento: "
+                    "riprova più tardi."
+                )
             )
         )
         return Advice(
-            title=str(_("%(provider)s ha bloccato l'accesso come sospetto") % {"provider": name}),
-            text=str(SUSPICIOUS_LOGIN_EXPLANATION),
-            steps=(first, str(_('Torna qui e premi di nuovo "Verifica connessione".'))),
+            title=str(_("Il server non risponde")),
+            text=str(_("Il server SMTP non ha risposto in tempo.")),
+            steps=tuple(steps),
         )
-    if _has(reply, "Too many login attempts"):
+    if error_class == ErrorClass.HOST_NOT_FOUND:
         return Advice(
-            title=str(_("Troppi tentativi di accesso")),
-            text=str(
-                _("%(provider)s ha bloccato temporaneamente gli accessi dopo troppi tentativi.")
-                % {"provider": name}
-            ),
-            steps=(
-                str(_("Nel frattempo controlla che la password sia corretta.")),
-                str(_("Riprova tra qualche minuto.")),
-            ),
-        )
-    if error_class == ErrorClass.AUTH_FAILED:
-        return _auth_failed(provider, name, code, reply)
-    if error_class == ErrorClass.STARTTLS_MISSING or _has(reply, "Must issue a STARTTLS"):
-        return Advice(
-            title=str(_("Il server non offre una connessione protetta su questa porta")),
+            title=str(_("Server inesistente")),
             text=str(
                 _(
-                    "Il server non ha proposto STARTTLS, quindi PsicoGest non ha inviato la "
-                    "password (non viene mai trasmessa in chiaro)."
+                    "Il nome del server SMTP non esiste: controlla di averlo scritto come lo "
+                    "indica il provider. Per gli invii già in coda PsicoGest riprova più tardi."
                 )
             ),
-            steps=(
-                str(_("Usa la porta 587 con STARTTLS, oppure la porta 465 con SSL/TLS.")),
-                str(_("Salva e verifica di nuovo.")),
-            ),
-        )
-    if error_class in (ErrorClass.TLS_FAILED, ErrorClass.CERTIFICATE_INVALID):
-        return _tls(error_class, reply, preset_host)
-    if error_class in (ErrorClass.CONNECTION_FAILED, ErrorClass.TIMEOUT):
-        steps = [
-            str(_("Controlla il nome del server SMTP e la porta.")),
-            str(_("La porta 25 è spesso bloccata: usa la 587 (STARTTLS) o la 465 (SSL/TLS).")),
-        ]
-        if preset_host:
-            steps.insert(
-                1,
-                str(
-                    _("Per %(provider)s il server è %(host)s.")
-                    % {"provider": name, "host": preset_host}
-                ),
-            )
-        if error_class == ErrorClass.TIMEOUT:
-            steps.append(
-                str(
-                    _(
-                        "Se il server è corretto, potrebbe essere momentaneamente lento: "
-                        "riprova più tardi."
-                    )
-                )
-            )
-            title = str(_("Il server non risponde"))
-            text = str(_("Il server SMTP non ha risposto in tempo."))
-        else:
-            title = str(_("Server non raggiungibile"))
-            text = str(
-                _(
-                    "Non è stato possibile collegarsi al server SMTP: nome sconosciuto o "
-                    "porta chiusa."
-                )
-            )
-        return Advice(title=title, text=text, steps=tuple(steps))
-    if error_class == ErrorClass.DESTINATION_REFUSED:
-        return Advice(
-            title=str(_("Server non consentito")),
-            text=str(
-                _(
-                    "Per sicurezza PsicoGest si collega solo a server SMTP pubblici sulle porte "
-                    "465, 587, 2525 o 25."
-                )
-            ),
-            steps=(str(_("Inserisci il server SMTP pubblico indicato dal tuo provider.")),),
-        )
-    if error_class == ErrorClass.SENDER_REFUSED:
-        return _sender_refused(provider, name, enhanced, reply)
-    if error_class == ErrorClass.RECIPIENT_REFUSED:
-        return Advice(
-            title=str(_("Indirizzo del destinatario inesistente")),
-            text=str(
-                _("Il server ha risposto che la casella del destinatario non esiste (%(code)s).")
-                % {"code": " ".join(filter(None, (str(code or ""), enhanced))) or "550"}
-            ),
-            steps=(str(_("Controlla l'indirizzo email nella scheda del paziente.")),),
-        )
-    if error_class == ErrorClass.MAILBOX_FULL:
-        temporary = (code or 0) < 500 and not enhanced.startswith("5.")
-        return Advice(
-            title=str(_("Casella del destinatario piena")),
-            text=str(
-                _("La casella del destinatario è piena: PsicoGest riproverà automaticamente.")
-                if temporary
-                else _("La casella del destinatario è piena e non accetta altri messaggi.")
-            ),
-            steps=(str(_("Avvisa il paziente o invia la fattura in un altro modo.")),),
-        )
-    if error_class == ErrorClass.MESSAGE_REJECTED:
-        return _message_rejected(enhanced, reply)
-    if error_class == ErrorClass.RATE_LIMITED:
-        return _rate_limited(provider, name, enhanced, reply)
-    if error_class == ErrorClass.GREYLISTED:
-        return Advice(
-            title=str(_("Invio rimandato dal destinatario")),
-            text=str(
-                _(
-                    "Il server del destinatario chiede di riprovare più tardi (greylisting): è "
-                    "normale con i mittenti nuovi. PsicoGest riprova da solo."
-                )
-            ),
-        )
-    if error_class == ErrorClass.TEMPORARY:
-        return Advice(
-            title=str(_("Errore temporaneo")),
-            text=str(
-                _("%(provider)s ha segnalato un problema temporaneo: PsicoGest riproverà da solo.")
-                % {"provider": name}
-            ),
+            steps=tuple(steps),
         )
     return Advice(
-        title=str(_("Invio non riuscito")),
+        title=str(_("Server non raggiungibile")),
         text=str(
             _(
-                "%(provider)s ha rifiutato l'operazione con una risposta non riconosciuta. Trovi "
-                "la risposta esatta nei dettagli tecnici."
+                "Non è stato possibile collegarsi al server SMTP (connessione rifiutata o "
+                "assente). PsicoGest riprova da solo più tardi."
             )
-            % {"provider": name}
         ),
-        steps=(
-            str(_("Controlla le impostazioni e verifica di nuovo.")),
-            str(_("Se l'errore persiste, usa Smart Mail.")),
-        ),
+        steps=tuple(steps),
     )
 
 
-def _sender_refused(provider: str | None, name: str, enhanced: str, reply: str) -> Advice:
+def _sender_refused(provider: Preset | None, name: str, enhanced: str, reply: str) -> Advice:
+    family = _family(provider)
     if enhanced == "5.7.57" or _has(reply, "Client not authenticated"):
         return Advice(
             title=str(_("Il server chiede l'autenticazione")),
@@ -490,18 +324,18 @@ def _sender_refused(provider: str | None, name: str, enhanced: str, reply: str) 
                 str(_("Inserisci nome utente e password e verifica di nuovo.")),
             ),
         )
-    if _has(reply, "Relay Disabled") or (provider == "libero" and _has(reply, "relay")):
+    if _has(reply, "Relay Disabled") or (
+        provider is not None and provider.key == "libero" and _has(reply, "relay")
+    ):
         return Advice(
             title=str(_("Server sbagliato per questo indirizzo")),
             text=str(_("Il server non accetta di inviare per il tuo indirizzo (Relay Disabled).")),
             steps=(str(_("Per un indirizzo Libero usa il server smtp.libero.it.")),),
         )
-    steps = [
-        str(_("Come indirizzo email usa la stessa casella con cui accedi.")),
-    ]
-    if provider in ("aruba", "aruba_pec"):
+    steps = [str(_("Come indirizzo email usa la stessa casella con cui accedi."))]
+    if provider is not None and provider.key in ("aruba", "aruba_pec"):
         steps.append(str(_("Oppure autorizza l'alias nella Webmail di Aruba.")))
-    elif provider in MICROSOFT:
+    elif family == "microsoft":
         steps.append(str(_('Oppure chiedi al reparto IT il permesso "Invia come" (Send As).')))
     return Advice(
         title=str(_("Mittente non consentito")),
@@ -542,7 +376,19 @@ def _message_rejected(enhanced: str, reply: str) -> Advice:
     )
 
 
-def _rate_limited(provider: str | None, name: str, enhanced: str, reply: str) -> Advice:
+def _rate_limited(provider: Preset | None, name: str, enhanced: str, reply: str) -> Advice:
+    if _has(reply, "Too many login attempts"):
+        return Advice(
+            title=str(_("Troppi tentativi di accesso")),
+            text=str(
+                _("%(provider)s ha bloccato temporaneamente gli accessi dopo troppi tentativi.")
+                % {"provider": name}
+            ),
+            steps=(
+                str(_("Nel frattempo controlla che la password sia corretta.")),
+                str(_("Riprova tra qualche minuto.")),
+            ),
+        )
     if enhanced == "5.4.5" or _has(reply, "Daily user sending limit"):
         return Advice(
             title=str(_("Raggiunto il limite giornaliero di %(provider)s") % {"provider": name}),
@@ -553,16 +399,365 @@ def _rate_limited(provider: str | None, name: str, enhanced: str, reply: str) ->
             ),
             suggest_smart_mail=True,
         )
-    if _has(reply, "Too much traffic") or provider == "legalmail":
-        detail = _("Legalmail consente al massimo 6 messaggi al minuto.")
-    elif _has(reply, "policy violation") or provider == "aruba":
-        detail = _("Aruba consente circa 200–300 messaggi ogni 20 minuti.")
-    elif enhanced == "4.7.28" or provider in GOOGLE:
-        detail = _("Google chiede di attendere almeno 10 minuti prima di riprovare.")
-    else:
-        detail = _("Il provider limita il numero di messaggi in un certo intervallo.")
+    detail = (provider.rate_note if provider is not None else "") or _(
+        "Il provider limita il numero di messaggi in un certo intervallo."
+    )
     return Advice(
         title=str(_("Troppi invii in poco tempo")),
         text=str(detail),
         steps=(str(_("PsicoGest rallenta e riprova da solo più tardi.")),),
     )
+
+
+def _sentence(text: str) -> str:
+    """``text`` with its first letter in upper case ("il tuo provider …" → "Il tuo …")."""
+    return text[:1].upper() + text[1:]
+
+
+def _smart_mail(error_class: str, code: int | None) -> Advice | None:
+    """The outcomes only Smart Mail has (the ESP's answer and its tracking events), and
+    the Smart Mail wording of the shared ones; ``None`` for the rest."""
+    if error_class == ErrorClass.BOUNCED:
+        return Advice(
+            title=str(_("Rimbalzata: il destinatario non accetta il messaggio")),
+            text=str(
+                _(
+                    "Il server del destinatario ha risposto che l'indirizzo non esiste o non "
+                    "accetta posta. L'indirizzo è stato sospeso: le prossime fatture non gli "
+                    "verranno inviate finché non lo correggi o lo riattivi."
+                )
+            ),
+            steps=(
+                str(_("Controlla l'indirizzo email nella scheda del paziente.")),
+                str(_("Poi riattiva l'indirizzo e reinvia la fattura.")),
+            ),
+        )
+    if error_class == ErrorClass.SOFT_BOUNCE:
+        return Advice(
+            title=str(_("Rimbalzo temporaneo")),
+            text=str(
+                _(
+                    "Il server del destinatario non ha accettato il messaggio per un motivo "
+                    "temporaneo, per esempio la casella piena. L'indirizzo non è stato sospeso."
+                )
+            ),
+            steps=(str(_("Se il problema continua, avvisa il paziente.")),),
+        )
+    if error_class == ErrorClass.COMPLAINED:
+        return Advice(
+            title=str(_("Il destinatario l'ha segnalata come spam")),
+            text=str(
+                _(
+                    "Il paziente, o il suo programma di posta, ha segnalato il messaggio come "
+                    "spam. Per proteggere la reputazione degli invii l'indirizzo è stato sospeso."
+                )
+            ),
+            steps=(
+                str(_("Senti il paziente prima di inviargli altre fatture per email.")),
+                str(_("Se è d'accordo, riattiva l'indirizzo.")),
+            ),
+        )
+    if error_class in (ErrorClass.ESP_REJECTED, ErrorClass.RECIPIENT_REFUSED):
+        return Advice(
+            title=str(_("Rifiutata dal servizio di invio")),
+            text=str(
+                _(
+                    "Il servizio di invio di Smart Mail non ha spedito il messaggio a questo "
+                    "indirizzo: di solito perché l'indirizzo è stato bloccato dopo un rimbalzo "
+                    "o rifiutato dalla politica del dominio del destinatario."
+                )
+            ),
+            steps=(str(_("Controlla l'indirizzo email nella scheda del paziente.")),),
+        )
+    if error_class == ErrorClass.ESP_FAILED:
+        return Advice(
+            title=str(_("Il servizio di invio non è riuscito a spedirla")),
+            text=str(
+                _(
+                    "Il servizio di invio di Smart Mail ha segnalato un errore nello spedire il "
+                    "messaggio. La risposta esatta è nei dettagli tecnici."
+                )
+            ),
+            steps=(str(_("Reinvia la fattura; se l'errore si ripete, contatta l'assistenza.")),),
+        )
+    if error_class in (ErrorClass.TEMPORARY, ErrorClass.RATE_LIMITED, ErrorClass.TIMEOUT):
+        return Advice(
+            title=str(_("Servizio di invio momentaneamente non disponibile")),
+            text=str(
+                _(
+                    "Il servizio di invio di Smart Mail ha segnalato un problema temporaneo: "
+                    "PsicoGest riproverà da solo."
+                )
+            ),
+        )
+    if error_class == ErrorClass.CONNECTION_FAILED:
+        return Advice(
+            title=str(_("Servizio di invio non raggiungibile")),
+            text=str(
+                _(
+                    "PsicoGest non è riuscito a collegarsi al servizio di invio di Smart Mail: "
+                    "riproverà da solo."
+                )
+            ),
+        )
+    return None
+
+
+def _outbox(error_class: str, *, channel: str | None) -> Advice | None:
+    """Outcomes decided by the outbox itself, the same on both channels."""
+    if error_class == ErrorClass.SUPPRESSED:
+        return Advice(
+            title=str(_("Indirizzo sospeso")),
+            text=str(
+                _(
+                    "Questo indirizzo in passato è rimbalzato o ha segnalato una fattura come "
+                    "spam: PsicoGest non gli invia altre fatture finché non lo riattivi."
+                )
+            ),
+            steps=(
+                str(_("Controlla l'indirizzo nella scheda del paziente.")),
+                str(_("Poi riattivalo e reinvia.")),
+            ),
+        )
+    if error_class == ErrorClass.EXPIRED:
+        return Advice(
+            title=str(_("Tentativi esauriti")),
+            text=str(
+                _(
+                    "Per troppo tempo il server ha risposto solo con errori temporanei: "
+                    "PsicoGest ha smesso di riprovare. L'ultima risposta è nei dettagli tecnici."
+                )
+            ),
+            steps=(str(_("Quando il problema è risolto, usa «Reinvia».")),),
+            suggest_smart_mail=channel == "smtp",
+        )
+    if error_class == ErrorClass.INTERNAL_ERROR:
+        return Advice(
+            title=str(_("Errore interno di PsicoGest")),
+            text=str(
+                _(
+                    "Un errore imprevisto ha interrotto l'invio prima che il messaggio partisse: "
+                    "è stato segnalato all'assistenza e PsicoGest riprova per qualche volta."
+                )
+            ),
+        )
+    if error_class == ErrorClass.WORKER_CRASHED:
+        return Advice(
+            title=str(_("Invio interrotto più volte")),
+            text=str(
+                _(
+                    "L'invio di questo messaggio si è interrotto più volte prima che partisse: "
+                    "PsicoGest ha smesso di riprovare e lo ha segnalato all'assistenza. Il "
+                    "messaggio non è partito."
+                )
+            ),
+            steps=(str(_("Puoi riprovare con «Reinvia».")),),
+        )
+    if error_class == ErrorClass.NO_MAILBOX:
+        return Advice(
+            title=str(_("Nessuna casella SMTP configurata")),
+            text=str(_("La fattura doveva partire dalla tua casella, che non è più configurata.")),
+            steps=(
+                str(_("Configura la casella in Impostazioni email, oppure invia con Smart Mail.")),
+            ),
+            suggest_smart_mail=True,
+        )
+    return None
+
+
+def _unknown(name: str, *, after_data: bool) -> Advice:
+    if after_data:
+        return Advice(
+            title=str(_("Esito sconosciuto")),
+            text=str(
+                _(
+                    "Il messaggio è stato consegnato al server ma la risposta non è arrivata: "
+                    "potrebbe essere partito. Non viene reinviato da solo."
+                )
+            ),
+            steps=(str(_("Chiedi al paziente se l'ha ricevuto prima di reinviarlo.")),),
+        )
+    return Advice(
+        title=str(_("Invio non riuscito")),
+        text=_sentence(
+            str(
+                _(
+                    "%(provider)s ha rifiutato l'operazione con una risposta non riconosciuta. "
+                    "Trovi la risposta esatta nei dettagli tecnici."
+                )
+                % {"provider": name}
+            )
+        ),
+        steps=(
+            str(_("Controlla le impostazioni e verifica di nuovo.")),
+            str(_("Se l'errore persiste, usa Smart Mail.")),
+        ),
+    )
+
+
+def advice(
+    *,
+    error_class: str,
+    preset_key: str | None,
+    code: int | None = None,
+    enhanced: str | None = None,
+    reply: str = "",
+    channel: str | None = None,
+    port: int | None = None,
+    after_data: bool = False,
+) -> Advice:
+    """Italian advice for a classified failure on ``channel`` ("smtp", "smart_mail", or
+    ``None`` for a mailbox check), naming the provider. ``port`` is the mailbox's port
+    when known (the advice about port 25 is only for port 25)."""
+    enhanced = enhanced or ""
+    reply = reply or ""
+    found = _outbox(error_class, channel=channel)
+    if found is not None:
+        return found
+    if channel == "smart_mail":
+        found = _smart_mail(error_class, code)
+        if found is not None:
+            return found
+        if error_class == ErrorClass.UNKNOWN:
+            return _unknown(str(_("il servizio di invio")), after_data=after_data)
+    provider = _provider(preset_key, reply)
+    name = (
+        str(provider.label)
+        if provider is not None and provider.key not in ("custom", "local")
+        else str(_("il tuo provider"))
+    )
+    title_name = _sentence(name)
+
+    if error_class == ErrorClass.OAUTH_REQUIRED:
+        return _oauth_required(provider, title_name, reply)
+    if error_class == ErrorClass.APP_PASSWORD_REQUIRED:
+        return _app_password(provider, title_name)
+    if error_class == ErrorClass.SUSPICIOUS_LOGIN:
+        first = (
+            str(_('Apri Gmail nel browser e conferma l\'avviso di sicurezza ("Sì, ero io").'))
+            if _family(provider) == "google"
+            else str(
+                _("Apri la posta di %(provider)s nel browser e conferma l'avviso di accesso.")
+                % {"provider": name}
+            )
+        )
+        return Advice(
+            title=str(
+                _("%(provider)s ha bloccato l'accesso come sospetto") % {"provider": title_name}
+            ),
+            text=str(SUSPICIOUS_LOGIN_EXPLANATION),
+            steps=(first, str(_('Torna qui e premi di nuovo "Verifica connessione".'))),
+        )
+    if error_class == ErrorClass.AUTH_FAILED:
+        return _auth_failed(provider, title_name)
+    if error_class == ErrorClass.AUTH_UNAVAILABLE:
+        return Advice(
+            title=str(_("Il server non offre l'accesso con nome utente e password")),
+            text=str(
+                _(
+                    "Il server non propone l'autenticazione (AUTH): di solito non è il server di "
+                    "invio (SMTP) del provider, oppure la porta è sbagliata (la 25 serve ai "
+                    "server tra provider, non all'invio dalla tua casella)."
+                )
+            ),
+            steps=(
+                str(_("Controlla il nome del server SMTP indicato dal provider.")),
+                str(_("Usa la porta 587 con STARTTLS, oppure la porta 465 con SSL/TLS.")),
+            ),
+        )
+    if error_class == ErrorClass.STARTTLS_MISSING:
+        return Advice(
+            title=str(_("Il server non offre una connessione protetta su questa porta")),
+            text=str(
+                _(
+                    "Il server non ha proposto STARTTLS, quindi PsicoGest non ha inviato la "
+                    "password (non viene mai trasmessa in chiaro)."
+                )
+            ),
+            steps=(
+                str(_("Usa la porta 587 con STARTTLS, oppure la porta 465 con SSL/TLS.")),
+                str(_("Salva e verifica di nuovo.")),
+            ),
+        )
+    if error_class == ErrorClass.CERTIFICATE_INVALID:
+        return _certificate(provider)
+    if error_class == ErrorClass.TLS_FAILED:
+        return _security_mismatch()
+    if error_class in (
+        ErrorClass.CONNECTION_FAILED,
+        ErrorClass.HOST_NOT_FOUND,
+        ErrorClass.TIMEOUT,
+    ):
+        return _unreachable(error_class, provider, name, port)
+    if error_class == ErrorClass.DESTINATION_REFUSED:
+        return Advice(
+            title=str(_("Server non consentito")),
+            text=str(
+                _(
+                    "Per sicurezza PsicoGest si collega solo a server SMTP pubblici sulle porte "
+                    "465, 587, 2525 o 25."
+                )
+            ),
+            steps=(str(_("Inserisci il server SMTP pubblico indicato dal tuo provider.")),),
+        )
+    if error_class == ErrorClass.SENDER_REFUSED:
+        return _sender_refused(provider, title_name, enhanced, reply)
+    if error_class == ErrorClass.RECIPIENT_REFUSED:
+        return Advice(
+            title=str(_("Indirizzo del destinatario inesistente")),
+            text=str(
+                _("Il server ha risposto che la casella del destinatario non esiste (%(code)s).")
+                % {"code": " ".join(filter(None, (str(code or ""), enhanced))) or "550"}
+            ),
+            steps=(str(_("Controlla l'indirizzo email nella scheda del paziente.")),),
+        )
+    if error_class == ErrorClass.ADDRESS_UNSUPPORTED:
+        return Advice(
+            title=str(_("Indirizzo non supportato dalla tua casella")),
+            text=str(
+                _(
+                    "L'indirizzo del destinatario ha lettere accentate o caratteri speciali "
+                    "prima della @, e il server della tua casella non accetta questi indirizzi "
+                    "(manca il supporto SMTPUTF8)."
+                )
+            ),
+            steps=(
+                str(_("Controlla l'indirizzo email nella scheda del paziente.")),
+                str(_("Se è corretto, invia questa fattura con Smart Mail.")),
+            ),
+            suggest_smart_mail=True,
+        )
+    if error_class == ErrorClass.MAILBOX_FULL:
+        temporary = (code or 0) < 500 and not enhanced.startswith("5.")
+        return Advice(
+            title=str(_("Casella del destinatario piena")),
+            text=str(
+                _("La casella del destinatario è piena: PsicoGest riproverà automaticamente.")
+                if temporary
+                else _("La casella del destinatario è piena e non accetta altri messaggi.")
+            ),
+            steps=(str(_("Avvisa il paziente o invia la fattura in un altro modo.")),),
+        )
+    if error_class == ErrorClass.MESSAGE_REJECTED:
+        return _message_rejected(enhanced, reply)
+    if error_class == ErrorClass.RATE_LIMITED:
+        return _rate_limited(provider, title_name, enhanced, reply)
+    if error_class == ErrorClass.GREYLISTED:
+        return Advice(
+            title=str(_("Invio rimandato dal destinatario")),
+            text=str(
+                _(
+                    "Il server del destinatario chiede di riprovare più tardi (greylisting): è "
+                    "normale con i mittenti nuovi. PsicoGest riprova da solo."
+                )
+            ),
+        )
+    if error_class == ErrorClass.TEMPORARY:
+        return Advice(
+            title=str(_("Errore temporaneo")),
+            text=str(
+                _("%(provider)s ha segnalato un problema temporaneo: PsicoGest riproverà da solo.")
+                % {"provider": title_name}
+            ),
+        )
+    return _unknown(name, after_data=after_data)

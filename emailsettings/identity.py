@@ -107,9 +107,14 @@ def smart_mail_identity(
     )
 
 
+def smtp_display_name(account: SmtpAccount, practitioner: Practitioner) -> str:
+    """The cleaned sender name of the practitioner's mailbox (invoices and the test mail)."""
+    return clean_display_name(account.sender_name) or practitioner_name(practitioner)
+
+
 def smtp_identity(account: SmtpAccount, practitioner: Practitioner) -> Identity:
     """From the practitioner's own mailbox; no separate Reply-To is needed."""
-    name = clean_display_name(account.sender_name) or practitioner_name(practitioner)
+    name = smtp_display_name(account, practitioner)
     return Identity(
         from_header=format_address(name, account.email),
         reply_to="",

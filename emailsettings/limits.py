@@ -2,7 +2,7 @@
 
 - **Pace**: each practitioner's Smart Mail messages go out at most
   ``EMAILSETTINGS_SMART_MAIL_RATE_PER_MINUTE`` a minute, through the same Redis token bucket
-  that paces a personal SMTP mailbox (:class:`emailsettings.senders.TokenBucket`).
+  that paces a personal SMTP mailbox (:class:`TokenBucket`).
 - **Daily quota**: at most ``EMAILSETTINGS_WARMUP_DAILY_QUOTA`` Smart Mail messages per
   rolling 24 hours while the account is younger than ``EMAILSETTINGS_WARMUP_DAYS`` (counted
   from ``Practitioner.date_joined``), ``EMAILSETTINGS_SMART_MAIL_DAILY_QUOTA`` afterwards
@@ -11,13 +11,19 @@
 
 A delivery over quota is neither sent nor failed: :mod:`emailsettings.delivery` defers it to
 :attr:`Quota.resets_at` and the sweeper wakes it then.
+
+:class:`TokenBucket` is the pace itself: a token bucket per mailbox (or per practitioner's
+Smart Mail) shared by every worker through Redis.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
+import threading
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 from django.db.models import Q
@@ -29,7 +35,7 @@ from .models import Channel, Delivery, DeliveryStatus
 if TYPE_CHECKING:
     from psicogest.models import Practitioner
 
-    from .senders import TokenBucket
+logger = logging.getLogger(__name__)
 
 QUOTA_WINDOW = datetime.timedelta(hours=24)
 
@@ -102,8 +108,6 @@ def smart_mail_quota(*, practitioner: Practitioner, now: datetime.datetime | Non
 
 def smart_mail_bucket(*, practitioner_id: int) -> TokenBucket | None:
     """The practitioner's Smart Mail pace (shared by every worker); ``None`` when unpaced."""
-    from .senders import TokenBucket
-
     rate = conf.smart_mail_rate_per_minute()
     if rate <= 0:
         return None
@@ -148,3 +152,70 @@ def within_fixed_window(key: str, *, limit: int, window: int) -> bool:
         cache.set(key, 1, timeout=window)
         count = 1
     return count <= limit
+
+
+# --- pacing --------------------------------------------------------------------------------
+
+_BUCKET_SCRIPT = """
+local rate = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or capacity
+local ts = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
+if tokens >= 1 then
+  redis.call('HSET', KEYS[1], 'tokens', tokens - 1, 'ts', now)
+  redis.call('EXPIRE', KEYS[1], 3600)
+  return '0'
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
+redis.call('EXPIRE', KEYS[1], 3600)
+return tostring((1 - tokens) / rate)
+"""
+
+_local_buckets: dict[str, tuple[float, float]] = {}
+_local_lock = threading.Lock()
+
+
+class TokenBucket:
+    """``rate_per_minute`` messages a minute for one mailbox (or one practitioner's Smart
+    Mail), across every worker process.
+
+    The state lives in Redis (one hash per mailbox); without Redis (embedded default, or
+    Redis unreachable) each process paces itself alone, which is still within the limit
+    for a single worker.
+    """
+
+    def __init__(self, *, key: str, rate_per_minute: float) -> None:
+        self.key = f"emailsettings:bucket:{key}"
+        self.rate = max(rate_per_minute, 0.001) / 60.0
+        # A short burst is allowed; the long-run pace is the preset's.
+        self.capacity = max(1.0, min(rate_per_minute / 6.0, 20.0))
+        self._script: Any = None
+        url = conf.redis_url()
+        if url:
+            import redis
+
+            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+            self._script = client.register_script(_BUCKET_SCRIPT)
+
+    def wait_time(self) -> float:
+        """Take one token if there is one (0.0), else the seconds until there will be."""
+        import redis
+
+        now = time.time()
+        if self._script is not None:
+            try:
+                return float(self._script(keys=[self.key], args=[self.rate, self.capacity, now]))
+            except (redis.RedisError, OSError):  # pacing must never stop a send
+                logger.warning("Token bucket: Redis unavailable, pacing locally")
+                self._script = None
+        with _local_lock:
+            tokens, ts = _local_buckets.get(self.key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + max(0.0, now - ts) * self.rate)
+            if tokens >= 1:
+                _local_buckets[self.key] = (tokens - 1, now)
+                return 0.0
+            _local_buckets[self.key] = (tokens, now)
+            return (1 - tokens) / self.rate

@@ -1,5 +1,7 @@
-"""Checks of the practitioner's own mailbox: "Verifica connessione" and "Invia una mail di
-prova".
+"""The practitioner's own mailbox: its checks ("Verifica connessione", "Invia una mail di
+prova") and its health, of which this module is the only writer (``SmtpAccount.status``,
+``last_error``, ``unreachable_since``): checks, sends and configuration changes all report
+here, and a change of health holds or releases the mailbox's queued invoices.
 
 Both run in a Celery worker (``emailsettings.tasks``): :func:`start_check` is what a view
 calls (rate limit, progress marker, enqueue on commit); :func:`verify_mailbox` and
@@ -23,12 +25,12 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from kombu.exceptions import OperationalError
 
+from . import conf
 from .exceptions import DeliveryError, RateLimited
-from .guidance import ErrorClass
+from .failures import ErrorClass, Failure
 from .models import MailboxStatus, SmtpAccount
-from .smtp import SmtpFailure, close_quietly, connection_for, probe_envelope, send_message
+from .smtp import close_quietly, connection_for, probe_envelope, send_message
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ class CheckResult:
     kind: str
     ok: bool
     at: datetime
-    failure: SmtpFailure | None = None
+    failure: Failure | None = None
 
 
 # --- starting a check (web side) ------------------------------------------------------------
@@ -102,11 +104,10 @@ def start_check(*, account: SmtpAccount, kind: str) -> dict[str, Any]:
     account_id = account.pk
 
     def enqueue() -> None:
-        try:
-            task.delay(account_id)
-        except OperationalError:
+        from .delivery.publish import publish_task
+
+        if not publish_task(task.name, [account_id]):
             # Broker down: say so on the page instead of waiting forever.
-            logger.warning("Mailbox check %s for account %s not enqueued", kind, account_id)
             progress["state"] = "unavailable"
             cache.set(_progress_key(account_id), progress, timeout=PROGRESS_TTL)
 
@@ -173,6 +174,14 @@ def _run(*, account: SmtpAccount, kind: str, timeout: float) -> CheckResult:
             )
     except DeliveryError as err:
         result = CheckResult(kind=kind, ok=False, at=timezone.now(), failure=err.failure)
+    except Exception as err:  # recorded: the page must never stay "in corso"
+        logger.exception("Unexpected error in mailbox check %s for account %s", kind, account.pk)
+        failure = Failure(
+            phase=str((check_progress(account=account) or {}).get("phase") or "connect"),
+            error_class=ErrorClass.INTERNAL_ERROR,
+            reply=type(err).__name__,
+        )
+        result = CheckResult(kind=kind, ok=False, at=timezone.now(), failure=failure)
     else:
         result = CheckResult(kind=kind, ok=True, at=timezone.now())
     finally:
@@ -192,7 +201,7 @@ def record_check_abandoned(*, account: SmtpAccount, kind: str) -> CheckResult:
     """Store a timeout for a check stopped from outside (the task's time limit): many slow
     replies can add up past it even though each command has its own timeout."""
     progress = check_progress(account=account) or {}
-    failure = SmtpFailure(
+    failure = Failure(
         phase=str(progress.get("phase") or "connect"),
         code=None,
         enhanced="",
@@ -206,45 +215,106 @@ def record_check_abandoned(*, account: SmtpAccount, kind: str) -> CheckResult:
 
 
 def _record(*, account: SmtpAccount, result: CheckResult) -> None:
-    """Store the outcome with a conditional update (the row may have been edited meanwhile:
-    only the check's own fields are written)."""
+    """Store a check's outcome. Only a configuration error (credentials, sender, TLS, host)
+    makes the mailbox "broken"; a timeout or a refused recipient does not."""
     if result.ok:
-        changes: dict[str, Any] = {
-            "status": MailboxStatus.OK,
-            "last_verified_at": result.at,
-            "last_error": {},
-        }
-    else:
-        assert result.failure is not None
-        changes = {"last_error_at": result.at, "last_error": result.failure.as_dict()}
-        # Only a configuration error (credentials, sender, TLS, host) makes the mailbox
-        # "broken" (which holds its queue); a timeout or a refused recipient does not.
-        if result.failure.is_configuration_error:
-            changes["status"] = MailboxStatus.BROKEN
-    SmtpAccount.objects.filter(pk=account.pk).update(**changes, updated_at=timezone.now())
-    for field, value in changes.items():
-        setattr(account, field, value)
-    # The outbox follows the mailbox: a working mailbox releases its held invoices, a broken
-    # one holds what is still waiting instead of letting each row fail on its own.
-    from . import delivery
+        _set_health(account, healthy=True, verified_at=result.at)
+        return
+    assert result.failure is not None
+    _set_health(account, healthy=not result.failure.is_configuration_error, failure=result.failure)
 
-    if result.ok:
-        delivery.resume_held(practitioner=account.practitioner)
-    elif changes.get("status") == MailboxStatus.BROKEN:
-        delivery.hold_pending(practitioner_id=account.practitioner_id)
+
+def _set_health(
+    account: SmtpAccount,
+    *,
+    healthy: bool,
+    failure: Failure | None = None,
+    verified_at: datetime | None = None,
+) -> None:
+    """Write the mailbox's health with a conditional update (the row may have been edited
+    meanwhile: only these fields are written), then let the outbox follow: a working mailbox
+    releases its held invoices, a broken one holds what is still waiting."""
+    from .delivery import actions
+
+    now = timezone.now()
+    changes: dict[str, Any] = {}
+    if failure is None:
+        changes = {"status": MailboxStatus.OK, "last_error": {}, "unreachable_since": None}
+        if verified_at is not None:
+            changes["last_verified_at"] = verified_at
+    else:
+        changes = {"last_error_at": now, "last_error": failure.as_dict()}
+        if not healthy:
+            changes["status"] = MailboxStatus.BROKEN
+    SmtpAccount.objects.filter(pk=account.pk).update(**changes, updated_at=now)
+    for name, value in changes.items():
+        setattr(account, name, value)
+    if failure is None:
+        actions.resume_held(practitioner_id=account.practitioner_id)
+    elif not healthy:
+        actions.hold_pending(practitioner_id=account.practitioner_id)
+
+
+def forget_checks(account: SmtpAccount) -> None:
+    """The connection settings changed: the last check was about other settings (the
+    caller saves the row)."""
+    account.status = MailboxStatus.UNVERIFIED
+    account.last_error = {}
+    account.last_error_at = None
+    account.unreachable_since = None
+
+
+def record_send_success(*, account: SmtpAccount) -> None:
+    """A message went out through the mailbox: it works (written only when that is news)."""
+    if account.status == MailboxStatus.OK and account.unreachable_since is None:
+        return
+    _set_health(account, healthy=True)
+
+
+def record_send_failure(*, account: SmtpAccount, failure: Failure) -> None:
+    """A send found the mailbox misconfigured: broken, its queue held."""
+    _set_health(account, healthy=False, failure=failure)
+
+
+def record_unreachable(*, account: SmtpAccount, failure: Failure) -> bool:
+    """A send could not reach the server. Temporary at first; once it has lasted
+    ``EMAILSETTINGS_MAILBOX_UNREACHABLE_SECONDS`` the mailbox is broken and its queue held.
+    Returns whether it is now broken."""
+    now = timezone.now()
+    since = account.unreachable_since
+    if since is None:
+        SmtpAccount.objects.filter(pk=account.pk, unreachable_since__isnull=True).update(
+            unreachable_since=now
+        )
+        account.unreachable_since = now
+        return False
+    if (now - since).total_seconds() < conf.mailbox_unreachable_seconds():
+        return False
+    logger.info("Mailbox %s unreachable since %s: held", account.pk, since.isoformat())
+    _set_health(account, healthy=False, failure=failure)
+    return True
+
+
+def _header_address(address: str) -> str:
+    """``address`` for a header: the domain IDNA-encoded (headers are ASCII here)."""
+    from .smtp import envelope_address
+
+    return envelope_address(address, smtputf8=True)
 
 
 def build_test_message(*, account: SmtpAccount) -> EmailMessage:
-    """The test message: from the configured sender name and address, to the practitioner."""
+    """The test message: from the mailbox with the same cleaned sender name invoices use
+    (``identity.smtp_identity``), to the practitioner."""
+    from .identity import message_id_domain, smtp_display_name
+
     practitioner = account.practitioner
-    display_name = " ".join((account.sender_name or practitioner.display_name).split())
-    domain = account.email.rsplit("@", 1)[-1] or "psicogest.invalid"
+    display_name = smtp_display_name(account, practitioner)
     message = EmailMessage()
-    message["From"] = Address(display_name=display_name, addr_spec=account.email)
-    message["To"] = Address(addr_spec=practitioner.email)
+    message["From"] = Address(display_name=display_name, addr_spec=_header_address(account.email))
+    message["To"] = Address(addr_spec=_header_address(practitioner.email))
     message["Subject"] = _("Mail di prova da PsicoGest")
     message["Date"] = format_datetime(timezone.now())
-    message["Message-ID"] = make_msgid(domain=domain)
+    message["Message-ID"] = make_msgid(domain=message_id_domain(_header_address(account.email)))
     message.set_content(
         _(
             "Questa è una mail di prova inviata da PsicoGest con la tua casella %(email)s.\n\n"

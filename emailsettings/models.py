@@ -14,6 +14,8 @@ from django.utils.translation import gettext_lazy as _
 
 from psicogest.models import OwnedQuerySet
 
+from .failures import ErrorClass
+
 
 class Channel(models.TextChoices):
     SMART_MAIL = "smart_mail", _("Smart Mail")
@@ -73,6 +75,9 @@ class SmtpAccount(models.Model):
     )
     last_verified_at = models.DateTimeField(null=True, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # Since when sends have found the server unreachable (refused, unknown host, no answer);
+    # cleared by any successful session. Long enough, and the mailbox becomes "broken".
+    unreachable_since = models.DateTimeField(null=True, blank=True)
     # The classified failure: {"phase", "code", "enhanced", "error_class", "reply"}.
     last_error = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -123,9 +128,6 @@ class DeliveryStatus(models.TextChoices):
     UNKNOWN = "unknown", _("esito sconosciuto")
 
 
-IN_FLIGHT_STATUSES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
-
-
 class Phase(models.TextChoices):
     """How far the last attempt got; decides whether a dead worker's row may be retried."""
 
@@ -142,7 +144,9 @@ class Phase(models.TextChoices):
 
 class DeliveryQuerySet(OwnedQuerySet):
     def in_flight(self) -> DeliveryQuerySet:
-        return self.filter(status__in=IN_FLIGHT_STATUSES)
+        from .delivery.lifecycle import IN_FLIGHT
+
+        return self.filter(status__in=IN_FLIGHT)
 
 
 class Delivery(models.Model):
@@ -174,6 +178,8 @@ class Delivery(models.Model):
     body_html = models.TextField(blank=True)
     body_purged_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Leases lost to a dead worker before the data was sent (capped: a poison row fails).
+    crashes = models.PositiveSmallIntegerField(default=0)
     phase = models.CharField(max_length=20, choices=Phase.choices, default=Phase.NONE, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -184,7 +190,7 @@ class Delivery(models.Model):
     # End of the last wait for the Smart Mail daily quota: the retry max age counts from here
     # (not from created_at), so waiting for the quota never uses up the retry window.
     quota_wait_until = models.DateTimeField(null=True, blank=True)
-    last_error_class = models.CharField(max_length=40, blank=True)
+    last_error_class = models.CharField(max_length=40, choices=ErrorClass.choices, blank=True)
     last_error_code = models.PositiveIntegerField(null=True, blank=True)
     last_error_enhanced = models.CharField(max_length=20, blank=True)
     last_error_text = models.TextField(blank=True)
@@ -216,6 +222,11 @@ class Delivery(models.Model):
             models.CheckConstraint(
                 condition=Q(channel__in=[value for value, _label in Channel.choices]),
                 name="delivery_channel_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(last_error_class="")
+                | Q(last_error_class__in=[value for value, _label in ErrorClass.choices]),
+                name="delivery_error_class_valid",
             ),
         ]
 
@@ -259,6 +270,49 @@ class DeliveryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.status}"
+
+
+class WebhookState(models.TextChoices):
+    PENDING = "pending", _("in attesa dell'invio")
+    APPLIED = "applied", _("applicato")
+    IGNORED = "ignored", _("ignorato")
+
+
+class WebhookEvent(models.Model):
+    """A tracking event an ESP posted, kept once (``event_key``: anymail's ``event_id``, or
+    ESP + message id + type + time when the ESP sends none). It is matched to its delivery
+    by the ESP's message id; one for a message not yet recorded as sent waits ``pending``
+    and is applied when the worker records the ESP's message id."""
+
+    esp = models.CharField(max_length=40)
+    event_key = models.CharField(max_length=255, unique=True)
+    event_type = models.CharField(max_length=40)
+    esp_message_id = models.CharField(max_length=255, db_index=True)
+    recipient = models.CharField(max_length=254, blank=True)
+    # The delivery id the event's metadata names: a cross-check only, never a lookup key.
+    metadata_delivery_id = models.CharField(max_length=40, blank=True)
+    soft = models.BooleanField(default=False)
+    text = models.TextField(blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    received_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(
+        max_length=20, choices=WebhookState.choices, default=WebhookState.PENDING
+    )
+    delivery = models.ForeignKey(
+        Delivery, null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_events"
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["esp_message_id"],
+                condition=Q(state="pending"),
+                name="webhook_pending",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.esp} {self.event_type} {self.esp_message_id}"
 
 
 class SuppressedAddress(models.Model):

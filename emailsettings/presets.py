@@ -50,6 +50,17 @@ class Preset:
     pec: bool = False
     # Where the practitioner creates an app password or changes the needed setting.
     help_url: str = ""
+    # Provider facts the advice uses (guidance.py), so adding a provider touches this file
+    # only. ``family`` groups providers whose replies and advice are alike ("google",
+    # "microsoft"); a 535 at AUTH means "use an app password" when ``app_password_on_535``;
+    # ``app_password_place`` says where that password is created; ``rate_note`` explains the
+    # provider's sending limit; ``reply_markers`` recognise the provider in a custom server's
+    # reply (lower case).
+    family: str = ""
+    app_password_on_535: bool = False
+    app_password_place: str | Promise = ""
+    rate_note: str | Promise = ""
+    reply_markers: tuple[str, ...] = ()
 
     def matches_mx(self, mx_host: str) -> bool:
         host = mx_host.rstrip(".").lower()
@@ -88,6 +99,11 @@ PRESETS: tuple[Preset, ...] = (
         security="ssl",
         login_notes=_APP_PASSWORD_GOOGLE,
         help_url="https://myaccount.google.com/apppasswords",
+        family="google",
+        app_password_on_535=True,
+        app_password_place=_("su myaccount.google.com/apppasswords"),
+        rate_note=_("Google chiede di attendere almeno 10 minuti prima di riprovare."),
+        reply_markers=("gsmtp", "google"),
     ),
     Preset(
         key="google_workspace",
@@ -103,6 +119,9 @@ PRESETS: tuple[Preset, ...] = (
             "consentirla). Nome utente: l'indirizzo completo."
         ),
         help_url="https://myaccount.google.com/apppasswords",
+        family="google",
+        app_password_place=_("su myaccount.google.com/apppasswords"),
+        rate_note=_("Google chiede di attendere almeno 10 minuti prima di riprovare."),
     ),
     Preset(
         key="outlook",
@@ -127,6 +146,7 @@ PRESETS: tuple[Preset, ...] = (
             "(errore 535 5.7.139). Usa Smart Mail: le risposte dei pazienti arrivano comunque "
             "alla tua casella."
         ),
+        family="microsoft",
     ),
     Preset(
         key="microsoft365",
@@ -144,6 +164,8 @@ PRESETS: tuple[Preset, ...] = (
             "fine di dicembre 2026 e lo rimuoverà nel 2027: se la verifica fallisce chiedi al "
             'reparto IT di abilitare "SMTP autenticato", oppure usa Smart Mail.'
         ),
+        family="microsoft",
+        reply_markers=("outlook", "office365", "microsoft"),
     ),
     Preset(
         key="yahoo",
@@ -158,6 +180,8 @@ PRESETS: tuple[Preset, ...] = (
             "verifica in due passaggi e genera una password per le app da usare qui."
         ),
         help_url="https://login.yahoo.com/account/security",
+        app_password_on_535=True,
+        app_password_place=_("nella sicurezza dell'account Yahoo (Genera password per app)"),
     ),
     Preset(
         key="icloud",
@@ -173,6 +197,8 @@ PRESETS: tuple[Preset, ...] = (
             "per le app) e usala qui al posto della password dell'ID Apple."
         ),
         help_url="https://account.apple.com/",
+        app_password_on_535=True,
+        app_password_place=_("su account.apple.com, in Password specifiche per le app"),
     ),
     Preset(
         key="libero",
@@ -254,6 +280,7 @@ PRESETS: tuple[Preset, ...] = (
             'Webmail Aruba). Aruba blocca con "policy violation" oltre circa 200–300 '
             "messaggi ogni 20 minuti: PsicoGest rallenta gli invii di conseguenza."
         ),
+        rate_note=_("Aruba consente circa 200–300 messaggi ogni 20 minuti."),
     ),
     Preset(
         key="aruba_pec",
@@ -270,6 +297,8 @@ PRESETS: tuple[Preset, ...] = (
             "dedicata. Alcuni destinatari non PEC potrebbero non riceverla come una mail "
             "normale."
         ),
+        app_password_place=_("nel pannello della PEC Aruba (password dedicata)"),
+        rate_note=_("Aruba consente circa 200–300 messaggi ogni 20 minuti."),
     ),
     Preset(
         key="legalmail",
@@ -287,6 +316,7 @@ PRESETS: tuple[Preset, ...] = (
             '"Too much traffic from this sender"): PsicoGest rispetta questo limite. '
             "Server non confermato: controllalo nel tuo contratto."
         ),
+        rate_note=_("Legalmail consente al massimo 6 messaggi al minuto."),
     ),
     Preset(
         key="postecert",
@@ -301,6 +331,7 @@ PRESETS: tuple[Preset, ...] = (
             "Casella PEC: il mittente deve essere l'indirizzo PEC e gli invii sono più lenti "
             "di una casella normale."
         ),
+        rate_note=_("Poste Italiane PEC consente al massimo 6 messaggi al minuto."),
     ),
     Preset(
         key="register",
@@ -336,6 +367,7 @@ PRESETS: tuple[Preset, ...] = (
             "Con l'autenticazione a due fattori attiva serve una password specifica per "
             "l'applicazione, da generare nelle impostazioni di sicurezza di Zoho."
         ),
+        app_password_place=_("nelle impostazioni di sicurezza di Zoho"),
     ),
     Preset(
         key="zoho_eu",
@@ -349,6 +381,7 @@ PRESETS: tuple[Preset, ...] = (
             "Con l'autenticazione a due fattori attiva serve una password specifica per "
             "l'applicazione, da generare nelle impostazioni di sicurezza di Zoho."
         ),
+        app_password_place=_("nelle impostazioni di sicurezza di Zoho"),
     ),
     Preset(
         key="gmx",
@@ -441,6 +474,26 @@ def preset_for_domain(domain: str) -> Preset | None:
     domain = domain.rstrip(".").lower()
     for preset in PRESETS:
         if domain in preset.domains:
+            return preset
+    return None
+
+
+def pec_domains() -> frozenset[str]:
+    """The address domains of the PEC presets (``pec.it``, ``postecert.it``, …)."""
+    return frozenset(domain for preset in PRESETS if preset.pec for domain in preset.domains)
+
+
+def is_pec_address(address: str) -> bool:
+    """Whether ``address`` is at a PEC provider's domain (or a subdomain of one)."""
+    domain = address.rpartition("@")[2].strip().rstrip(".").lower()
+    return any(domain == pec or domain.endswith("." + pec) for pec in pec_domains())
+
+
+def provider_from_reply(reply: str) -> Preset | None:
+    """The provider a custom server's reply names (``gsmtp`` → Gmail), if any."""
+    lowered = reply.lower()
+    for preset in PRESETS:
+        if any(marker in lowered for marker in preset.reply_markers):
             return preset
     return None
 

@@ -2,8 +2,9 @@
 
 The ESP posts events to anymail's webhook URLs (authenticated with ``ANYMAIL
 ["WEBHOOK_SECRET"]``); anymail sends the ``tracking`` signal, and the receiver here hands
-it to :func:`emailsettings.delivery.record_tracking_event`. Only the delivery id travels in
-the metadata, so nothing here sees patient data beyond the recipient address already stored.
+it to :func:`emailsettings.delivery.tracking.record_tracking_event`, which matches it by the
+ESP's message id. Only the delivery id travels in the metadata, so nothing here sees patient
+data beyond the recipient address already stored.
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ from django.dispatch import receiver
 def on_tracking_event(
     sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any
 ) -> None:
-    from .delivery import record_tracking_event
+    from .delivery.tracking import record_tracking_event
 
-    metadata = event.metadata or {}
-    record_tracking_event(
-        event_type=str(event.event_type or ""),
-        delivery_id=metadata.get("delivery_id"),
-        esp_message_id=event.message_id,
-        description=str(event.description or ""),
-        mta_response=str(event.mta_response or ""),
-        occurred_at=event.timestamp,
-    )
+    record_tracking_event(esp=_esp_key(esp_name), event=event)
+
+
+def _esp_key(esp_name: str) -> str:
+    """anymail's display name ("Amazon SES", "Postmark") as a key ("amazon_ses")."""
+    return "_".join(str(esp_name or "").lower().split())

@@ -23,8 +23,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .delivery import RESENDABLE, SMART_MAIL_FALLBACK
-from .models import IN_FLIGHT_STATUSES, Channel, Delivery, DeliveryStatus, SmtpAccount
+from .delivery import lifecycle
+from .failures import ErrorClass
+from .models import Channel, Delivery, DeliveryStatus, SmtpAccount
 
 PAGE_SIZES = (25, 50, 100)
 DEFAULT_PAGE_SIZE = 50
@@ -90,19 +91,27 @@ _TONES: dict[str, str] = {
     DeliveryStatus.SUPPRESSED: "err",
 }
 
-# Which actions the page offers per status: emailsettings.delivery decides (and raises
-# ActionNotAllowed otherwise); the page offers "Riprova ora" only where a wait can be cut
-# short (a queued row is already on its way).
-RETRYABLE = frozenset({DeliveryStatus.DEFERRED, DeliveryStatus.HELD})
+# Which actions the page offers: the lifecycle's rules (emailsettings.delivery raises
+# ActionNotAllowed otherwise).
 BULK_RETRYABLE = frozenset({DeliveryStatus.FAILED})
 
 
 def offered_actions(delivery: Delivery) -> dict[str, bool]:
+    from .delivery.actions import can_retry_now
+
     return {
-        "can_resend": delivery.status in RESENDABLE,
-        "can_retry": delivery.status in RETRYABLE,
-        "can_smart_mail": delivery.channel == Channel.SMTP
-        and delivery.status in SMART_MAIL_FALLBACK,
+        "can_resend": delivery.status in lifecycle.RESENDABLE,
+        "can_retry": can_retry_now(delivery),
+        "can_smart_mail": lifecycle.can_fall_back(delivery),
+        # A refused address is fixed on the patient card, not by another channel.
+        "fix_patient": delivery.last_error_class
+        in (
+            ErrorClass.RECIPIENT_REFUSED,
+            ErrorClass.ADDRESS_UNSUPPORTED,
+            ErrorClass.BOUNCED,
+            ErrorClass.ESP_REJECTED,
+            ErrorClass.SUPPRESSED,
+        ),
     }
 
 
@@ -135,7 +144,7 @@ def legend() -> list[dict[str, str]]:
 
 
 def is_in_flight(status: str) -> bool:
-    return status in IN_FLIGHT_STATUSES
+    return status in lifecycle.IN_FLIGHT
 
 
 # --- filters ---------------------------------------------------------------------------
@@ -257,23 +266,23 @@ def error_advice(*, delivery: Delivery, preset_key: str | None) -> tuple[str, st
     """The last error as (one plain sentence, longer advice); empty strings when none."""
     if not (delivery.last_error_class or delivery.last_error_code or delivery.last_error_text):
         return "", ""
-    if delivery.channel == Channel.SMART_MAIL and delivery.last_error_class == "rate_limited":
+    if delivery.last_error_class == ErrorClass.QUOTA_WAIT:
         # The Smart Mail daily quota (emailsettings.limits): its own sentence says it all.
         return delivery.last_error_text, ""
-    try:
-        from .guidance import advice
-    except ImportError:  # guidance not available: show the server's own words
-        return delivery.last_error_text, ""
+    from .guidance import advice
+
     result = advice(
-        error_class=delivery.last_error_class,
+        error_class=delivery.last_error_class or ErrorClass.UNKNOWN,
         preset_key=preset_key,
         code=delivery.last_error_code,
         enhanced=delivery.last_error_enhanced,
         reply=delivery.last_error_text,
+        channel=delivery.channel,
+        after_data=delivery.status == DeliveryStatus.UNKNOWN,
     )
-    title = str(getattr(result, "title", "") or "")
-    text = str(getattr(result, "text", "") or "")
-    return (title or text or delivery.last_error_text), (text if title else "")
+    return (result.title or result.text or delivery.last_error_text), (
+        result.text if result.title else ""
+    )
 
 
 def version(delivery: Delivery) -> str:
@@ -447,6 +456,7 @@ def iter_csv_rows(
         error = ""
         if error_class or error_code or error_text:
             probe.channel = channel
+            probe.status = status
             probe.last_error_class = error_class
             probe.last_error_code = error_code
             probe.last_error_enhanced = error_enhanced

@@ -12,7 +12,7 @@ Everything that talks to a personal mailbox goes through here:
   Django's ``EMAIL_*`` settings.
 - :func:`send_message` runs MAIL / RCPT / DATA and reports each phase, so a caller knows
   whether a failure came before or after the message data left.
-- :func:`classify` turns any exception into an :class:`SmtpFailure` following
+- :func:`classify` turns any exception into an :class:`~emailsettings.failures.Failure` following
   ``smtp-errors.md``; the exceptions of :mod:`emailsettings.exceptions` carry it.
 
 To recognise a new provider reply, add a rule to :data:`_REPLY_RULES` (first match wins)
@@ -32,14 +32,14 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext as _
 
 from . import conf
 from .exceptions import DeliveryError, DestinationRefused
-from .guidance import ErrorClass
+from .failures import ErrorClass, Failure
 
 if TYPE_CHECKING:
     from .models import SmtpAccount
@@ -150,92 +150,12 @@ def check_destination(host: str, port: int) -> list[str]:
 
 # --- failures ---------------------------------------------------------------------------
 
-_CONFIGURATION_CLASSES = frozenset(
-    {
-        ErrorClass.AUTH_FAILED,
-        ErrorClass.APP_PASSWORD_REQUIRED,
-        ErrorClass.OAUTH_REQUIRED,
-        ErrorClass.SUSPICIOUS_LOGIN,
-        ErrorClass.TLS_FAILED,
-        ErrorClass.STARTTLS_MISSING,
-        ErrorClass.CERTIFICATE_INVALID,
-        ErrorClass.CONNECTION_FAILED,
-        ErrorClass.SENDER_REFUSED,
-        ErrorClass.DESTINATION_REFUSED,
-    }
-)
-_TEMPORARY_CLASSES = frozenset(
-    {
-        ErrorClass.TIMEOUT,
-        ErrorClass.RATE_LIMITED,
-        ErrorClass.GREYLISTED,
-        ErrorClass.TEMPORARY,
-    }
-)
-
-
-@dataclass(frozen=True)
-class SmtpFailure:
-    """A classified SMTP failure. ``reply`` is the server's answer (or the local error) with
-    secrets removed; ``after_data`` means the message data was sent and no reply came."""
-
-    phase: str
-    code: int | None
-    enhanced: str
-    error_class: str
-    reply: str
-    after_data: bool = False
-
-    @property
-    def reply_class(self) -> str:
-        """The reply class, 4 or 5 as text (the enhanced code wins, RFC 3463); "" if none."""
-        if self.enhanced:
-            return self.enhanced[0]
-        if self.code:
-            return str(self.code)[0]
-        return ""
-
-    @property
-    def is_configuration_error(self) -> bool:
-        """The mailbox itself must be fixed (credentials, sender, TLS, host): hold its queue."""
-        return self.error_class in _CONFIGURATION_CLASSES and not self.after_data
-
-    @property
-    def is_temporary(self) -> bool:
-        """Worth retrying with backoff: 4xx, timeouts, dropped connections. Never true after
-        the data was sent (it may have been accepted)."""
-        if self.after_data or self.is_configuration_error:
-            return False
-        if self.error_class in _TEMPORARY_CLASSES:
-            return True
-        return self.reply_class == "4"
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON stored in ``SmtpAccount.last_error``."""
-        data = asdict(self)
-        data.pop("after_data")
-        if self.after_data:
-            data["after_data"] = True
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SmtpFailure:
-        return cls(
-            phase=str(data.get("phase", "")),
-            code=data.get("code"),
-            enhanced=str(data.get("enhanced", "")),
-            error_class=str(data.get("error_class", ErrorClass.UNKNOWN)),
-            reply=str(data.get("reply", "")),
-            after_data=bool(data.get("after_data", False)),
-        )
-
+# The classified failure is the module-wide value of emailsettings.failures.
+SmtpFailure = Failure
 
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _AUTH_LINE = re.compile(r"(?im)^(\s*AUTH\s+[A-Z0-9_-]+)\s+\S+")
 _BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/]{12,}={0,2}")
-
-# Providers whose normal password is refused: a 535 means "use an app password".
-_APP_PASSWORD_PRESETS = frozenset({"gmail", "yahoo", "icloud"})
 
 
 def _enhanced_code(text: str) -> str:
@@ -353,17 +273,19 @@ _REPLY_RULES: tuple[tuple[re.Pattern[str], frozenset[str] | None, str], ...] = t
 )
 
 
-def classify(exc: BaseException, *, phase: str, preset_key: str | None = None) -> SmtpFailure:
+def classify(exc: BaseException, *, phase: str, preset_key: str | None = None) -> Failure:
     """Classify ``exc`` raised during ``phase`` (connect, tls, auth, mail, rcpt, data,
     data_sent) following ``smtp-errors.md``. The reply is not yet scrubbed of the password:
     :func:`open_connection` and :func:`send_message` do it."""
+    from .presets import get_preset
+
     after_data = phase == "data_sent"
     code, text = _reply_parts(exc)
     enhanced = _enhanced_code(text)
     reply = f"{code} {text}" if code else text
 
-    def failure(error_class: str) -> SmtpFailure:
-        return SmtpFailure(
+    def failure(error_class: str) -> Failure:
+        return Failure(
             phase=phase,
             code=code,
             enhanced=enhanced,
@@ -374,7 +296,7 @@ def classify(exc: BaseException, *, phase: str, preset_key: str | None = None) -
 
     if isinstance(exc, DestinationRefused):
         if exc.code == "host_not_found":
-            return failure(ErrorClass.CONNECTION_FAILED)
+            return failure(ErrorClass.HOST_NOT_FOUND)
         if exc.code == "host_lookup_failed":
             return failure(ErrorClass.TEMPORARY)
         return failure(ErrorClass.DESTINATION_REFUSED)
@@ -390,7 +312,8 @@ def classify(exc: BaseException, *, phase: str, preset_key: str | None = None) -
     if phase == "auth":
         if reply_class == "4":
             return failure(ErrorClass.TEMPORARY)
-        if code == 535 and preset_key in _APP_PASSWORD_PRESETS:
+        preset = get_preset(preset_key)
+        if code == 535 and preset is not None and preset.app_password_on_535:
             return failure(ErrorClass.APP_PASSWORD_REQUIRED)
         return failure(ErrorClass.AUTH_FAILED)
     if reply_class == "4":
@@ -426,12 +349,18 @@ def _classify_local(exc: BaseException, *, phase: str) -> str:
         return ErrorClass.CERTIFICATE_INVALID
     if isinstance(exc, ssl.SSLError):
         return ErrorClass.TLS_FAILED
+    if isinstance(exc, SecurityMismatch):
+        return ErrorClass.TLS_FAILED
     if isinstance(exc, StarttlsMissing):
         return ErrorClass.STARTTLS_MISSING
+    if isinstance(exc, AuthUnavailable):
+        return ErrorClass.AUTH_UNAVAILABLE
+    if isinstance(exc, AddressUnsupported | UnicodeError):
+        return ErrorClass.SENDER_REFUSED if phase == "mail" else ErrorClass.ADDRESS_UNSUPPORTED
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         if "starttls" in str(exc).lower():
             return ErrorClass.STARTTLS_MISSING
-        return ErrorClass.AUTH_FAILED
+        return ErrorClass.AUTH_UNAVAILABLE
     if phase == "data_sent":
         return ErrorClass.UNKNOWN
     if _is_timeout(exc):
@@ -439,7 +368,7 @@ def _classify_local(exc: BaseException, *, phase: str) -> str:
     if isinstance(exc, socket.gaierror):
         if exc.errno == socket.EAI_AGAIN:
             return ErrorClass.TEMPORARY
-        return ErrorClass.CONNECTION_FAILED
+        return ErrorClass.HOST_NOT_FOUND
     if isinstance(exc, ConnectionRefusedError):
         return ErrorClass.CONNECTION_FAILED
     if isinstance(exc, smtplib.SMTPServerDisconnected | ConnectionResetError | BrokenPipeError):
@@ -456,10 +385,23 @@ def _classify_local(exc: BaseException, *, phase: str) -> str:
         return ErrorClass.CONNECTION_FAILED
     if isinstance(exc, smtplib.SMTPException) and phase == "auth":
         # "No suitable authentication method found."
-        return ErrorClass.AUTH_FAILED
+        return ErrorClass.AUTH_UNAVAILABLE
     if isinstance(exc, OSError):
         return ErrorClass.TEMPORARY
     return ErrorClass.UNKNOWN
+
+
+class SecurityMismatch(smtplib.SMTPException):
+    """STARTTLS was chosen on a port that speaks implicit TLS: the server waits for a TLS
+    handshake while the client waits for its greeting."""
+
+
+class AuthUnavailable(smtplib.SMTPNotSupportedError):
+    """The server offers no AUTH mechanism the product uses (wrong server or port)."""
+
+
+class AddressUnsupported(smtplib.SMTPException):
+    """An address with a non-ASCII local part, and the server does not offer SMTPUTF8."""
 
 
 class StarttlsMissing(smtplib.SMTPNotSupportedError):
@@ -545,14 +487,7 @@ def _fail(
     err: BaseException, *, phase: str, preset_key: str | None, secrets: Iterable[str]
 ) -> DeliveryError:
     found = classify(err, phase=phase, preset_key=preset_key)
-    clean = SmtpFailure(
-        phase=found.phase,
-        code=found.code,
-        enhanced=found.enhanced,
-        error_class=found.error_class,
-        reply=scrub(found.reply, secrets),
-        after_data=found.after_data,
-    )
+    clean = replace(found, reply=scrub(found.reply, secrets))
     logger.info(
         "SMTP failure at %s: %s %s %s", clean.phase, clean.error_class, clean.code, clean.enhanced
     )
@@ -621,6 +556,12 @@ def open_connection(
         except (OSError, smtplib.SMTPException) as err:
             phase = candidate.phase
             candidate.close()
+            if security == "starttls" and int(port) == 465 and _is_timeout(err):
+                # Port 465 speaks TLS first: a client waiting for a plain greeting waits in vain.
+                err = SecurityMismatch(
+                    "No greeting on port 465 with STARTTLS: the port expects implicit TLS."
+                )
+                phase = "tls"
             last_error = err
             # Another address may work, unless the server answered (it is the server).
             if isinstance(err, smtplib.SMTPResponseException | ssl.SSLError) or _is_timeout(err):
@@ -647,12 +588,32 @@ def open_connection(
             connection.ehlo()
         if username:
             connection.set_phase("auth")
-            connection.login(username, password)
+            login(connection, username, password)
     except (OSError, smtplib.SMTPException, ValueError) as err:
         phase = connection.phase
         close_quietly(connection)
         raise _fail(err, phase=phase, preset_key=preset_key, secrets=secrets) from err
     return connection
+
+
+# Strongest first among those smtplib implements; over TLS PLAIN is as good as any, and a
+# server that offers several gets exactly one try (smtplib's login() tries each in turn, so
+# one wrong password counted as two failed logins towards the provider's lockout).
+_AUTH_PREFERENCE = ("PLAIN", "LOGIN", "CRAM-MD5")
+
+
+def login(connection: smtplib.SMTP, username: str, password: str) -> None:
+    """AUTH once, with the best mechanism the server offers; raises
+    :class:`AuthUnavailable` when it offers none (or no AUTH at all)."""
+    if not connection.has_extn("auth"):
+        raise AuthUnavailable("The server offers no AUTH (SMTP AUTH extension missing).")
+    offered = connection.esmtp_features.get("auth", "").upper().split()
+    mechanism = next((name for name in _AUTH_PREFERENCE if name in offered), None)
+    if mechanism is None:
+        raise AuthUnavailable(f"No supported AUTH mechanism among: {' '.join(offered)[:200]}")
+    connection.user, connection.password = username, password
+    authobject = getattr(connection, "auth_" + mechanism.lower().replace("-", "_"))
+    connection.auth(mechanism, authobject, initial_response_ok=True)
 
 
 def connection_for(
@@ -664,7 +625,7 @@ def connection_for(
     try:
         password = account.get_password()
     except DecryptionError as err:
-        failure = SmtpFailure(
+        failure = Failure(
             phase="auth",
             code=None,
             enhanced="",
@@ -722,12 +683,30 @@ def send_message(
 ) -> SendReply:
     """MAIL, RCPT (every recipient must be accepted), DATA. Phases reported: "mail",
     "rcpt", "data", then "data_sent" once the whole message is out — a failure after that
-    raises :class:`~emailsettings.exceptions.UnknownOutcomeError`."""
+    raises :class:`~emailsettings.exceptions.UnknownOutcomeError`.
+
+    An 8-bit message is declared ``BODY=8BITMIME`` (RFC 6152) when the server offers it and
+    re-encoded quoted-printable when it does not."""
+    from .messages import seven_bit
+
     if isinstance(message, email.message.Message):
         data = message.as_bytes()
     else:
         data = message
-    _envelope(connection, from_addr, to_addrs, on_phase=on_phase, preset_key=preset_key)
+    options: list[str] = []
+    if not data.isascii():
+        if connection.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        else:
+            data = seven_bit(data)
+    _envelope(
+        connection,
+        from_addr,
+        to_addrs,
+        on_phase=on_phase,
+        preset_key=preset_key,
+        mail_options=options,
+    )
     phase = "data"
     _notify(on_phase, phase)
     try:
@@ -763,6 +742,26 @@ def _notify(on_phase: PhaseCallback | None, phase: str) -> None:
         on_phase(phase)
 
 
+def envelope_address(address: str, *, smtputf8: bool) -> str:
+    """``address`` as it goes in MAIL FROM / RCPT TO: the domain IDNA-encoded
+    (``università.it`` → ``xn--universit-y1a.it``); a non-ASCII local part only when the
+    server offers SMTPUTF8 (RFC 6531), else :class:`AddressUnsupported`."""
+    local, _at, domain = address.strip().rpartition("@")
+    if not domain.isascii():
+        import idna
+
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as err:
+            raise AddressUnsupported(f"Invalid international domain: {err}") from err
+    if not local.isascii() and not smtputf8:
+        raise AddressUnsupported(
+            "The address has non-ASCII characters before the @ and the server does not "
+            "offer SMTPUTF8."
+        )
+    return f"{local}@{domain}" if local else domain
+
+
 def _envelope(
     connection: smtplib.SMTP,
     from_addr: str,
@@ -770,20 +769,32 @@ def _envelope(
     *,
     on_phase: PhaseCallback | None,
     preset_key: str | None,
+    mail_options: list[str] | None = None,
 ) -> None:
+    options = list(mail_options or ())
+    smtputf8 = connection.has_extn("smtputf8")
+    if smtputf8 and not all(
+        address.rpartition("@")[0].isascii() for address in (from_addr, *to_addrs)
+    ):
+        options.append("SMTPUTF8")
     phase = "mail"
     _notify(on_phase, phase)
     try:
-        code, reply = connection.mail(from_addr)
+        sender = envelope_address(from_addr, smtputf8=smtputf8)
+        code, reply = connection.mail(sender, options)
         if code != 250:
             _rset_quietly(connection)
-            raise smtplib.SMTPSenderRefused(code, reply, from_addr)
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
         phase = "rcpt"
         _notify(on_phase, phase)
         for address in to_addrs:
-            code, reply = connection.rcpt(address)
+            recipient = envelope_address(address, smtputf8=smtputf8)
+            code, reply = connection.rcpt(recipient)
             if code not in (250, 251):
                 _rset_quietly(connection)
                 raise smtplib.SMTPRecipientsRefused({address: (code, reply)})
-    except (OSError, smtplib.SMTPException) as err:
+    except AddressUnsupported as err:
+        _rset_quietly(connection)
+        raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err
+    except (OSError, smtplib.SMTPException, UnicodeError) as err:
         raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err

@@ -62,7 +62,7 @@ def send_test_mail_task(account_id: int) -> None:
 @shared_task(name="emailsettings.send_deliveries")
 def send_deliveries_task(delivery_ids: list[int]) -> None:
     """Send a batch of deliveries (one practitioner's, one connection)."""
-    from .delivery import send_batch
+    from .delivery.worker import send_batch
 
     send_batch(delivery_ids=[int(pk) for pk in delivery_ids])
 
@@ -70,15 +70,17 @@ def send_deliveries_task(delivery_ids: list[int]) -> None:
 @shared_task(name="emailsettings.sweep_deliveries")
 def sweep_deliveries_task() -> None:
     """Settle dead workers' rows, wake due retries, re-publish forgotten rows (beat)."""
-    from .delivery import sweep
+    from .delivery.sweeper import sweep
+    from .delivery.tracking import prune_pending
 
     sweep()
+    prune_pending()
 
 
 @shared_task(name="emailsettings.purge_delivery_bodies")
 def purge_delivery_bodies_task() -> None:
     """Drop old message bodies; the delivery records stay (beat, daily)."""
-    from .delivery import purge_bodies
+    from .delivery.sweeper import purge_bodies
 
     purge_bodies()
 

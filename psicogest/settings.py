@@ -39,6 +39,9 @@ REQUIRED_IN_PRODUCTION = (
     "REDIS_URL",
     "EMAILSETTINGS_ENCRYPTION_KEYS",
     "DJANGO_ALLOWED_HOSTS",
+    # Without it anyone could post tracking events (delivery ids are sequential) and
+    # suppress every practitioner's patients' addresses.
+    "ANYMAIL_WEBHOOK_SECRET",
 )
 
 if PRODUCTION:
@@ -187,7 +190,13 @@ if PRODUCTION:
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": 3600}
+    # A publish must fail fast when Redis does not answer (the row is committed either way
+    # and the sweeper publishes it later): bounded socket waits, no publish retries.
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+        "visibility_timeout": 3600,
+        "socket_timeout": 5,
+        "socket_connect_timeout": 2,
+    }
 else:
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_URL = "filesystem://"
@@ -231,12 +240,46 @@ ANYMAIL = {
         "MAILGUN_API_KEY": env.str("MAILGUN_API_KEY", default=""),
         "MAILGUN_SENDER_DOMAIN": env.str("MAILGUN_SENDER_DOMAIN", default=""),
         "BREVO_API_KEY": env.str("BREVO_API_KEY", default=""),
+        "SENDGRID_API_KEY": env.str("SENDGRID_API_KEY", default=""),
+        # Mailgun signs its webhooks with a key of its own (not the API key).
+        "MAILGUN_WEBHOOK_SIGNING_KEY": env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
         "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default=""),
     }.items()
     if value
 }
 
 EMAILSETTINGS_PLATFORM_NAME = env.str("EMAILSETTINGS_PLATFORM_NAME", default="PsicoGest")
+EMAILSETTINGS_PLATFORM_SPF_INCLUDE = env.str(
+    "EMAILSETTINGS_PLATFORM_SPF_INCLUDE", default="spf.psicogest.test"
+)
+EMAILSETTINGS_PLATFORM_DKIM_TARGET = env.str(
+    "EMAILSETTINGS_PLATFORM_DKIM_TARGET", default="dkim.psicogest.test"
+)
+# Outbox tuning (see emailsettings/conf.py for what each one means); unset keeps the default.
+# A worker started by the tests or a benchmark is tuned through these variables.
+for _name in (
+    "EMAILSETTINGS_RETRY_BASE_SECONDS",
+    "EMAILSETTINGS_RETRY_MAX_DELAY_SECONDS",
+    "EMAILSETTINGS_RETRY_MAX_AGE_SECONDS",
+    "EMAILSETTINGS_LEASE_SECONDS",
+    "EMAILSETTINGS_STALE_QUEUED_SECONDS",
+    "EMAILSETTINGS_DUPLICATE_WINDOW_SECONDS",
+    "EMAILSETTINGS_BATCH_SIZE",
+    "EMAILSETTINGS_BATCH_TIME_BUDGET_SECONDS",
+    "EMAILSETTINGS_SMTP_SEND_TIMEOUT_SECONDS",
+    "EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE",
+    "EMAILSETTINGS_MAX_CRASHES",
+    "EMAILSETTINGS_MAX_INTERNAL_ERRORS",
+    "EMAILSETTINGS_MAILBOX_UNREACHABLE_SECONDS",
+    "EMAILSETTINGS_WEBHOOK_PENDING_SECONDS",
+    "EMAILSETTINGS_BODY_RETENTION_DAYS",
+    "EMAILSETTINGS_SMART_MAIL_RATE_PER_MINUTE",
+    "EMAILSETTINGS_WARMUP_DAYS",
+    "EMAILSETTINGS_WARMUP_DAILY_QUOTA",
+    "EMAILSETTINGS_SMART_MAIL_DAILY_QUOTA",
+):
+    if env.str(_name, default=""):
+        globals()[_name] = env.float(_name)
 EMAILSETTINGS_PLATFORM_FROM = env.str(
     "EMAILSETTINGS_PLATFORM_FROM", default="fatture@mail.psicogest.test"
 )

@@ -15,11 +15,20 @@ ensure_packages() {
   pg_bin_dir >/dev/null || need_packages+=(postgresql)
   command -v redis-server >/dev/null || need_packages+=(redis-server)
   [ -x /usr/bin/chromium ] || need_packages+=(chromium)
+  # A private Postfix + Dovecot for the MTA tests (tests/mta_fixtures.py), never a system MTA.
+  [ -x /usr/sbin/postfix ] || need_packages+=(postfix)
+  [ -x /usr/sbin/dovecot ] || need_packages+=(dovecot-core)
+  [ -x /usr/lib/dovecot/imap ] || need_packages+=(dovecot-imapd)
   if [ ${#need_packages[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       echo "==> installing ${need_packages[*]}"
+      echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
       apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}" >/dev/null
+      # apt may start the packages' system services: the tests run their own instances.
+      for svc in postfix dovecot; do
+        if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
+      done
     else
       echo "error: the tests need ${need_packages[*]}; install them (Debian: apt-get install ${need_packages[*]})" >&2
       exit 1

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 # SMTP test servers, the test CA and mailbox accounts (see tests/smtp_fixtures.py).
-pytest_plugins = ["tests.smtp_fixtures"]
+pytest_plugins = ["tests.smtp_fixtures", "tests.mta_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from .. import presets
-from ..models import Channel, EmailSettings, MailboxStatus, Security, SmtpAccount
+from ..models import Channel, EmailSettings, Security, SmtpAccount
 
 # RFC 1123 host name; IP literals are parsed with ipaddress. The destination check
 # (emailsettings.smtp.check_destination) decides whether the address may be used.
@@ -158,10 +158,9 @@ class SmtpAccountForm(forms.ModelForm):
         if password:
             account.set_password(password)
         if changed:
-            # The last verification was about other settings.
-            account.status = MailboxStatus.UNVERIFIED
-            account.last_error = {}
-            account.last_error_at = None
+            from ..mailbox import forget_checks
+
+            forget_checks(account)
         if commit:
             account.save()
         return account

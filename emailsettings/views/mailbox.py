@@ -18,10 +18,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from ..exceptions import RateLimited
+from ..failures import Failure
 from ..guidance import advice
 from ..mailbox import TEST_MAIL, VERIFY, check_progress, start_check
 from ..models import Phase, SmtpAccount
-from ..smtp import SmtpFailure
 
 
 def _account(request: HttpRequest) -> SmtpAccount | None:
@@ -125,13 +125,14 @@ def _status_payload(account: SmtpAccount, progress: dict[str, Any] | None) -> di
 def _result(account: SmtpAccount, *, kind: str) -> dict[str, Any] | None:
     ok_at, error_at = account.last_verified_at, account.last_error_at
     if error_at and account.last_error and (ok_at is None or error_at > ok_at):
-        failure = SmtpFailure.from_dict(account.last_error)
+        failure = Failure.from_dict(account.last_error)
         tip = advice(
             error_class=failure.error_class,
             preset_key=account.preset,
             code=failure.code,
             enhanced=failure.enhanced,
             reply=failure.reply,
+            port=account.port,
         )
         phase = failure.phase
         return {

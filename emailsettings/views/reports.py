@@ -123,6 +123,7 @@ def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
         back = reverse("emailsettings:deliveries")
     context = {
         "delivery": delivery,
+        "patient_url": _patient_url(delivery),
         "row": row,
         "events": events,
         "resends": resends,
@@ -132,6 +133,16 @@ def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
         **report.offered_actions(delivery),
     }
     return render(request, "emailsettings/delivery_detail.html", context)
+
+
+def _patient_url(delivery: Delivery) -> str:
+    """Where the patient's address is corrected: the patient page when the host has one."""
+    from django.urls import NoReverseMatch
+
+    try:
+        return reverse("patient_edit", args=[delivery.patient_id])
+    except NoReverseMatch:
+        return reverse("invoice", args=[delivery.invoice_id])
 
 
 @login_required

@@ -89,8 +89,11 @@ def _owned_invoices(request: HttpRequest, ids: Sequence[int]) -> list[Invoice]:
 
 
 def _is_pec(recipient: str, invoice: Invoice) -> bool:
-    domain = recipient.rpartition("@")[2].lower()
-    return bool(invoice.patient.pec) or "pec" in domain
+    """A PEC address: the patient's PEC field, or a PEC provider's domain (the presets')."""
+    from ..presets import is_pec_address
+
+    pec = (invoice.patient.pec or "").strip().lower()
+    return (bool(pec) and pec == recipient.strip().lower()) or is_pec_address(recipient)
 
 
 def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
@@ -251,6 +254,8 @@ def progress_summary(deliveries: Sequence[Delivery]) -> dict[str, Any]:
         "failed": sum(by_status[status] for status in FAILED_STATUSES),
         "attention": sum(by_status[status] for status in ATTENTION_STATUSES),
         "done": in_flight == 0,
+        "done_text": _done_text(by_status),
+        "held": by_status[DeliveryStatus.HELD],
         "deliveries": [
             {
                 "id": delivery.pk,
@@ -262,6 +267,49 @@ def progress_summary(deliveries: Sequence[Delivery]) -> dict[str, Any]:
             for delivery in deliveries
         ],
     }
+
+
+def _done_text(by_status: Counter[str]) -> str:
+    """What a finished batch did, in one sentence: never "completed" when nothing went."""
+    sent = sum(by_status[status] for status in SENT_STATUSES)
+    failed = sum(by_status[status] for status in FAILED_STATUSES)
+    held = by_status[DeliveryStatus.HELD]
+    unknown = by_status[DeliveryStatus.UNKNOWN]
+    parts = []
+    if sent:
+        parts.append(ngettext("%(n)d fattura inviata", "%(n)d fatture inviate", sent) % {"n": sent})
+    if held:
+        parts.append(
+            ngettext(
+                "%(n)d fattura trattenuta: la casella va corretta",
+                "%(n)d fatture trattenute: la casella va corretta",
+                held,
+            )
+            % {"n": held}
+        )
+    if failed:
+        parts.append(
+            ngettext(
+                "%(n)d non riuscita: il motivo è nell'elenco invii",
+                "%(n)d non riuscite: il motivo è nell'elenco invii",
+                failed,
+            )
+            % {"n": failed}
+        )
+    if unknown:
+        parts.append(
+            ngettext(
+                "%(n)d con esito sconosciuto, da verificare",
+                "%(n)d con esito sconosciuto, da verificare",
+                unknown,
+            )
+            % {"n": unknown}
+        )
+    if not parts:
+        return _("Nessuna fattura inviata.")
+    if sent and not (held or failed or unknown):
+        return _("Invio completato: %(what)s.") % {"what": parts[0]}
+    return "; ".join(parts) + "."
 
 
 @never_cache

@@ -61,6 +61,7 @@ def last_error_advice(account: SmtpAccount | None) -> Advice | None:
         code=error.get("code"),
         enhanced=error.get("enhanced") or None,
         reply=str(error.get("reply") or ""),
+        port=account.port,
     )
 
 

@@ -80,7 +80,11 @@
     }
     progress.dataset.done = data.done ? "true" : "false";
     progress.querySelector('[data-state="running"]').hidden = data.done;
-    progress.querySelector('[data-state="done"]').hidden = !data.done;
+    const doneText = progress.querySelector('[data-state="done"]');
+    doneText.hidden = !data.done;
+    doneText.textContent = data.done_text;
+    const heldLink = progress.querySelector("[data-held-link]");
+    if (heldLink) heldLink.hidden = !(data.done && data.held > 0);
   };
 
   const poll = async () => {

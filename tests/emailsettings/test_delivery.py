@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from emailsettings import delivery as services
+from emailsettings.delivery import lifecycle
 from emailsettings.exceptions import ActionNotAllowed, InvalidRecipient
 from emailsettings.identity import clean_display_name, smart_mail_identity
 from emailsettings.messages import attachment_name, build_message, message_bytes
@@ -118,7 +119,7 @@ def test_smtp_channel_and_broken_mailbox_hold_the_new_row(invoice, practitioner)
 
     account.status = MailboxStatus.OK
     account.save()
-    assert services.resume_held(practitioner=practitioner) == 1
+    assert services.resume_held(practitioner_id=practitioner.pk) == 1
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.QUEUED
 
@@ -352,7 +353,7 @@ def test_smart_mail_recipients_refused_fails_at_once(invoice, settings):
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED
     assert delivery.attempts == 1
-    assert delivery.last_error_class == "recipient_refused"
+    assert delivery.last_error_class == "esp_rejected"
 
 
 @pytest.mark.django_db
@@ -408,7 +409,7 @@ def test_claim_has_one_winner(invoice):
     def claim() -> None:
         try:
             barrier.wait()
-            winners.append(services._claim(delivery.pk) is not None)
+            winners.append(lifecycle.claim(delivery.pk) is not None)
         finally:
             connection.close()
 
@@ -428,7 +429,8 @@ def test_claim_has_one_winner(invoice):
 def _track(event_type: str, **fields) -> None:
     from anymail.signals import AnymailTrackingEvent, tracking
 
-    event = AnymailTrackingEvent(event_type=event_type, timestamp=timezone.now(), **fields)
+    fields.setdefault("timestamp", timezone.now())
+    event = AnymailTrackingEvent(event_type=event_type, **fields)
     tracking.send(sender=object, event=event, esp_name="Test")
 
 
@@ -438,24 +440,30 @@ def test_tracking_events_update_the_delivery_and_suppress_bad_addresses(
 ):
     delivery = services.queue_invoice_email(invoice)
     services.send_batch(delivery_ids=[delivery.pk])
+    delivery.refresh_from_db()
+    esp_id = delivery.esp_message_id
+    assert esp_id
 
-    _track("delivered", metadata={"delivery_id": str(delivery.pk)}, message_id="0")
+    _track("delivered", metadata={"delivery_id": str(delivery.pk)}, message_id=esp_id)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DELIVERED
 
-    _track("bounced", message_id="0", description="Mailbox does not exist")
+    bounce_at = timezone.now()
+    _track("bounced", message_id=esp_id, description="Mailbox does not exist", timestamp=bounce_at)
+    # The same event posted again (the ESP retries its webhook) changes nothing more.
+    _track("bounced", message_id=esp_id, description="Mailbox does not exist", timestamp=bounce_at)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.BOUNCED
     assert SuppressedAddress.objects.filter(
         practitioner=practitioner, address="giulia@example.test", reason="bounced"
     ).exists()
     # A late "delivered" does not hide the bounce; opens are not tracked at all.
-    _track("delivered", metadata={"delivery_id": str(delivery.pk)})
-    _track("opened", metadata={"delivery_id": str(delivery.pk)})
+    _track("delivered", message_id=esp_id, metadata={"delivery_id": str(delivery.pk)})
+    _track("opened", message_id=esp_id, metadata={"delivery_id": str(delivery.pk)})
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.BOUNCED
     kinds = list(delivery.events.filter(kind=EventKind.WEBHOOK).values_list("status", flat=True))
-    assert kinds == [DeliveryStatus.DELIVERED, DeliveryStatus.BOUNCED, DeliveryStatus.DELIVERED]
+    assert kinds == [DeliveryStatus.DELIVERED, DeliveryStatus.BOUNCED, DeliveryStatus.BOUNCED]
 
     # The next invoice to that address is not mailed until it is reactivated.
     other = InvoiceFactory(patient=invoice.patient, number="9/2026")
@@ -483,7 +491,7 @@ def test_sweeper_settles_expired_leases_by_phase(practitioner):
         for _ in range(2)
     )
     for delivery, phase in ((before, Phase.RCPT), (after, Phase.DATA_SENT)):
-        assert services._claim(delivery.pk) is not None
+        assert lifecycle.claim(delivery.pk) is not None
         Delivery.objects.filter(pk=delivery.pk).update(
             phase=phase, lease_expires_at=timezone.now() - timezone.timedelta(seconds=1)
         )

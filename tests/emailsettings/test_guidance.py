@@ -71,7 +71,7 @@ def whole(result: Advice) -> str:
         ),
         pytest.param(
             dict(
-                error_class="auth_failed",
+                error_class="oauth_required",
                 preset_key="outlook",
                 code=535,
                 enhanced="5.7.139",
@@ -82,7 +82,7 @@ def whole(result: Advice) -> str:
         ),
         pytest.param(
             dict(
-                error_class="auth_failed",
+                error_class="oauth_required",
                 preset_key="microsoft365",
                 code=535,
                 enhanced="5.7.139",
@@ -96,7 +96,7 @@ def whole(result: Advice) -> str:
         ),
         pytest.param(
             dict(
-                error_class="auth_failed",
+                error_class="oauth_required",
                 preset_key="microsoft365",
                 code=535,
                 enhanced="5.7.139",
@@ -134,7 +134,7 @@ def whole(result: Advice) -> str:
         ),
         pytest.param(
             dict(
-                error_class="tls_failed",
+                error_class="certificate_invalid",
                 preset_key="aruba",
                 reply=(
                     "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
@@ -160,6 +160,7 @@ def whole(result: Advice) -> str:
                 error_class="connection_failed",
                 preset_key="gmail",
                 reply="[Errno 111] Connection refused",
+                port=25,
             ),
             ["non raggiungibile", "smtp.gmail.com", "porta 25"],
             id="unreachable",
@@ -270,5 +271,32 @@ def test_every_error_class_has_italian_advice(error_class):
 
 
 def test_custom_provider_is_named_generically():
-    assert "il tuo provider" in whole(advice(error_class="temporary", preset_key="custom"))
-    assert "il tuo provider" in whole(advice(error_class="unknown", preset_key=None))
+    assert "Il tuo provider" in whole(advice(error_class="temporary", preset_key="custom"))
+    assert "Il tuo provider" in whole(advice(error_class="unknown", preset_key=None))
+
+
+def test_the_port_25_advice_is_only_for_port_25():
+    """Port 1 is not "often blocked like port 25": the advice names the usual ports."""
+    wrong_port = whole(advice(error_class="connection_failed", preset_key="custom", port=1))
+    assert "porta 25" not in wrong_port and "587" in wrong_port
+
+
+@pytest.mark.parametrize(
+    ("error_class", "words"),
+    [
+        ("bounced", ["Rimbalzata", "sospeso"]),
+        ("complained", ["spam", "sospeso"]),
+        ("soft_bounce", ["temporaneo", "non è stato sospeso"]),
+        ("esp_rejected", ["servizio di invio"]),
+        ("esp_failed", ["servizio di invio"]),
+        ("temporary", ["servizio di invio", "riproverà"]),
+    ],
+)
+def test_smart_mail_outcomes_have_their_own_sentence(error_class, words):
+    """A Smart Mail bounce or complaint is never "your provider refused the operation"."""
+    text = whole(advice(error_class=error_class, preset_key=None, channel="smart_mail"))
+    assert "il tuo provider" not in text.lower()
+    assert "risposta non riconosciuta" not in text
+    for word in words:
+        assert word in text
+    assert text[0].isupper()

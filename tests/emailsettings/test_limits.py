@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from emailsettings import conf
 from emailsettings import delivery as services
+from emailsettings.delivery import worker
 from emailsettings.limits import smart_mail_quota
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EventKind
 from tests.conftest import wait_until
@@ -93,7 +94,7 @@ def test_a_new_account_at_quota_waits_unsent_until_the_quota_frees_up(
     assert len(mail.outbox) == 2
     frees_up = earlier + datetime.timedelta(hours=24)
     assert frees_up <= third.next_attempt_at < frees_up + datetime.timedelta(minutes=1)
-    assert third.last_error_class == "rate_limited"
+    assert third.last_error_class == "quota_wait"
     day, hour = local(third.next_attempt_at)
     expected = (
         "Limite giornaliero di Smart Mail raggiunto per i nuovi account: l'invio riprenderà "
@@ -203,7 +204,7 @@ def test_the_sweeper_sends_the_waiting_delivery_once_the_quota_frees_up(
         message="second delivery not deferred:\n" + worker.log()[-2000:],
     )
     second.refresh_from_db()
-    assert second.last_error_class == "rate_limited" and second.attempts == 0
+    assert second.last_error_class == "quota_wait" and second.attempts == 0
     services.sweep()  # not due yet: nothing happens
     assert Delivery.objects.get(pk=second.pk).status == DeliveryStatus.DEFERRED
 
@@ -239,7 +240,7 @@ def test_smart_mail_waits_for_the_practitioners_tokens(
         waits.append(seconds)
         real_sleep(seconds)
 
-    monkeypatch.setattr(services.time, "sleep", recording_sleep)
+    monkeypatch.setattr(worker.time, "sleep", recording_sleep)
 
     deliveries = send(make_invoices(practitioner, 3))
 

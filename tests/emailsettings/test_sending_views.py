@@ -21,7 +21,7 @@ from emailsettings.models import (
     SmtpAccount,
     SuppressedAddress,
 )
-from tests.factories import InvoiceFactory, PatientFactory
+from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory
 
 CONFIRM_URL = reverse("emailsettings:send_confirm")
 PROGRESS_URL = reverse("emailsettings:send_progress")
@@ -184,8 +184,13 @@ def test_posting_a_mixed_selection_sends_the_valid_ones_and_says_which_were_not(
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("email", "pec"),
-    [("anna@pec.example.it", ""), ("anna@legalmail.example.it", "anna@legalmail.example.it")],
-    ids=["pec-domain", "pec-on-patient-card"],
+    [
+        ("anna@pec.it", ""),
+        ("anna@postecert.it", ""),
+        ("anna@cert.legalmail.it", ""),
+        ("anna@legalmail.example.it", "anna@legalmail.example.it"),
+    ],
+    ids=["aruba-pec", "poste-pec", "legalmail-pec", "pec-on-patient-card"],
 )
 def test_pec_recipient_gets_a_warning(logged_client, practitioner, email, pec):
     invoice = InvoiceFactory(
@@ -356,8 +361,32 @@ def test_progress_data_counts_only_the_batch(
     assert states[ids[1]]["tone"] == "err"
 
     page = logged_client.get(PROGRESS_URL + "?invii=" + query).content.decode()
-    assert "Invio completato." in page
+    assert "1 fattura inviata; 1 non riuscita" in page
+    assert "Invio completato" not in page
     assert foreign.recipient not in page
+
+    Delivery.objects.filter(pk=ids[1]).update(status=DeliveryStatus.SENT)
+    data = logged_client.get(PROGRESS_DATA_URL + "?invii=" + query).json()
+    assert data["done_text"] == "Invio completato: 2 fatture inviate."
+
+
+@pytest.mark.django_db
+def test_progress_never_says_completed_when_nothing_was_sent(logged_client, practitioner):
+    """0 sent, 1 held: the page says the invoice is held and links to the mailbox."""
+    invoice = InvoiceFactory(patient=PatientFactory(practitioner=practitioner))
+    delivery = DeliveryFactory(invoice=invoice, status=DeliveryStatus.HELD)
+    page = logged_client.get(PROGRESS_URL + f"?invii={delivery.pk}").content.decode()
+    assert "Invio completato" not in page
+    assert "1 fattura trattenuta: la casella va corretta." in page
+    assert "Correggi la casella in Impostazioni email" in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("email", ["anna@speciale.it", "anna@specchio.example.it"])
+def test_an_ordinary_address_is_not_taken_for_pec(logged_client, practitioner, email):
+    invoice = InvoiceFactory(patient=PatientFactory(practitioner=practitioner, email=email))
+    content = logged_client.get(confirm(invoice)).content.decode()
+    assert "data-pec-warning" not in content
 
 
 @pytest.mark.django_db

@@ -132,7 +132,8 @@ def test_the_host_is_resolved_once_and_the_checked_address_is_used(guard_on, res
         raise ConnectionRefusedError(111, "Connection refused")
 
     monkeypatch.setattr(socket, "create_connection", fake_connect)
-    with pytest.raises(MailboxConfigurationError) as caught:
+    # A refused connection is temporary (the server may come back), not a broken mailbox.
+    with pytest.raises(TemporaryDeliveryError) as caught:
         smtp.open_connection(
             host="smtp.example.com",
             port=587,
@@ -171,7 +172,8 @@ def test_unknown_host_is_a_connection_failure(guard_on, monkeypatch):
     with pytest.raises(DestinationRefused) as caught:
         smtp.check_destination("smtp.inesistente.example", 587)
     assert caught.value.code == "host_not_found"
-    with pytest.raises(MailboxConfigurationError) as caught_connection:
+    # During a send it is retried with backoff; only a lasting outage breaks the mailbox.
+    with pytest.raises(TemporaryDeliveryError) as caught_connection:
         smtp.open_connection(
             host="smtp.inesistente.example",
             port=587,
@@ -179,7 +181,7 @@ def test_unknown_host_is_a_connection_failure(guard_on, monkeypatch):
             username="u",
             password="p",
         )
-    assert caught_connection.value.failure.error_class == ErrorClass.CONNECTION_FAILED
+    assert caught_connection.value.failure.error_class == ErrorClass.HOST_NOT_FOUND
 
 
 def test_a_dns_hiccup_is_temporary(guard_on, monkeypatch):
@@ -378,8 +380,8 @@ def auth_error(reply: str) -> smtplib.SMTPAuthenticationError:
             "connect",
             None,
             ErrorClass.CONNECTION_FAILED,
-            True,
             False,
+            True,
         ),
         (TimeoutError("timed out"), "connect", None, ErrorClass.TIMEOUT, False, True),
         (

@@ -160,7 +160,7 @@ def test_duplicate_enqueue_and_two_racing_workers_send_one_message(
     assert services.queue_invoice_email(invoice).pk == delivery.pk
     row = (delivery.pk, delivery.practitioner_id, delivery.channel)
     for _ in range(6):
-        services.enqueue([row])
+        services.publish_deliveries([row])
 
     wait_until(lambda: settled([delivery.pk], DeliveryStatus.SENT), timeout=30)
     time.sleep(1.0)  # let every duplicate task run
@@ -271,7 +271,7 @@ def test_authentication_failure_breaks_the_mailbox_and_holds_the_batch(
     account.set_password("Segreta-Di-Prova-42!")
     account.status = MailboxStatus.OK
     account.save()
-    assert services.resume_held(practitioner=practitioner) == 5
+    assert services.resume_held(practitioner_id=practitioner.pk) == 5
     wait_until(lambda: settled(ids, DeliveryStatus.SENT), timeout=30)
     assert Counter(smtp_server.message_ids()) == {r.message_id: 1 for r in rows}
 

@@ -1,0 +1,92 @@
+"""The only place that publishes the module's tasks to the broker.
+
+The database is the source of truth: a task is published after the transaction that made
+its rows commits (:func:`on_commit`), and a broker that is down or does not answer is
+logged and otherwise ignored — the rows stay ``queued`` and the sweeper publishes them
+later. The broker's socket timeouts (``CELERY_BROKER_TRANSPORT_OPTIONS``) keep a publish
+from hanging a web request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from django.db import transaction
+
+from .. import conf
+from ..models import Delivery
+
+logger = logging.getLogger(__name__)
+
+SEND_TASK = "emailsettings.send_deliveries"
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    from kombu.exceptions import KombuError, OperationalError
+
+    errors: list[type[BaseException]] = [OperationalError, KombuError, OSError]
+    try:
+        import redis
+
+        errors.append(redis.RedisError)
+    except ImportError:  # the embedded broker needs no redis client
+        pass
+    return tuple(errors)
+
+
+def publish_task(name: str, args: Sequence[Any]) -> bool:
+    """Publish one task by name; ``False`` (logged) when the broker is unavailable."""
+    from psicogest.celery import app
+
+    try:
+        app.send_task(name, args=list(args))
+    except _broker_errors() as err:
+        logger.warning("Broker unavailable, task %s not published: %s", name, type(err).__name__)
+        return False
+    return True
+
+
+def on_commit(action: Callable[[], Any]) -> None:
+    """Run ``action`` (a publish) once the current transaction commits."""
+    transaction.on_commit(action)
+
+
+def batches(rows: Iterable[tuple[int, int, str]]) -> list[list[int]]:
+    """Delivery ids grouped by practitioner and channel, at most ``batch_size`` each: one
+    task, and one SMTP connection, per batch."""
+    groups: OrderedDict[tuple[int, str], list[int]] = OrderedDict()
+    for pk, practitioner_id, channel in rows:
+        groups.setdefault((practitioner_id, channel), []).append(pk)
+    size = conf.batch_size()
+    return [ids[i : i + size] for ids in groups.values() for i in range(0, len(ids), size)]
+
+
+def publish_deliveries(rows: Iterable[tuple[int, int, str]]) -> int:
+    """Publish send tasks for ``(id, practitioner_id, channel)`` rows; returns how many
+    tasks went out. After one broker failure the rest are left to the sweeper: each failed
+    publish waits on the socket timeout, which should not be paid per batch."""
+    published = 0
+    for ids in batches(rows):
+        if not publish_task(SEND_TASK, [ids]):
+            break
+        published += 1
+    return published
+
+
+def publish_ids(ids: Iterable[int]) -> int:
+    """:func:`publish_deliveries` for delivery ids (their owner and channel looked up)."""
+    rows = list(
+        Delivery.objects.filter(pk__in=list(ids))
+        .order_by("id")
+        .values_list("pk", "practitioner_id", "channel")
+    )
+    return publish_deliveries(rows) if rows else 0
+
+
+def publish_ids_on_commit(ids: Sequence[int]) -> None:
+    ids = list(ids)
+    if ids:
+        on_commit(lambda: publish_ids(ids))

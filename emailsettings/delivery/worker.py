@@ -1,0 +1,293 @@
+"""The worker's side of the outbox: claim → send → record, for one batch of deliveries.
+
+:func:`send_batch` (the ``emailsettings.send_deliveries`` task) groups the rows by
+practitioner, claims each with a conditional ``UPDATE`` (one winner, a lease), sends outside
+any database transaction through the practitioner's senders (one SMTP session for the
+batch, the mailbox's pace) and records the outcome through the lifecycle. What the mailbox
+is told (broken, unreachable, working) goes to :mod:`emailsettings.mailbox`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .. import limits
+from ..failures import ErrorClass, Failure
+from ..messages import build_message, invoice_pdf
+from ..models import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    EventKind,
+    MailboxStatus,
+    Phase,
+    SmtpAccount,
+)
+from . import lifecycle, publish
+from .senders import Accepted, Sender, SmartMailSender, SmtpSender
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    """What one batch did (for the benchmark and the logs)."""
+
+    outcomes: dict[int, str] = field(default_factory=dict)
+    sessions_opened: int = 0
+    handed_over: list[int] = field(default_factory=list)
+
+
+class _Senders:
+    """The senders of one practitioner's batch, opened lazily per channel."""
+
+    def __init__(self, practitioner_id: int) -> None:
+        self.practitioner_id = practitioner_id
+        self._smart: SmartMailSender | None = None
+        self._smtp: SmtpSender | None = None
+        self.account: SmtpAccount | None = None
+        self.account_missing = False
+
+    def smart_mail(self) -> SmartMailSender:
+        if self._smart is None:
+            bucket = limits.smart_mail_bucket(practitioner_id=self.practitioner_id)
+            self._smart = SmartMailSender(bucket=bucket)
+        return self._smart
+
+    def smtp(self) -> SmtpSender | None:
+        if self._smtp is None and not self.account_missing:
+            account = SmtpAccount.objects.filter(practitioner_id=self.practitioner_id).first()
+            if account is None:
+                self.account_missing = True
+                return None
+            self.account = account
+            self._smtp = SmtpSender(account=account)
+        return self._smtp
+
+    @property
+    def sessions_opened(self) -> int:
+        return self._smtp.sessions_opened if self._smtp is not None else 0
+
+    def close(self) -> None:
+        for sender in (self._smart, self._smtp):
+            if sender is not None:
+                try:
+                    sender.close()
+                except (OSError, ValueError) as err:  # closing never changes an outcome
+                    logger.info("Closing a sender failed: %s", type(err).__name__)
+
+
+def send_batch(*, delivery_ids: Sequence[int], time_budget: float | None = None) -> BatchResult:
+    """Send the given deliveries (normally one practitioner's, one channel's); rows that are
+    not waiting to be sent (already claimed, sent, held…) are skipped."""
+    from .. import conf
+
+    result = BatchResult()
+    budget = conf.batch_time_budget_seconds() if time_budget is None else time_budget
+    deadline = time.monotonic() + budget
+    rows = list(
+        Delivery.objects.filter(pk__in=list(delivery_ids))
+        .order_by("id")
+        .values_list("pk", "practitioner_id", "channel")
+    )
+    groups: OrderedDict[int, list[tuple[int, str]]] = OrderedDict()
+    for pk, practitioner_id, channel in rows:
+        groups.setdefault(practitioner_id, []).append((pk, channel))
+    for practitioner_id, items in groups.items():
+        _send_group(practitioner_id, items, deadline=deadline, result=result)
+    if result.handed_over:
+        publish.publish_ids(result.handed_over)
+    return result
+
+
+def _send_group(
+    practitioner_id: int, items: list[tuple[int, str]], *, deadline: float, result: BatchResult
+) -> None:
+    from .. import mailbox
+    from .actions import hold_pending
+
+    senders = _Senders(practitioner_id)
+    # Once the mailbox is broken or unreachable, the batch's other SMTP rows share that fate
+    # without another connection attempt: held or deferred.
+    smtp_blocked = False
+    try:
+        for index, (pk, channel) in enumerate(items):
+            remaining = [item[0] for item in items[index:]]
+            if time.monotonic() > deadline:
+                result.handed_over.extend(remaining)
+                return
+            sender: Sender | None
+            if channel == Channel.SMTP:
+                if smtp_blocked:
+                    continue
+                sender = senders.smtp()
+                account = senders.account
+                if account is not None and account.status == MailboxStatus.BROKEN:
+                    hold_pending(practitioner_id=practitioner_id)
+                    smtp_blocked = True
+                    continue
+                if sender is not None and not _wait_for_token(sender, deadline):
+                    result.handed_over.extend(remaining)
+                    return
+                open_session = sender is not None and sender.session_open
+                delivery = lifecycle.claim(pk, phase=Phase.MAIL if open_session else Phase.CONNECT)
+            else:
+                sender = senders.smart_mail()
+                delivery = _claim_smart_mail(pk, practitioner_id, sender, deadline, result)
+                if delivery is _HAND_OVER:
+                    result.handed_over.extend(remaining)
+                    return
+            if delivery is None:
+                continue
+            outcome = _attempt(delivery, sender)
+            result.outcomes[pk] = lifecycle.record(delivery, outcome) or outcome_name(outcome)
+            if channel == Channel.SMART_MAIL:
+                if isinstance(outcome, Accepted) and outcome.esp_message_id:
+                    from .tracking import apply_pending
+
+                    apply_pending(delivery)
+                continue
+            account = senders.account
+            if account is None:
+                continue
+            if isinstance(outcome, Accepted):
+                mailbox.record_send_success(account=account)
+            elif outcome.is_configuration_error:
+                mailbox.record_send_failure(account=account, failure=outcome)
+                smtp_blocked = True
+            elif outcome.is_unreachable or outcome.ends_session:
+                broken = outcome.is_unreachable and mailbox.record_unreachable(
+                    account=account, failure=outcome
+                )
+                if not broken:
+                    lifecycle.defer_rows(
+                        [other for other, ch in items[index + 1 :] if ch == Channel.SMTP],
+                        outcome,
+                        text=_("Server non raggiungibile per questo gruppo di invii: %(reply)s")
+                        % {"reply": outcome.reply},
+                    )
+                smtp_blocked = True
+    finally:
+        result.sessions_opened += senders.sessions_opened
+        senders.close()
+
+
+def outcome_name(outcome: Accepted | Failure) -> str:
+    return DeliveryStatus.SENT if isinstance(outcome, Accepted) else outcome.error_class
+
+
+_HAND_OVER = Delivery()  # sentinel: the batch's deadline would pass while waiting
+
+
+def _claim_smart_mail(
+    pk: int, practitioner_id: int, sender: Sender, deadline: float, result: BatchResult
+) -> Delivery | None:
+    """The daily quota first (no token spent on a row that waits), then the practitioner's
+    pace, then check-and-claim under the quota."""
+    quota = _smart_mail_quota(practitioner_id)
+    if quota.exhausted:
+        if _defer_for_quota(pk, quota):
+            result.outcomes[pk] = DeliveryStatus.DEFERRED
+        return None
+    if not _wait_for_token(sender, deadline):
+        return _HAND_OVER
+    with transaction.atomic():
+        # The practitioner's row lock makes check-and-claim atomic across workers.
+        quota = _smart_mail_quota(practitioner_id, lock=True)
+        if quota.exhausted:
+            if _defer_for_quota(pk, quota):
+                result.outcomes[pk] = DeliveryStatus.DEFERRED
+            return None
+        return lifecycle.claim(pk, phase=Phase.CONNECT)
+
+
+def _smart_mail_quota(practitioner_id: int, *, lock: bool = False) -> limits.Quota:
+    from psicogest.models import Practitioner
+
+    practitioners = Practitioner.objects.only("pk", "date_joined")
+    if lock:
+        practitioners = practitioners.select_for_update()
+    return limits.smart_mail_quota(practitioner=practitioners.get(pk=practitioner_id))
+
+
+def _defer_for_quota(pk: int, quota: limits.Quota) -> bool:
+    """The Smart Mail daily quota is used up: the row waits, unsent, until it frees up.
+
+    Not an attempt (no ESP is contacted) and never a failure: the row stays ``deferred``
+    however long the quota lasts, and ``quota_wait_until`` restarts the retry max-age clock
+    so a temporary error right after a long wait still gets the full retry window."""
+    now = timezone.now()
+    resets_at = quota.resets_at or now
+    text = limits.quota_wait_text(quota)
+    moved = lifecycle.transition(
+        Delivery.objects.filter(pk=pk).filter(lifecycle.waiting(now)),
+        to=DeliveryStatus.DEFERRED,
+        text=text,
+        kind=EventKind.ATTEMPT,
+        failure=Failure(phase="", error_class=ErrorClass.QUOTA_WAIT, reply=text),
+        changes={
+            "next_attempt_at": resets_at,
+            "quota_wait_until": resets_at,
+            "lease_expires_at": None,
+        },
+        now=now,
+    )
+    return bool(moved)
+
+
+def _wait_for_token(sender: Sender, deadline: float) -> bool:
+    """Wait for the mailbox's rate limit; ``False`` if that would pass the batch's deadline."""
+    while True:
+        wait = sender.pace()
+        if wait <= 0:
+            return True
+        if time.monotonic() + wait > deadline:
+            return False
+        time.sleep(min(wait, 5.0))
+
+
+def _attempt(delivery: Delivery, sender: Sender | None) -> Accepted | Failure:
+    """One send. An unexpected error of the product is recorded like any failure (a bounded
+    number of times), never left ``sending``."""
+    if sender is None:
+        return Failure(
+            phase=Phase.CONNECT,
+            error_class=ErrorClass.NO_MAILBOX,
+            reply=_("Nessuna casella SMTP personale configurata."),
+        )
+
+    def on_phase(phase: str) -> None:
+        lifecycle.mark_phase(delivery, phase)
+
+    try:
+        if delivery.body_purged_at is not None or not (delivery.body_text or delivery.body_html):
+            _rerender(delivery)
+        message = build_message(delivery, pdf=invoice_pdf(delivery.invoice))
+        return sender.send(delivery, message, on_phase=on_phase)
+    except Exception as err:  # recorded below: a bug must not leave the row "sending"
+        logger.exception("Unexpected error sending delivery %s", delivery.pk)
+        after_data = delivery.phase == Phase.DATA_SENT
+        return Failure(
+            phase=delivery.phase,
+            error_class=ErrorClass.UNKNOWN if after_data else ErrorClass.INTERNAL_ERROR,
+            reply=f"{type(err).__name__}",
+            after_data=after_data,
+        )
+
+
+def _rerender(delivery: Delivery) -> None:
+    from ..rendering import cover_mail_templates_for, render_cover_mail
+
+    subject_template, body_template = cover_mail_templates_for(delivery.practitioner)
+    rendered = render_cover_mail(
+        subject_template=subject_template, body_template=body_template, invoice=delivery.invoice
+    )
+    delivery.body_text, delivery.body_html = rendered.text, rendered.html
