@@ -478,6 +478,20 @@ class GuardedSMTPSSL(_PhaseMixin, smtplib.SMTP_SSL):
         return wrapped
 
 
+def _speaks_tls(address: str, port: int, *, server_hostname: str, timeout: float) -> bool:
+    """Whether the (already checked) address answers a TLS handshake. Only a probe: nothing
+    is sent over it, so the certificate is not verified here."""
+    probe = ssl.create_default_context()
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE  # noqa: S501 (probe only, no data sent)
+    try:
+        with socket.create_connection((address, port), timeout) as raw:
+            with probe.wrap_socket(raw, server_hostname=server_hostname):
+                return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
 def _local_hostname() -> str:
     # socket.getfqdn() may wait on DNS; the EHLO name is informational for submission.
     return socket.gethostname() or "localhost"
@@ -556,10 +570,16 @@ def open_connection(
         except (OSError, smtplib.SMTPException) as err:
             phase = candidate.phase
             candidate.close()
-            if security == "starttls" and int(port) == 465 and _is_timeout(err):
-                # Port 465 speaks TLS first: a client waiting for a plain greeting waits in vain.
+            if (
+                security == "starttls"
+                and _is_timeout(err)
+                and _speaks_tls(address, int(port), server_hostname=host, timeout=min(timeout, 5.0))
+            ):
+                # An implicit-TLS port (465, or any other) waits for a TLS handshake while the
+                # client waits for a plain greeting: a wrong setting, not a silent server.
                 err = SecurityMismatch(
-                    "No greeting on port 465 with STARTTLS: the port expects implicit TLS."
+                    "No greeting with STARTTLS, but the port answers a TLS handshake: it "
+                    "expects implicit TLS (SSL/TLS)."
                 )
                 phase = "tls"
             last_error = err

@@ -322,6 +322,7 @@ class SmtpTestServer:
         port: int | None = None,
         cert: str = "server",
         mailbox_dir: Path | None = None,
+        smtputf8: bool = True,
     ) -> None:
         if tls != "none" and ca is None:
             raise ValueError("TLS needs a LocalCA")
@@ -333,6 +334,8 @@ class SmtpTestServer:
         self.port = port or free_port(host)
         self.cert = cert
         self.mailbox_dir = mailbox_dir
+        # Offer SMTPUTF8 (RFC 6531), as aiosmtpd's controller does by default.
+        self.smtputf8 = smtputf8
         self.messages: list[Received] = []
         self.auth_attempts: list[str] = []
         self.connections = 0
@@ -346,6 +349,7 @@ class SmtpTestServer:
             # With implicit TLS the whole connection is encrypted; aiosmtpd only knows
             # about STARTTLS, so its own "TLS before AUTH" rule applies to that mode.
             "auth_require_tls": self.tls == "starttls",
+            "enable_SMTPUTF8": self.smtputf8,
         }
         ssl_context = None
         if self.tls == "starttls":

@@ -55,6 +55,7 @@ def smtp_server_factory(trust_local_ca: LocalCA) -> Iterator[Callable[..., SmtpT
         behaviour: Behaviour | None = None,
         cert: str = "server",
         host: str = "127.0.0.1",
+        smtputf8: bool = True,
     ) -> SmtpTestServer:
         server = SmtpTestServer(
             ca=trust_local_ca,
@@ -63,6 +64,7 @@ def smtp_server_factory(trust_local_ca: LocalCA) -> Iterator[Callable[..., SmtpT
             behaviour=behaviour,
             cert=cert,
             host=host,
+            smtputf8=smtputf8,
         )
         server.start()
         servers.append(server)
