@@ -209,7 +209,9 @@ def _apply(stored: WebhookEvent, delivery: Delivery) -> None:
             kind=EventKind.WEBHOOK,
             failure=failure if worse else None,
         )
-        if worse and status in _SUPPRESSING:
+        # A hard bounce or a complaint suppresses the address even when the row already
+        # shows other bad news (e.g. rejected first): the address is what is wrong.
+        if status in _SUPPRESSING:
             SuppressedAddress.objects.get_or_create(
                 practitioner_id=current.practitioner_id,
                 address=current.recipient.lower(),
