@@ -1,4 +1,5 @@
-"""Template context shared by every page: the broken-mailbox banner."""
+"""Template context shared by every page: the broken-mailbox banner, and on the settings
+page of a development install the notice that the tracking webhooks are unprotected."""
 
 from __future__ import annotations
 
@@ -18,4 +19,14 @@ def mailbox_banner(request: HttpRequest) -> dict[str, Any]:
         .only("id", "email", "last_error")
         .first()
     )
-    return {"broken_mailbox": account}
+    return {"broken_mailbox": account, "webhooks_unprotected": _webhooks_unprotected(request)}
+
+
+def _webhooks_unprotected(request: HttpRequest) -> bool:
+    """Development without ``ANYMAIL_WEBHOOK_SECRET`` (production refuses to start so)."""
+    from django.conf import settings
+
+    match = getattr(request, "resolver_match", None)
+    if match is None or match.view_name != "emailsettings:settings":
+        return False
+    return not getattr(settings, "ANYMAIL", {}).get("WEBHOOK_SECRET")

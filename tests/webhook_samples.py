@@ -802,8 +802,10 @@ def build(
     """
     try:
         sample = SAMPLES[esp, kind]
-    except KeyError:
-        raise ValueError(f"no anymail sample for {esp} {kind}; available: {available(esp)}")
+    except KeyError as err:
+        raise ValueError(
+            f"no anymail sample for {esp} {kind}; available: {available(esp)}"
+        ) from err
     if event_id is not None and sample.event_id is None:
         raise ValueError(f"the {esp} {kind} payload carries no event id")
     if mailgun_signing_key is not None and esp != "mailgun":

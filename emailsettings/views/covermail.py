@@ -118,8 +118,8 @@ def preview(request: HttpRequest) -> JsonResponse:
     saving. Validation problems come back as ``errors`` next to the rendering."""
     try:
         invoice_id = int(request.POST.get("invoice", ""))
-    except ValueError:
-        raise Http404("No invoice")
+    except ValueError as err:
+        raise Http404("No invoice") from err
     invoice = get_object_or_404(_owned_invoices(request), pk=invoice_id)
     form = CoverMailForm(request.POST)
     errors = {} if form.is_valid() else {name: list(msgs) for name, msgs in form.errors.items()}

@@ -363,3 +363,14 @@ def test_publishing_to_a_paused_redis_fails_fast_and_the_row_stays_queued(
     assert elapsed < pause_seconds - 3, f"publishing waited {elapsed:.1f} s for a paused Redis"
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.QUEUED
+
+
+@pytest.mark.django_db
+def test_development_settings_page_says_the_webhooks_are_unprotected(logged_client, settings):
+    settings.ANYMAIL = {key: v for key, v in settings.ANYMAIL.items() if key != "WEBHOOK_SECRET"}
+    page = logged_client.get("/email/impostazioni/").content.decode()
+    assert "data-webhooks-unprotected" in page and "ANYMAIL_WEBHOOK_SECRET" in page
+    assert "data-webhooks-unprotected" not in logged_client.get("/fatture/").content.decode()
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": "esp:segreto"}
+    page = logged_client.get("/email/impostazioni/").content.decode()
+    assert "data-webhooks-unprotected" not in page
