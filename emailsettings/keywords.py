@@ -11,14 +11,15 @@ validation and the suggestions pick it up from this tuple.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING
 
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+
+# The formats of the whole product: the mail says "€ 1.234,56" as the pages do.
+from psicogest.formatting import format_amount, format_date
 
 if TYPE_CHECKING:
     from psicogest.models import Invoice
@@ -37,22 +38,6 @@ class Keyword:
     @property
     def placeholder(self) -> str:
         return "${" + self.name + "}"
-
-
-def format_date(value: datetime.date | None) -> str:
-    """Italian short date, ``02/11/2026``; empty for no date."""
-    return value.strftime("%d/%m/%Y") if value else ""
-
-
-def format_amount(value: Decimal | int | float | None) -> str:
-    """Italian currency format, ``€ 1.234,56`` (dot for thousands, comma for decimals)."""
-    if value is None:
-        return ""
-    amount = Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    sign = "-" if amount < 0 else ""
-    grouped = f"{abs(amount):,.2f}"  # 1,234.56
-    italian = grouped.replace(",", "\0").replace(".", ",").replace("\0", ".")
-    return f"€ {sign}{italian}"
 
 
 def _full_name(invoice: Invoice) -> str:

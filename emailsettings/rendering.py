@@ -27,6 +27,8 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from psicogest.formatting import format_number
+
 from .keywords import ALIASES, KEYWORDS, KEYWORDS_BY_NAME
 from .models import EmailSettings
 
@@ -187,8 +189,8 @@ def template_errors(text: str, *, subject: bool = False) -> list[ValidationError
         if len(text) > SUBJECT_MAX_LENGTH:
             errors.append(
                 ValidationError(
-                    _("L'oggetto può avere al massimo %(max)d caratteri (ora ne ha %(len)d).")
-                    % {"max": SUBJECT_MAX_LENGTH, "len": len(text)},
+                    _("L'oggetto può avere al massimo %(max)s caratteri (ora ne ha %(len)s).")
+                    % {"max": format_number(SUBJECT_MAX_LENGTH), "len": format_number(len(text))},
                     code="subject_too_long",
                 )
             )
@@ -203,8 +205,8 @@ def template_errors(text: str, *, subject: bool = False) -> list[ValidationError
         if len(text) > BODY_MAX_LENGTH:
             errors.append(
                 ValidationError(
-                    _("Il testo può avere al massimo %(max)d caratteri (ora ne ha %(len)d).")
-                    % {"max": BODY_MAX_LENGTH, "len": len(text)},
+                    _("Il testo può avere al massimo %(max)s caratteri (ora ne ha %(len)s).")
+                    % {"max": format_number(BODY_MAX_LENGTH), "len": format_number(len(text))},
                     code="body_too_long",
                 )
             )

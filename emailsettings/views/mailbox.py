@@ -12,10 +12,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils import formats, timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
+
+from psicogest.formatting import format_long_datetime
 
 from ..exceptions import RateLimited
 from ..guidance import advice
@@ -89,7 +90,7 @@ def status(request: HttpRequest) -> HttpResponse:
 
 
 def _display(moment: datetime) -> str:
-    return formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+    return format_long_datetime(moment)
 
 
 def _status_payload(account: SmtpAccount, progress: dict[str, Any] | None) -> dict[str, Any]:
