@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -23,6 +24,7 @@ from psicogest.models import Invoice
 from ..forms.covermail import CoverMailForm
 from ..keywords import KEYWORDS
 from ..rendering import (
+    RenderedMail,
     cover_mail_templates_for,
     render_cover_mail,
     restore_default_cover_mail,
@@ -49,6 +51,20 @@ def _draft(form: CoverMailForm) -> tuple[str, str]:
     return (form.initial["subject_template"], form.initial["body_template"])
 
 
+def patient_fix(invoice: Invoice, rendered: RenderedMail) -> dict[str, str] | None:
+    """The link to the patient card when the preview misses a value that comes from it
+    (salutation, names), so the practitioner can fix it there."""
+    missing = {str(keyword.empty_warning) for keyword in KEYWORDS if keyword.source == "patient"}
+    if not missing.intersection(rendered.warnings):
+        return None
+    back = reverse("emailsettings:settings") + "#covermail"
+    return {
+        "url": reverse("patient_edit", args=[invoice.patient_id]) + "?" + urlencode({"next": back}),
+        "label": _("Completa la scheda paziente di %(name)s")
+        % {"name": invoice.patient.display_name or _("questo paziente")},
+    }
+
+
 def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
     form = overrides.get("covermail_form")
     if form is None:
@@ -70,6 +86,9 @@ def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
         "covermail_invoices": invoices,
         "covermail_preview_invoice": preview_invoice,
         "covermail_preview": preview,
+        "covermail_patient_fix": (
+            patient_fix(preview_invoice, preview) if preview_invoice and preview else None
+        ),
     }
 
 
@@ -133,5 +152,6 @@ def preview(request: HttpRequest) -> JsonResponse:
             "text": rendered.text,
             "html": rendered.html,
             "warnings": rendered.warnings,
+            "patient_fix": patient_fix(invoice, rendered),
         }
     )

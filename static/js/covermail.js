@@ -92,6 +92,18 @@
     container.hidden = items.length === 0;
   }
 
+  // The link to the patient card of the previewed invoice, when its data is incomplete.
+  function showPatientFix(fix) {
+    const paragraph = document.getElementById("covermail-preview-fix");
+    const link = document.getElementById("covermail-preview-fix-link");
+    if (!paragraph || !link) return;
+    paragraph.hidden = !fix;
+    if (fix) {
+      link.href = fix.url;
+      link.textContent = fix.label;
+    }
+  }
+
   async function refresh() {
     const mine = ++sequence;
     if (controller) controller.abort();
@@ -114,6 +126,7 @@
       out.text.textContent = result.text;
       out.html.srcdoc = result.html;
       fillList(out.warnings, result.warnings);
+      showPatientFix(result.patient_fix);
       fillList(out.errors, Object.values(result.errors).flat());
       out.status.textContent = "";
       form.dataset.previewState = "ready";
