@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from .models import Patient, Salutation
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise as StrOrPromise
 
 # The salutation select's "other" entry: the text typed in ``salutation_other`` is used.
 OTHER_SALUTATION = "__other__"
@@ -33,7 +35,7 @@ def _check_address(value: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
-def _address_field(label: str | Promise, help_text: str | Promise) -> forms.CharField:
+def _address_field(label: StrOrPromise, help_text: StrOrPromise) -> forms.CharField:
     # A CharField, so that "one address only" is said before the generic email validator.
     return forms.CharField(
         label=label,
