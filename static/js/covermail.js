@@ -9,26 +9,40 @@
   const subject = form.elements.namedItem("subject_template");
   const body = form.elements.namedItem("body_template");
   const editors = [subject, body].filter(Boolean);
-  let lastEditor = body || subject;
+  const targetHint = document.getElementById("keyword-target");
+
+  // --- keyword panel --------------------------------------------------------------------
+  // A keyword goes where the user was writing: the editor they last typed in (or moved the
+  // caret in, with the keyboard or the pointer), at the caret they left there. Focus alone
+  // does not count: tabbing from the subject to the panel passes through the body.
+
+  let target = { editor: body || subject, start: null, end: null };
+  const FOCUS_KEYS = new Set(["Tab", "Shift", "Control", "Alt", "Meta", "Escape"]);
+
+  function remember(editor) {
+    const changed = target.editor !== editor;
+    target = { editor, start: editor.selectionStart, end: editor.selectionEnd };
+    if (changed && targetHint) {
+      targetHint.textContent = editor === subject ? targetHint.dataset.subject : targetHint.dataset.body;
+    }
+  }
+
+  for (const editor of editors) {
+    editor.addEventListener("input", () => remember(editor));
+    editor.addEventListener("keyup", (event) => {
+      if (!FOCUS_KEYS.has(event.key)) remember(editor);
+    });
+    editor.addEventListener("pointerup", () => remember(editor));
+  }
 
   // After a refused save, take the user to the first editor with an error.
   const invalid = form.querySelector("[aria-invalid='true']");
   if (invalid) {
     invalid.focus();
-    if (editors.includes(invalid)) lastEditor = invalid;
+    if (editors.includes(invalid)) remember(invalid);
   }
 
-  // --- keyword panel --------------------------------------------------------------------
-
-  for (const editor of editors) {
-    editor.addEventListener("focus", () => {
-      lastEditor = editor;
-    });
-  }
-
-  function insertAtCaret(editor, text) {
-    const start = editor.selectionStart ?? editor.value.length;
-    const end = editor.selectionEnd ?? start;
+  function insertAtCaret(editor, start, end, text) {
     editor.focus();
     editor.setSelectionRange(start, end);
     // execCommand keeps the browser's undo history; setRangeText is the fallback.
@@ -42,6 +56,7 @@
       editor.setRangeText(text, start, end, "end");
       editor.dispatchEvent(new Event("input", { bubbles: true }));
     }
+    remember(editor);
   }
 
   document.querySelectorAll(".keyword-panel button[data-keyword]").forEach((button) => {
@@ -49,7 +64,14 @@
     button.addEventListener("mousedown", (event) => event.preventDefault());
     // Enter and Space on a <button> fire "click" too, so this covers the keyboard.
     button.addEventListener("click", () => {
-      insertAtCaret(lastEditor, "${" + button.dataset.keyword + "}");
+      const text = "${" + button.dataset.keyword + "}";
+      // A click while an editor still has the focus (mouse): its live caret.
+      if (editors.includes(document.activeElement)) remember(document.activeElement);
+      const editor = target.editor;
+      const length = editor.value.length;
+      const start = Math.min(target.start ?? length, length);
+      const end = Math.min(target.end ?? start, length);
+      insertAtCaret(editor, start, end, text);
     });
   });
 

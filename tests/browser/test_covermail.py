@@ -107,6 +107,57 @@ def test_keywords_work_from_the_keyboard(settings_page):
     expect(body).to_have_value("Totale: ${importo}${scadenza}")
 
 
+def tab_to(page, condition: str, *, backwards: bool = False, limit: int = 80) -> None:
+    """Press Tab (or Shift+Tab) until the JavaScript ``condition`` holds for the focus."""
+    for _ in range(limit):
+        page.keyboard.press("Shift+Tab" if backwards else "Tab")
+        if page.evaluate(f"(el => Boolean({condition}))(document.activeElement)"):
+            return
+    raise AssertionError(f"never reached {condition} with the keyboard")
+
+
+def test_keyboard_only_a_keyword_lands_where_the_user_was_writing(settings_page):
+    """Tabbing from the subject to the panel passes through the body: the keyword still goes
+    into the subject, at its caret, and the body is untouched."""
+    page = settings_page
+    subject = page.locator("#id_subject_template")
+    body = page.locator("#id_body_template")
+    original_body = body.input_value()
+    hint = page.locator("#keyword-target")
+
+    tab_to(page, "el.id === 'id_subject_template'")
+    page.keyboard.press("End")
+    page.keyboard.type(" per ")
+    expect(hint).to_have_text("Ora va nell'oggetto.")
+    tab_to(page, "el.dataset.keyword === 'nominativo'")
+    page.keyboard.press("Enter")
+    expect(subject).to_have_value(f"{DEFAULT_SUBJECT} per ${{nominativo}}")
+    expect(body).to_have_value(original_body)
+    expect(subject).to_be_focused()
+    assert caret(page, "#id_subject_template") == len(f"{DEFAULT_SUBJECT} per ${{nominativo}}")
+
+    # Now write in the body, and insert with Space from the panel.
+    page.keyboard.press("Tab")
+    expect(body).to_be_focused()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("A presto, ")
+    expect(hint).to_have_text("Ora va nel testo.")
+    tab_to(page, "el.dataset.keyword === 'professionista'")
+    page.keyboard.press("Space")
+    expect(body).to_have_value(original_body + "A presto, ${professionista}")
+    expect(subject).to_have_value(f"{DEFAULT_SUBJECT} per ${{nominativo}}")
+
+    # Back to the start of the subject (through the body again): the caret there counts.
+    tab_to(page, "el.id === 'id_subject_template'", backwards=True)
+    page.keyboard.press("Home")
+    page.keyboard.type("Nuova ")
+    tab_to(page, "el.dataset.keyword === 'studio'")
+    page.keyboard.press("Enter")
+    expect(subject).to_have_value(f"Nuova ${{studio}}{DEFAULT_SUBJECT} per ${{nominativo}}")
+    expect(body).to_have_value(original_body + "A presto, ${professionista}")
+    save_screenshot(page, "covermail-keyboard-insertion")
+
+
 def test_unknown_keyword_is_refused_on_save_with_a_suggestion(settings_page, demo):
     page = settings_page
     practitioner, _invoices = demo
