@@ -78,6 +78,9 @@ class RenderedMail:
     text: str
     html: str
     warnings: list[str] = field(default_factory=list)
+    # The warning (one of ``warnings``) about keywords left as written, "" when none: the
+    # editor already shows them as errors, so the preview can leave it out.
+    unknown_warning: str = ""
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -370,16 +373,21 @@ def render_cover_mail(
             and (match.group("named") or match.group("braced")) not in values
         }
     )
+    unknown_warning = ""
     if unknown:
-        warnings.append(
-            ngettext(
-                "la parola chiave %(names)s non esiste ed è rimasta com'è",
-                "le parole chiave %(names)s non esistono e sono rimaste com'erano",
-                len(unknown),
-            )
-            % {"names": ", ".join("${" + name + "}" for name in unknown)}
-        )
-    return RenderedMail(subject=subject, text=text, html=text_to_html(text), warnings=warnings)
+        unknown_warning = ngettext(
+            "la parola chiave %(names)s non esiste ed è rimasta com'è",
+            "le parole chiave %(names)s non esistono e sono rimaste com'erano",
+            len(unknown),
+        ) % {"names": ", ".join("${" + name + "}" for name in unknown)}
+        warnings.append(unknown_warning)
+    return RenderedMail(
+        subject=subject,
+        text=text,
+        html=text_to_html(text),
+        warnings=warnings,
+        unknown_warning=unknown_warning,
+    )
 
 
 # --- the stored templates ------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ..guidance import advice
 from ..mailbox import TEST_MAIL, VERIFY, check_progress, start_check
 from ..models import Phase, SmtpAccount
 from ..smtp import SmtpFailure
+from .cards import card_message
 
 
 def _account(request: HttpRequest) -> SmtpAccount | None:
@@ -40,7 +41,7 @@ def _wants_json(request: HttpRequest) -> bool:
 def _refuse(request: HttpRequest, message: str, status: int) -> HttpResponse:
     if _wants_json(request):
         return JsonResponse({"error": message}, status=status)
-    messages.error(request, message)
+    card_message(request, "smtp", messages.ERROR, message)
     return redirect(reverse("emailsettings:settings") + "#smtp")
 
 
@@ -56,8 +57,10 @@ def _start(request: HttpRequest, kind: str) -> HttpResponse:
         return _refuse(request, err.message, 429)
     if _wants_json(request):
         return JsonResponse(_status_payload(account, progress), status=202)
-    messages.info(
+    card_message(
         request,
+        "smtp",
+        messages.INFO,
         _("Verifica avviata: il risultato compare qui tra pochi secondi.")
         if kind == VERIFY
         else _("Invio della mail di prova avviato: il risultato compare qui tra pochi secondi."),

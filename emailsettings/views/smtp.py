@@ -29,6 +29,7 @@ from ..crypto import DecryptionError, mask
 from ..forms.smtp import ChannelForm, SmtpAccountForm
 from ..guidance import Advice, advice
 from ..models import Channel, EmailSettings, Phase, SmtpAccount
+from .cards import card_message
 
 
 def _account(request: HttpRequest) -> SmtpAccount | None:
@@ -127,11 +128,18 @@ def save_mailbox(request: HttpRequest) -> HttpResponse:
     account = _account(request) or SmtpAccount(practitioner=request.user)  # type: ignore[misc]
     form = SmtpAccountForm(request.POST, instance=account)
     if not form.is_valid():
-        messages.error(request, _("Configurazione SMTP non salvata: correggi i campi segnalati."))
+        card_message(
+            request,
+            "smtp",
+            messages.ERROR,
+            _("Configurazione SMTP non salvata: correggi i campi segnalati."),
+        )
         return render_settings_page(request, status=400, smtp_form=form)
     form.save()
-    messages.success(
+    card_message(
         request,
+        "smtp",
+        messages.SUCCESS,
         _('Configurazione SMTP salvata. Premi "Verifica connessione" per provarla.'),
     )
     return redirect(_section_url())
@@ -148,9 +156,9 @@ def delete_mailbox(request: HttpRequest) -> HttpResponse:
             .update(channel=Channel.SMART_MAIL)
         )
     if deleted:
-        messages.success(request, _("Configurazione SMTP eliminata."))
+        card_message(request, "smtp", messages.SUCCESS, _("Configurazione SMTP eliminata."))
     if switched:
-        messages.info(request, _("Le fatture ora partono con Smart Mail."))
+        card_message(request, "smtp", messages.INFO, _("Le fatture ora partono con Smart Mail."))
     return redirect(_section_url())
 
 
@@ -162,13 +170,20 @@ def save_channel(request: HttpRequest) -> HttpResponse:
     email_settings = _email_settings(request) or EmailSettings(practitioner=request.user)  # type: ignore[misc]
     form = ChannelForm(request.POST, instance=email_settings, account=_account(request))
     if not form.is_valid():
-        messages.error(request, _("Modalità di invio non cambiata."))
+        card_message(request, "channel", messages.ERROR, _("Modalità di invio non cambiata."))
         return render_settings_page(request, status=400, channel_form=form)
     form.save()
     if form.cleaned_data["channel"] == Channel.SMTP:
-        messages.success(request, _("Le fatture partiranno dalla tua casella (SMTP personale)."))
+        card_message(
+            request,
+            "channel",
+            messages.SUCCESS,
+            _("Le fatture partiranno dalla tua casella (SMTP personale)."),
+        )
     else:
-        messages.success(request, _("Le fatture partiranno con Smart Mail."))
+        card_message(
+            request, "channel", messages.SUCCESS, _("Le fatture partiranno con Smart Mail.")
+        )
     return redirect(_section_url("channel"))
 
 

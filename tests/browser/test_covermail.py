@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -221,13 +222,14 @@ def test_preview_follows_the_selected_patient_and_the_text_being_typed(settings_
         "questo paziente non ha un saluto impostato"
     )
 
-    # An error shows in the preview as soon as it is typed.
+    # An error shows under its editor as soon as it is typed, and nowhere else.
     page.locator("#id_subject_template").fill("Fattura ${numero}")
-    expect(page.locator("#covermail-preview-errors")).to_contain_text(
-        "Forse intendevi ${numero_fattura}?"
-    )
+    subject_errors = page.locator("#id_subject_template_error")
+    expect(subject_errors).to_contain_text("Forse intendevi ${numero_fattura}?")
+    expect(page.locator("#id_subject_template")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_text("Forse intendevi ${numero_fattura}?")).to_have_count(1)
     page.locator("#id_subject_template").fill("Fattura ${numero_fattura}")
-    expect(page.locator("#covermail-preview-errors")).to_be_hidden()
+    expect(subject_errors).to_be_hidden()
     expect(page.locator("#covermail-preview-subject")).to_have_text("Fattura 2/2026")
     save_preview_screenshot(page, "covermail-preview-warning")
 
@@ -250,15 +252,24 @@ def test_restore_default_asks_for_confirmation(settings_page, demo):
     expect(page.locator("#id_subject_template")).to_have_value(DEFAULT_SUBJECT)
 
 
-def test_keyword_panel_moves_below_the_editor_on_narrow_screens(settings_page):
+def test_keyword_panel_sits_beside_the_editor_and_between_body_and_buttons_when_narrow(
+    settings_page,
+):
     page = settings_page
-    form = page.locator("#covermail-form").bounding_box()
+    body = page.locator("#id_body_template").bounding_box()
     panel = page.locator(".keyword-panel").bounding_box()
-    assert panel["x"] > form["x"] + form["width"] - 1
+    assert panel["x"] > body["x"] + body["width"] - 1
     save_screenshot(page, "covermail-wide")
 
     page.set_viewport_size({"width": 420, "height": 900})
-    form = page.locator("#covermail-form").bounding_box()
+    body = page.locator("#id_body_template").bounding_box()
     panel = page.locator(".keyword-panel").bounding_box()
-    assert panel["y"] >= form["y"] + form["height"] - 1
+    save_button = page.get_by_role("button", name="Salva", exact=True).bounding_box()
+    assert body["y"] + body["height"] <= panel["y"] <= body["y"] + body["height"] + 60
+    assert panel["y"] + panel["height"] <= save_button["y"]
+    assert panel["height"] < 320, "a compact list of chips, not a 1,000 px column"
+    # Still a button named after the keyword, with its description.
+    button = page.get_by_role("button", name="${saluto} Saluto")
+    expect(button).to_be_visible()
+    expect(button).to_have_accessible_description(re.compile("Dalla scheda paziente"))
     save_screenshot(page, "covermail-narrow")
