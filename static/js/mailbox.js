@@ -27,14 +27,47 @@
       });
     }
 
+    // How long the check has been waiting: the server's count (right after a reload too),
+    // else the time since the button was pressed.
+    function waited(data) {
+      if (typeof data.elapsed_seconds === "number") return data.elapsed_seconds * 1000;
+      return startedAt ? Date.now() - startedAt : 0;
+    }
+
     function showProgress(data) {
       result.hidden = true;
       progress.hidden = false;
       let label = data.state === "queued" ? text.textQueued : data.kind === "test" ? text.textTest : text.textVerify;
       if (data.state === "running" && data.phase_label) label += ` (${data.phase_label})…`;
       else if (data.state === "running") label += "…";
-      if (Date.now() - startedAt > SLOW_AFTER_MS) label += ` ${text.textSlow}`;
+      const slow = waited(data) > SLOW_AFTER_MS;
+      if (slow) label += ` ${text.textSlow}`;
+      progress.classList.toggle("is-slow", slow);
       progressText.textContent = label;
+    }
+
+    // The state of the mailbox after a check: the badge, the last success, and the notes
+    // elsewhere on the page that the check has made out of date.
+    function showStatus(data) {
+      if (!data.status) return;
+      const badge = document.getElementById("smtp-status-badge");
+      if (badge) {
+        badge.textContent = data.status_label;
+        badge.className = `badge badge-${data.status_tone || "warn"}`;
+        badge.dataset.status = data.status;
+      }
+      const lastVerified = document.getElementById("smtp-last-verified");
+      if (lastVerified && data.last_verified_display) {
+        const time = lastVerified.querySelector("time");
+        if (time) time.textContent = data.last_verified_display;
+        lastVerified.hidden = false;
+      }
+      if (data.status !== "broken") {
+        for (const id of ["mailbox-banner", "channel-mailbox-problem"]) {
+          const stale = document.getElementById(id);
+          if (stale) stale.hidden = true;
+        }
+      }
     }
 
     function fact(list, name, value) {
@@ -95,6 +128,7 @@
         return true;
       }
       if (data.state === "done" && data.result) showResult(data.result);
+      if (data.state === "done") showStatus(data);
       return true;
     }
 
@@ -130,7 +164,7 @@
 
     function follow() {
       setBusy(true);
-      startedAt = Date.now();
+      if (!startedAt) startedAt = Date.now();
       if (polling) clearTimeout(polling);
       polling = setTimeout(poll, POLL_MS);
     }
@@ -139,6 +173,7 @@
       form.addEventListener("submit", async (event) => {
         event.preventDefault();
         setBusy(true);
+        startedAt = Date.now();
         showProgress({ state: "queued", kind: form.dataset.check });
         let response;
         try {
