@@ -1,8 +1,10 @@
 """The keywords of the cover-mail template language: ``${saluto}``, ``${importo}``, …
 
 Each keyword is data: a name, the Italian label and one-line description shown in the panel
-beside the editor, the warning shown in the preview when its value is empty, and a function
-of the invoice that returns the value as plain text.
+beside the editor, the warning shown in the preview when its value is empty, where the value
+comes from (the patient card, the invoice, the practitioner's profile: the preview links to
+the patient card when a patient value is missing), and a function of the invoice that returns
+the value as plain text.
 
 To add a keyword: append a ``Keyword`` to ``KEYWORDS`` (the name must be a lowercase Python
 identifier), write its value function here, and add a rendering test. The panel, the
@@ -11,14 +13,15 @@ validation and the suggestions pick it up from this tuple.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+
+# The formats of the whole product: the mail says "€ 1.234,56" as the pages do.
+from psicogest.formatting import format_amount, format_date
 
 if TYPE_CHECKING:
     from psicogest.models import Invoice
@@ -32,27 +35,12 @@ class Keyword:
     label: str | Promise
     description: str | Promise
     empty_warning: str | Promise
+    source: Literal["patient", "invoice", "profile"]
     value: Callable[[Invoice], str]
 
     @property
     def placeholder(self) -> str:
         return "${" + self.name + "}"
-
-
-def format_date(value: datetime.date | None) -> str:
-    """Italian short date, ``02/11/2026``; empty for no date."""
-    return value.strftime("%d/%m/%Y") if value else ""
-
-
-def format_amount(value: Decimal | int | float | None) -> str:
-    """Italian currency format, ``€ 1.234,56`` (dot for thousands, comma for decimals)."""
-    if value is None:
-        return ""
-    amount = Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    sign = "-" if amount < 0 else ""
-    grouped = f"{abs(amount):,.2f}"  # 1,234.56
-    italian = grouped.replace(",", "\0").replace(".", ",").replace("\0", ".")
-    return f"€ {sign}{italian}"
 
 
 def _full_name(invoice: Invoice) -> str:
@@ -66,6 +54,7 @@ KEYWORDS: tuple[Keyword, ...] = (
         label=_("Saluto"),
         description=_("Dalla scheda paziente: Gentile, Spett.le, Egregio, …"),
         empty_warning=_("questo paziente non ha un saluto impostato"),
+        source="patient",
         value=lambda invoice: invoice.patient.salutation,
     ),
     Keyword(
@@ -73,6 +62,7 @@ KEYWORDS: tuple[Keyword, ...] = (
         label=_("Nome"),
         description=_("Dalla scheda paziente: il nome."),
         empty_warning=_("questo paziente non ha un nome impostato"),
+        source="patient",
         value=lambda invoice: invoice.patient.first_name,
     ),
     Keyword(
@@ -80,6 +70,7 @@ KEYWORDS: tuple[Keyword, ...] = (
         label=_("Cognome"),
         description=_("Dalla scheda paziente: il cognome."),
         empty_warning=_("questo paziente non ha un cognome impostato"),
+        source="patient",
         value=lambda invoice: invoice.patient.last_name,
     ),
     Keyword(
@@ -89,6 +80,7 @@ KEYWORDS: tuple[Keyword, ...] = (
             "Dalla scheda paziente: nome e cognome, oppure la ragione sociale per le aziende."
         ),
         empty_warning=_("questo paziente non ha né nome e cognome né ragione sociale"),
+        source="patient",
         value=lambda invoice: invoice.patient.company_name or _full_name(invoice),
     ),
     Keyword(
@@ -96,6 +88,7 @@ KEYWORDS: tuple[Keyword, ...] = (
         label=_("Numero fattura"),
         description=_("Dalla fattura: il numero, ad esempio 12/2026."),
         empty_warning=_("questa fattura non ha un numero"),
+        source="invoice",
         value=lambda invoice: invoice.number,
     ),
     Keyword(
@@ -103,6 +96,7 @@ KEYWORDS: tuple[Keyword, ...] = (
         label=_("Data fattura"),
         description=_("Dalla fattura: la data di emissione (gg/mm/aaaa)."),
         empty_warning=_("questa fattura non ha una data"),
+        source="invoice",
         value=lambda invoice: format_date(invoice.issue_date),
     ),
     Keyword(
@@ -110,6 +104,7 @@ KEYWORDS: tuple[Keyword, ...] = (
         label=_("Scadenza"),
         description=_("Dalla fattura: la data di scadenza del pagamento (gg/mm/aaaa)."),
         empty_warning=_("questa fattura non ha una data di scadenza"),
+        source="invoice",
         value=lambda invoice: format_date(invoice.due_date),
     ),
     Keyword(
@@ -117,6 +112,7 @@ KEYWORDS: tuple[Keyword, ...] = (
         label=_("Importo"),
         description=_("Dalla fattura: il totale, ad esempio € 1.234,56."),
         empty_warning=_("questa fattura non ha un importo"),
+        source="invoice",
         value=lambda invoice: format_amount(invoice.total),
     ),
     Keyword(
@@ -124,6 +120,7 @@ KEYWORDS: tuple[Keyword, ...] = (
         label=_("Professionista"),
         description=_("Dal tuo profilo: titolo, nome e cognome (Dott.ssa Maria Rossi)."),
         empty_warning=_("nel tuo profilo mancano nome e cognome"),
+        source="profile",
         value=lambda invoice: invoice.practitioner.display_name,
     ),
     Keyword(
@@ -131,6 +128,7 @@ KEYWORDS: tuple[Keyword, ...] = (
         label=_("Studio"),
         description=_("Dal tuo profilo: il nome dello studio."),
         empty_warning=_("nel tuo profilo manca il nome dello studio"),
+        source="profile",
         value=lambda invoice: invoice.practitioner.practice_name,
     ),
 )

@@ -27,6 +27,8 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from psicogest.formatting import format_number
+
 from .keywords import ALIASES, KEYWORDS, KEYWORDS_BY_NAME
 from .models import EmailSettings
 
@@ -76,6 +78,9 @@ class RenderedMail:
     text: str
     html: str
     warnings: list[str] = field(default_factory=list)
+    # The warning (one of ``warnings``) about keywords left as written, "" when none: the
+    # editor already shows them as errors, so the preview can leave it out.
+    unknown_warning: str = ""
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -187,8 +192,8 @@ def template_errors(text: str, *, subject: bool = False) -> list[ValidationError
         if len(text) > SUBJECT_MAX_LENGTH:
             errors.append(
                 ValidationError(
-                    _("L'oggetto può avere al massimo %(max)d caratteri (ora ne ha %(len)d).")
-                    % {"max": SUBJECT_MAX_LENGTH, "len": len(text)},
+                    _("L'oggetto può avere al massimo %(max)s caratteri (ora ne ha %(len)s).")
+                    % {"max": format_number(SUBJECT_MAX_LENGTH), "len": format_number(len(text))},
                     code="subject_too_long",
                 )
             )
@@ -203,8 +208,8 @@ def template_errors(text: str, *, subject: bool = False) -> list[ValidationError
         if len(text) > BODY_MAX_LENGTH:
             errors.append(
                 ValidationError(
-                    _("Il testo può avere al massimo %(max)d caratteri (ora ne ha %(len)d).")
-                    % {"max": BODY_MAX_LENGTH, "len": len(text)},
+                    _("Il testo può avere al massimo %(max)s caratteri (ora ne ha %(len)s).")
+                    % {"max": format_number(BODY_MAX_LENGTH), "len": format_number(len(text))},
                     code="body_too_long",
                 )
             )
@@ -368,16 +373,21 @@ def render_cover_mail(
             and (match.group("named") or match.group("braced")) not in values
         }
     )
+    unknown_warning = ""
     if unknown:
-        warnings.append(
-            ngettext(
-                "la parola chiave %(names)s non esiste ed è rimasta com'è",
-                "le parole chiave %(names)s non esistono e sono rimaste com'erano",
-                len(unknown),
-            )
-            % {"names": ", ".join("${" + name + "}" for name in unknown)}
-        )
-    return RenderedMail(subject=subject, text=text, html=text_to_html(text), warnings=warnings)
+        unknown_warning = ngettext(
+            "la parola chiave %(names)s non esiste ed è rimasta com'è",
+            "le parole chiave %(names)s non esistono e sono rimaste com'erano",
+            len(unknown),
+        ) % {"names": ", ".join("${" + name + "}" for name in unknown)}
+        warnings.append(unknown_warning)
+    return RenderedMail(
+        subject=subject,
+        text=text,
+        html=text_to_html(text),
+        warnings=warnings,
+        unknown_warning=unknown_warning,
+    )
 
 
 # --- the stored templates ------------------------------------------------------------------

@@ -14,6 +14,7 @@ urlpatterns = [
     path("fatture/", views.invoice_list, name="invoices"),
     path("fatture/<int:pk>/", views.invoice_detail, name="invoice"),
     path("fatture/<int:pk>/pdf/", views.invoice_pdf, name="invoice_pdf"),
+    path("pazienti/<int:pk>/modifica/", views.patient_edit, name="patient_edit"),
     path("email/", include("emailsettings.urls")),
     # ESP tracking webhooks (delivered, bounced, complained), authenticated by anymail with
     # ANYMAIL_WEBHOOK_SECRET (HTTP basic auth).

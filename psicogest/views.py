@@ -1,18 +1,26 @@
-"""Host pages: the invoice list and invoice detail, scoped to the logged-in practitioner.
+"""Host pages: the invoice list and invoice detail, and the patient card editor, scoped to
+the logged-in practitioner (another practitioner's row is a 404).
 
-Both offer "Invia per email"; the confirmation, the sending and the progress page are the
-email module's (``emailsettings.views.sending``).
+The invoice pages offer "Invia per email"; the confirmation, the sending and the progress page
+are the email module's (``emailsettings.views.sending``). Pages that ask to fix a patient's
+data link to ``patient_edit`` with ``?next=`` to come back.
 """
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
 
-from .models import Invoice
+from .forms import PatientForm
+from .models import Invoice, Patient
 
 
 @login_required
@@ -60,4 +68,40 @@ def invoice_pdf(request: HttpRequest, pk: int) -> FileResponse:
         invoice.pdf.open("rb"),
         content_type="application/pdf",
         filename=f"fattura-{invoice.number.replace('/', '-')}.pdf",
+    )
+
+
+def _next_url(request: HttpRequest) -> str:
+    """Where to go back after the patient card: ``next`` when it is a page of this site."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("invoices")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """The patient card: salutation, names, email and PEC."""
+    patient = get_object_or_404(Patient.objects.owned_by(request.user), pk=pk)  # type: ignore[arg-type]
+    back = _next_url(request)
+    if request.method == "POST":
+        form = PatientForm(request.POST, instance=patient)
+        if form.is_valid():
+            patient = form.save()
+            messages.success(
+                request, _("Scheda di %(name)s salvata.") % {"name": patient.display_name}
+            )
+            return redirect(back)
+        status = 400
+    else:
+        form = PatientForm(instance=patient)
+        status = 200
+    return render(
+        request,
+        "psicogest/patient_form.html",
+        {"form": form, "patient": patient, "back": back},
+        status=status,
     )

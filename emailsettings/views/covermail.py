@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -23,11 +24,13 @@ from psicogest.models import Invoice
 from ..forms.covermail import CoverMailForm
 from ..keywords import KEYWORDS
 from ..rendering import (
+    RenderedMail,
     cover_mail_templates_for,
     render_cover_mail,
     restore_default_cover_mail,
     save_cover_mail,
 )
+from .cards import card_message
 
 # The preview's invoice list shows the most recent ones; any owned invoice id is accepted.
 PREVIEW_INVOICE_CHOICES = 100
@@ -47,6 +50,28 @@ def _draft(form: CoverMailForm) -> tuple[str, str]:
             form.data.get("body_template", "").replace("\r\n", "\n"),
         )
     return (form.initial["subject_template"], form.initial["body_template"])
+
+
+def preview_warnings(rendered: RenderedMail, *, has_errors: bool) -> list[str]:
+    """The preview's warnings; keywords that do not exist are already errors under the
+    editor, so they are not said a second time."""
+    if not has_errors:
+        return rendered.warnings
+    return [warning for warning in rendered.warnings if warning != rendered.unknown_warning]
+
+
+def patient_fix(invoice: Invoice, rendered: RenderedMail) -> dict[str, str] | None:
+    """The link to the patient card when the preview misses a value that comes from it
+    (salutation, names), so the practitioner can fix it there."""
+    missing = {str(keyword.empty_warning) for keyword in KEYWORDS if keyword.source == "patient"}
+    if not missing.intersection(rendered.warnings):
+        return None
+    back = reverse("emailsettings:settings") + "#covermail"
+    return {
+        "url": reverse("patient_edit", args=[invoice.patient_id]) + "?" + urlencode({"next": back}),
+        "label": _("Completa la scheda paziente di %(name)s")
+        % {"name": invoice.patient.display_name or _("questo paziente")},
+    }
 
 
 def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
@@ -70,6 +95,14 @@ def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
         "covermail_invoices": invoices,
         "covermail_preview_invoice": preview_invoice,
         "covermail_preview": preview,
+        "covermail_preview_warnings": (
+            preview_warnings(preview, has_errors=bool(form.is_bound and form.errors))
+            if preview
+            else []
+        ),
+        "covermail_patient_fix": (
+            patient_fix(preview_invoice, preview) if preview_invoice and preview else None
+        ),
     }
 
 
@@ -93,12 +126,14 @@ def save(request: HttpRequest) -> HttpResponse:
         except ValidationError as err:
             form.add_error(None, err)
     if not form.is_valid():
-        messages.error(
+        card_message(
             request,
+            "covermail",
+            messages.ERROR,
             _("La mail di accompagnamento non è stata salvata: correggi gli errori indicati."),
         )
         return render_settings_page(request, status=400, covermail_form=form)
-    messages.success(request, _("Mail di accompagnamento salvata."))
+    card_message(request, "covermail", messages.SUCCESS, _("Mail di accompagnamento salvata."))
     return redirect(_section_url())
 
 
@@ -106,7 +141,12 @@ def save(request: HttpRequest) -> HttpResponse:
 @require_POST
 def restore_default(request: HttpRequest) -> HttpResponse:
     restore_default_cover_mail(practitioner=request.user)  # type: ignore[arg-type]
-    messages.success(request, _("Ripristinato il testo predefinito della mail di accompagnamento."))
+    card_message(
+        request,
+        "covermail",
+        messages.SUCCESS,
+        _("Ripristinato il testo predefinito della mail di accompagnamento."),
+    )
     return redirect(_section_url())
 
 
@@ -132,6 +172,7 @@ def preview(request: HttpRequest) -> JsonResponse:
             "subject": rendered.subject,
             "text": rendered.text,
             "html": rendered.html,
-            "warnings": rendered.warnings,
+            "warnings": preview_warnings(rendered, has_errors=bool(errors)),
+            "patient_fix": patient_fix(invoice, rendered),
         }
     )

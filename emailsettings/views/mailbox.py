@@ -12,16 +12,19 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils import formats, timezone
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
+
+from psicogest.formatting import format_long_datetime
 
 from ..exceptions import RateLimited
 from ..failures import Failure
 from ..guidance import advice
 from ..mailbox import TEST_MAIL, VERIFY, check_progress, start_check
-from ..models import Phase, SmtpAccount
+from ..models import MailboxStatus, Phase, SmtpAccount
+from .cards import card_message
 
 
 def _account(request: HttpRequest) -> SmtpAccount | None:
@@ -39,7 +42,7 @@ def _wants_json(request: HttpRequest) -> bool:
 def _refuse(request: HttpRequest, message: str, status: int) -> HttpResponse:
     if _wants_json(request):
         return JsonResponse({"error": message}, status=status)
-    messages.error(request, message)
+    card_message(request, "smtp", messages.ERROR, message)
     return redirect(reverse("emailsettings:settings") + "#smtp")
 
 
@@ -55,8 +58,10 @@ def _start(request: HttpRequest, kind: str) -> HttpResponse:
         return _refuse(request, err.message, 429)
     if _wants_json(request):
         return JsonResponse(_status_payload(account, progress), status=202)
-    messages.info(
+    card_message(
         request,
+        "smtp",
+        messages.INFO,
         _("Verifica avviata: il risultato compare qui tra pochi secondi.")
         if kind == VERIFY
         else _("Invio della mail di prova avviato: il risultato compare qui tra pochi secondi."),
@@ -88,8 +93,16 @@ def status(request: HttpRequest) -> HttpResponse:
 # --- the JSON the page renders ------------------------------------------------------------
 
 
+# The badge colour of each mailbox state (badge-ok, badge-err, badge-warn).
+STATUS_TONES: dict[str, str] = {
+    MailboxStatus.OK: "ok",
+    MailboxStatus.BROKEN: "err",
+    MailboxStatus.UNVERIFIED: "warn",
+}
+
+
 def _display(moment: datetime) -> str:
-    return formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+    return format_long_datetime(moment)
 
 
 def _status_payload(account: SmtpAccount, progress: dict[str, Any] | None) -> dict[str, Any]:
@@ -98,9 +111,13 @@ def _status_payload(account: SmtpAccount, progress: dict[str, Any] | None) -> di
         default=None,
     )
     state, kind, phase = "idle", VERIFY, ""
+    elapsed: float | None = None
     if progress:
         kind = str(progress.get("kind", VERIFY))
         started = parse_datetime(str(progress.get("started_at", "")))
+        if started:
+            # Measured here, not in the browser: a page reloaded mid-check knows the real wait.
+            elapsed = round(max(0.0, (timezone.now() - started).total_seconds()), 1)
         state = str(progress.get("state", "queued"))
         phase = str(progress.get("phase", ""))
         if state != "unavailable" and finished and started and finished >= started:
@@ -113,8 +130,14 @@ def _status_payload(account: SmtpAccount, progress: dict[str, Any] | None) -> di
         "kind": kind,
         "phase": phase,
         "phase_label": str(Phase(phase).label) if phase in Phase.values and phase else "",
+        "elapsed_seconds": elapsed,
+        # The mailbox's state after the check, for the badge beside "Stato della casella".
         "status": account.status,
         "status_label": account.get_status_display(),
+        "status_tone": STATUS_TONES.get(account.status, "warn"),
+        "last_verified_display": (
+            format_long_datetime(account.last_verified_at) if account.last_verified_at else ""
+        ),
         "result": _result(account, kind=kind) if state in ("done", "idle") else None,
         "message": _("Il servizio di verifica non è disponibile ora: riprova tra poco.")
         if state == "unavailable"

@@ -29,6 +29,7 @@ from ..dns import (
 from ..identity import smart_mail_identity
 from ..limits import within_fixed_window
 from ..models import SenderDomain
+from .cards import card_message
 
 if TYPE_CHECKING:
     from psicogest.models import Practitioner
@@ -96,13 +97,18 @@ def verify(request: HttpRequest) -> HttpResponse:
     target = reverse("emailsettings:settings") + "#sender-domain"
     practitioner = cast("Practitioner", request.user)
     if is_free_mail_domain(domain_of(practitioner.email)):
-        messages.info(
-            request, _("Con un indirizzo di un provider di posta non c'è nulla da verificare.")
+        card_message(
+            request,
+            "sender_domain",
+            messages.INFO,
+            _("Con un indirizzo di un provider di posta non c'è nulla da verificare."),
         )
         return redirect(target)
     if not _consume_rate_limit(practitioner.pk):
-        messages.error(
+        card_message(
             request,
+            "sender_domain",
+            messages.ERROR,
             _(
                 "Hai già verificato il dominio %(count)s volte negli ultimi 10 minuti: le "
                 "modifiche al DNS possono richiedere tempo, riprova tra qualche minuto."
@@ -112,13 +118,17 @@ def verify(request: HttpRequest) -> HttpResponse:
         return redirect(target)
     row = verify_sender_domain(practitioner=practitioner)
     if is_current(row, email=practitioner.email):
-        messages.success(
+        card_message(
             request,
+            "sender_domain",
+            messages.SUCCESS,
             _("Dominio verificato: le fatture con Smart Mail partiranno dal tuo indirizzo."),
         )
     else:
-        messages.warning(
+        card_message(
             request,
+            "sender_domain",
+            messages.WARNING,
             _(
                 "Dominio non ancora verificato: le fatture continuano a partire con "
                 "l'indirizzo di PsicoGest. Vedi i dettagli qui sotto."

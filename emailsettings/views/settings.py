@@ -10,6 +10,7 @@ from django.shortcuts import render
 
 from ..limits import smart_mail_quota
 from . import covermail, senderdomain, smtp
+from .cards import messages_by_card
 
 
 def render_settings_page(
@@ -22,6 +23,7 @@ def render_settings_page(
     context.update(smtp.section_context(request, **section_overrides))
     context.update(senderdomain.section_context(request, **section_overrides))
     context["smart_mail_quota"] = smart_mail_quota(practitioner=request.user)  # type: ignore[arg-type]
+    context["card_messages"], context["page_messages"] = messages_by_card(request)
     return render(request, "emailsettings/settings.html", context, status=status)
 
 

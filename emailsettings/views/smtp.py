@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -28,7 +29,8 @@ from ..autodetect import detect_provider
 from ..crypto import DecryptionError, mask
 from ..forms.smtp import ChannelForm, SmtpAccountForm
 from ..guidance import Advice, advice
-from ..models import Channel, EmailSettings, Phase, SmtpAccount
+from ..models import Channel, Delivery, DeliveryStatus, EmailSettings, Phase, SmtpAccount
+from .cards import card_message
 
 
 def _account(request: HttpRequest) -> SmtpAccount | None:
@@ -49,6 +51,19 @@ def _redacted(text: str, account: SmtpAccount) -> str:
     except DecryptionError:
         return text
     return text.replace(password, mask(password)) if password else text
+
+
+# Invoices waiting to leave through the mailbox; once it is deleted the outbox holds them
+# ("Nessuna casella SMTP personale configurata") until the practitioner decides.
+WAITING_FOR_MAILBOX = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.HELD)
+
+
+def waiting_for_mailbox(request: HttpRequest) -> int:
+    return (
+        Delivery.objects.owned_by(request.user)  # type: ignore[arg-type]
+        .filter(channel=Channel.SMTP, status__in=WAITING_FOR_MAILBOX)
+        .count()
+    )
 
 
 def last_error_advice(account: SmtpAccount | None) -> Advice | None:
@@ -113,6 +128,7 @@ def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
         "channel_form": channel_form,
         "channel": email_settings.channel if email_settings else Channel.SMART_MAIL,
         "smtp_channel_active": bool(email_settings and email_settings.channel == Channel.SMTP),
+        "smtp_waiting": waiting_for_mailbox(request) if account else 0,
     }
 
 
@@ -128,11 +144,18 @@ def save_mailbox(request: HttpRequest) -> HttpResponse:
     account = _account(request) or SmtpAccount(practitioner=request.user)  # type: ignore[misc]
     form = SmtpAccountForm(request.POST, instance=account)
     if not form.is_valid():
-        messages.error(request, _("Configurazione SMTP non salvata: correggi i campi segnalati."))
+        card_message(
+            request,
+            "smtp",
+            messages.ERROR,
+            _("Configurazione SMTP non salvata: correggi i campi segnalati."),
+        )
         return render_settings_page(request, status=400, smtp_form=form)
     form.save()
-    messages.success(
+    card_message(
         request,
+        "smtp",
+        messages.SUCCESS,
         _('Configurazione SMTP salvata. Premi "Verifica connessione" per provarla.'),
     )
     return redirect(_section_url())
@@ -141,6 +164,7 @@ def save_mailbox(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def delete_mailbox(request: HttpRequest) -> HttpResponse:
+    waiting = waiting_for_mailbox(request)
     with transaction.atomic():
         deleted, _rows = SmtpAccount.objects.owned_by(request.user).delete()  # type: ignore[arg-type]
         switched = (
@@ -149,9 +173,23 @@ def delete_mailbox(request: HttpRequest) -> HttpResponse:
             .update(channel=Channel.SMART_MAIL)
         )
     if deleted:
-        messages.success(request, _("Configurazione SMTP eliminata."))
+        card_message(request, "smtp", messages.SUCCESS, _("Configurazione SMTP eliminata."))
     if switched:
-        messages.info(request, _("Le fatture ora partono con Smart Mail."))
+        card_message(request, "smtp", messages.INFO, _("Le fatture ora partono con Smart Mail."))
+    if deleted and waiting:
+        card_message(
+            request,
+            "smtp",
+            messages.WARNING,
+            ngettext(
+                "%(count)s fattura in coda per la casella resta trattenuta: inviala con Smart "
+                "Mail dall'Elenco invii email, oppure configura di nuovo la casella.",
+                "%(count)s fatture in coda per la casella restano trattenute: inviale con Smart "
+                "Mail dall'Elenco invii email, oppure configura di nuovo la casella.",
+                waiting,
+            )
+            % {"count": waiting},
+        )
     return redirect(_section_url())
 
 
@@ -163,13 +201,20 @@ def save_channel(request: HttpRequest) -> HttpResponse:
     email_settings = _email_settings(request) or EmailSettings(practitioner=request.user)  # type: ignore[misc]
     form = ChannelForm(request.POST, instance=email_settings, account=_account(request))
     if not form.is_valid():
-        messages.error(request, _("Modalità di invio non cambiata."))
+        card_message(request, "channel", messages.ERROR, _("Modalità di invio non cambiata."))
         return render_settings_page(request, status=400, channel_form=form)
     form.save()
     if form.cleaned_data["channel"] == Channel.SMTP:
-        messages.success(request, _("Le fatture partiranno dalla tua casella (SMTP personale)."))
+        card_message(
+            request,
+            "channel",
+            messages.SUCCESS,
+            _("Le fatture partiranno dalla tua casella (SMTP personale)."),
+        )
     else:
-        messages.success(request, _("Le fatture partiranno con Smart Mail."))
+        card_message(
+            request, "channel", messages.SUCCESS, _("Le fatture partiranno con Smart Mail.")
+        )
     return redirect(_section_url("channel"))
 
 

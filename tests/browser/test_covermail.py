@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -107,6 +108,57 @@ def test_keywords_work_from_the_keyboard(settings_page):
     expect(body).to_have_value("Totale: ${importo}${scadenza}")
 
 
+def tab_to(page, condition: str, *, backwards: bool = False, limit: int = 80) -> None:
+    """Press Tab (or Shift+Tab) until the JavaScript ``condition`` holds for the focus."""
+    for _ in range(limit):
+        page.keyboard.press("Shift+Tab" if backwards else "Tab")
+        if page.evaluate(f"(el => Boolean({condition}))(document.activeElement)"):
+            return
+    raise AssertionError(f"never reached {condition} with the keyboard")
+
+
+def test_keyboard_only_a_keyword_lands_where_the_user_was_writing(settings_page):
+    """Tabbing from the subject to the panel passes through the body: the keyword still goes
+    into the subject, at its caret, and the body is untouched."""
+    page = settings_page
+    subject = page.locator("#id_subject_template")
+    body = page.locator("#id_body_template")
+    original_body = body.input_value()
+    hint = page.locator("#keyword-target")
+
+    tab_to(page, "el.id === 'id_subject_template'")
+    page.keyboard.press("End")
+    page.keyboard.type(" per ")
+    expect(hint).to_have_text("Ora va nell'oggetto.")
+    tab_to(page, "el.dataset.keyword === 'nominativo'")
+    page.keyboard.press("Enter")
+    expect(subject).to_have_value(f"{DEFAULT_SUBJECT} per ${{nominativo}}")
+    expect(body).to_have_value(original_body)
+    expect(subject).to_be_focused()
+    assert caret(page, "#id_subject_template") == len(f"{DEFAULT_SUBJECT} per ${{nominativo}}")
+
+    # Now write in the body, and insert with Space from the panel.
+    page.keyboard.press("Tab")
+    expect(body).to_be_focused()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("A presto, ")
+    expect(hint).to_have_text("Ora va nel testo.")
+    tab_to(page, "el.dataset.keyword === 'professionista'")
+    page.keyboard.press("Space")
+    expect(body).to_have_value(original_body + "A presto, ${professionista}")
+    expect(subject).to_have_value(f"{DEFAULT_SUBJECT} per ${{nominativo}}")
+
+    # Back to the start of the subject (through the body again): the caret there counts.
+    tab_to(page, "el.id === 'id_subject_template'", backwards=True)
+    page.keyboard.press("Home")
+    page.keyboard.type("Nuova ")
+    tab_to(page, "el.dataset.keyword === 'studio'")
+    page.keyboard.press("Enter")
+    expect(subject).to_have_value(f"Nuova ${{studio}}{DEFAULT_SUBJECT} per ${{nominativo}}")
+    expect(body).to_have_value(original_body + "A presto, ${professionista}")
+    save_screenshot(page, "covermail-keyboard-insertion")
+
+
 def test_unknown_keyword_is_refused_on_save_with_a_suggestion(settings_page, demo):
     page = settings_page
     practitioner, _invoices = demo
@@ -170,13 +222,14 @@ def test_preview_follows_the_selected_patient_and_the_text_being_typed(settings_
         "questo paziente non ha un saluto impostato"
     )
 
-    # An error shows in the preview as soon as it is typed.
+    # An error shows under its editor as soon as it is typed, and nowhere else.
     page.locator("#id_subject_template").fill("Fattura ${numero}")
-    expect(page.locator("#covermail-preview-errors")).to_contain_text(
-        "Forse intendevi ${numero_fattura}?"
-    )
+    subject_errors = page.locator("#id_subject_template_error")
+    expect(subject_errors).to_contain_text("Forse intendevi ${numero_fattura}?")
+    expect(page.locator("#id_subject_template")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_text("Forse intendevi ${numero_fattura}?")).to_have_count(1)
     page.locator("#id_subject_template").fill("Fattura ${numero_fattura}")
-    expect(page.locator("#covermail-preview-errors")).to_be_hidden()
+    expect(subject_errors).to_be_hidden()
     expect(page.locator("#covermail-preview-subject")).to_have_text("Fattura 2/2026")
     save_preview_screenshot(page, "covermail-preview-warning")
 
@@ -199,15 +252,24 @@ def test_restore_default_asks_for_confirmation(settings_page, demo):
     expect(page.locator("#id_subject_template")).to_have_value(DEFAULT_SUBJECT)
 
 
-def test_keyword_panel_moves_below_the_editor_on_narrow_screens(settings_page):
+def test_keyword_panel_sits_beside_the_editor_and_between_body_and_buttons_when_narrow(
+    settings_page,
+):
     page = settings_page
-    form = page.locator("#covermail-form").bounding_box()
+    body = page.locator("#id_body_template").bounding_box()
     panel = page.locator(".keyword-panel").bounding_box()
-    assert panel["x"] > form["x"] + form["width"] - 1
+    assert panel["x"] > body["x"] + body["width"] - 1
     save_screenshot(page, "covermail-wide")
 
     page.set_viewport_size({"width": 420, "height": 900})
-    form = page.locator("#covermail-form").bounding_box()
+    body = page.locator("#id_body_template").bounding_box()
     panel = page.locator(".keyword-panel").bounding_box()
-    assert panel["y"] >= form["y"] + form["height"] - 1
+    save_button = page.get_by_role("button", name="Salva", exact=True).bounding_box()
+    assert body["y"] + body["height"] <= panel["y"] <= body["y"] + body["height"] + 60
+    assert panel["y"] + panel["height"] <= save_button["y"]
+    assert panel["height"] < 320, "a compact list of chips, not a 1,000 px column"
+    # Still a button named after the keyword, with its description.
+    button = page.get_by_role("button", name="${saluto} Saluto")
+    expect(button).to_be_visible()
+    expect(button).to_have_accessible_description(re.compile("Dalla scheda paziente"))
     save_screenshot(page, "covermail-narrow")

@@ -4,6 +4,7 @@ real worker against a local SMTP test server; the page shows progress, then the 
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from psicogest.devsmtp import Behaviour
@@ -35,6 +36,8 @@ def test_verify_shows_the_success_state(settings_page, smtp_server_factory, smtp
     server = smtp_server_factory()
     smtp_account_factory(server)
     page = settings_page()
+    badge = page.locator("#smtp-status-badge")
+    expect(badge).to_have_text("non verificata")
 
     page.get_by_role("button", name="Verifica connessione").click()
 
@@ -44,8 +47,45 @@ def test_verify_shows_the_success_state(settings_page, smtp_server_factory, smtp
     expect(result).to_have_class("mailbox-result is-ok")
     expect(page.locator("#mailbox-progress")).to_be_hidden()
     expect(page.get_by_role("button", name="Verifica connessione")).to_be_enabled()
+    # The badge beside "Stato della casella" follows the result without a reload.
+    expect(badge).to_have_text("funzionante")
+    expect(badge).to_have_class("badge badge-ok")
+    expect(page.locator("#smtp-last-verified")).to_be_visible()
     save_screenshot(page, "mailbox-verify-success")
     assert server.messages == []
+
+
+def test_a_green_check_clears_da_correggere(
+    settings_page, smtp_server_factory, smtp_account_factory
+):
+    server = smtp_server_factory()
+    smtp_account_factory(
+        server,
+        status="broken",
+        last_error={
+            "phase": "auth",
+            "code": 535,
+            "enhanced": "5.7.8",
+            "error_class": "auth_failed",
+        },
+        last_error_at=timezone.now(),
+    )
+    page = settings_page()
+    badge = page.locator("#smtp-status-badge")
+    expect(badge).to_have_text("da correggere")
+    expect(badge).to_have_class("badge badge-err")
+    expect(page.locator("#mailbox-banner")).to_be_visible()
+
+    page.get_by_role("button", name="Verifica connessione").click()
+
+    expect(page.locator("#mailbox-result-title")).to_have_text(
+        "Connessione riuscita", timeout=60000
+    )
+    expect(badge).to_have_text("funzionante")
+    expect(badge).to_have_class("badge badge-ok")
+    expect(page.locator("#mailbox-banner")).to_be_hidden()
+    expect(page.locator("#smtp-last-error")).to_be_hidden()
+    save_screenshot(page, "mailbox-verify-cleared")
 
 
 def test_test_mail_failure_shows_advice_and_technical_details(

@@ -100,3 +100,49 @@ def test_save_with_the_local_server_then_send_from_the_mailbox(settings_page, pr
     page.get_by_role("button", name="Salva modalità di invio").click()
     expect(page.get_by_text("Le fatture partiranno dalla tua casella")).to_be_visible()
     assert EmailSettings.objects.get(practitioner=practitioner).channel == Channel.SMTP
+
+
+def test_deleting_the_mailbox_asks_first_and_can_be_cancelled(settings_page, practitioner):
+    from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory
+
+    account = SmtpAccount(
+        practitioner=practitioner,
+        email=practitioner.email,
+        preset="custom",
+        host="smtp.example.test",
+        port=587,
+        security="starttls",
+        username=practitioner.email,
+    )
+    account.set_password(MAILBOX_PASSWORD)
+    account.save()
+    EmailSettings.objects.create(practitioner=practitioner, channel=Channel.SMTP)
+    patient = PatientFactory(practitioner=practitioner)
+    for _ in range(2):
+        DeliveryFactory(invoice=InvoiceFactory(patient=patient), channel="smtp", status="queued")
+    page = settings_page
+    page.reload()
+
+    opener = page.get_by_text("Elimina la configurazione SMTP")
+    opener.click()
+    box = page.locator("#smtp-delete-confirm .confirm-box")
+    expect(box).to_be_visible()
+    expect(box).to_contain_text("2 fatture in coda per questa casella non partiranno")
+    expect(box).to_contain_text("«Invia con Smart Mail»")
+    expect(box).to_contain_text("Le prossime fatture partiranno con Smart Mail.")
+    save_screenshot(page, "smtp-delete-confirm")
+    assert SmtpAccount.objects.filter(practitioner=practitioner).exists()
+
+    box.get_by_role("button", name="Annulla").click()
+    expect(box).to_be_hidden()
+    expect(page.locator("#smtp-delete-confirm summary")).to_be_focused()
+    assert SmtpAccount.objects.filter(practitioner=practitioner).exists()
+
+    opener.click()
+    page.get_by_role("button", name="Sì, elimina la configurazione").click()
+    messages = page.locator("#smtp-messages")
+    expect(messages).to_contain_text("Configurazione SMTP eliminata.")
+    expect(messages).to_contain_text("2 fatture in coda per la casella restano trattenute")
+    expect(page.locator("#channel").get_by_label("Smart Mail")).to_be_checked()
+    assert not SmtpAccount.objects.filter(practitioner=practitioner).exists()
+    assert EmailSettings.objects.get(practitioner=practitioner).channel == Channel.SMART_MAIL

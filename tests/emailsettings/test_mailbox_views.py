@@ -221,3 +221,33 @@ def test_verify_through_a_real_worker(
     assert server.auth_attempts == [account.username]
     assert server.messages == []
     assert SMTP_PASSWORD not in worker.log()
+
+
+def test_status_says_how_long_the_check_has_waited_and_the_mailbox_state(
+    logged_client, smtp_account_factory
+):
+    import datetime
+
+    from django.utils import timezone
+
+    account = smtp_account_factory(None, status=MailboxStatus.BROKEN)
+    cache.set(
+        mailbox._progress_key(account.pk),
+        {
+            "kind": "verify",
+            "state": "queued",
+            "phase": "",
+            "started_at": (timezone.now() - datetime.timedelta(seconds=42)).isoformat(),
+        },
+    )
+    data = logged_client.get(STATUS_URL).json()
+    assert data["state"] == "queued"
+    assert 41 <= data["elapsed_seconds"] <= 60
+    assert (data["status"], data["status_label"], data["status_tone"]) == (
+        "broken",
+        "da correggere",
+        "err",
+    )
+    cache.delete(mailbox._progress_key(account.pk))
+    idle = logged_client.get(STATUS_URL).json()
+    assert idle["state"] == "idle" and idle["elapsed_seconds"] is None

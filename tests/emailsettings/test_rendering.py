@@ -257,7 +257,7 @@ def test_format_style_fields_that_are_not_keywords_are_plain_text():
         ("{{ saluto }}", "Forse intendevi ${saluto}?"),
         ("{saluto}", "«{saluto}» manca del simbolo $. Forse intendevi ${saluto}?"),
         ("${salutoo}", "Parole chiave valide: ${saluto}, ${nome}, ${cognome}, ${nominativo},"),
-        ("x" * 20_001, "al massimo 20000 caratteri"),
+        ("x" * 20_001, "al massimo 20.000 caratteri (ora ne ha 20.001)"),
         ("ciao\x00", "caratteri di controllo"),
     ],
 )

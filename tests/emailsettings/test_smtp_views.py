@@ -238,6 +238,39 @@ def test_delete_removes_the_mailbox_and_returns_to_smart_mail(logged_client, pra
     assert EmailSettings.objects.get(practitioner=practitioner).channel == Channel.SMART_MAIL
 
 
+def test_delete_asks_first_saying_what_happens_to_queued_invoices(logged_client, practitioner):
+    from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory
+
+    make_account(practitioner)
+    EmailSettings.objects.create(practitioner=practitioner, channel=Channel.SMTP)
+    patient = PatientFactory(practitioner=practitioner)
+    for status in ("queued", "deferred", "sent"):
+        DeliveryFactory(invoice=InvoiceFactory(patient=patient), channel="smtp", status=status)
+    DeliveryFactory(invoice=InvoiceFactory(patient=patient), channel="smart_mail", status="queued")
+
+    page = logged_client.get(SETTINGS_URL).content.decode()
+    confirm = page[page.index('id="smtp-delete-confirm"') :]
+    confirm = confirm[: confirm.index("</details>")]
+    assert "Eliminare la configurazione della casella" in confirm
+    assert "2 fatture in coda</strong> per questa casella non partiranno" in confirm
+    assert "Le prossime fatture partiranno con Smart Mail." in confirm
+    assert ">Annulla</button>" in confirm
+    # The delete button is inside the confirmation, not on the page.
+    assert page.count('id="smtp-delete"') == 1 and 'id="smtp-delete"' in confirm
+
+    response = logged_client.post(DELETE_URL, follow=True)
+    content = response.content.decode()
+    assert "Configurazione SMTP eliminata." in content
+    assert "2 fatture in coda per la casella restano trattenute" in content
+
+
+def test_delete_confirmation_without_queued_invoices(logged_client, practitioner):
+    make_account(practitioner)
+    page = logged_client.get(SETTINGS_URL).content.decode()
+    assert "Nessuna fattura è in coda per questa casella." in page
+    assert "Le prossime fatture partiranno con Smart Mail." not in page
+
+
 def test_choosing_smtp_needs_a_configured_mailbox(logged_client, practitioner):
     response = logged_client.post(CHANNEL_URL, {"channel": "smtp"})
     assert response.status_code == 400

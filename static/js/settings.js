@@ -1,0 +1,183 @@
+// "Impostazioni email": each card saves on its own, without reloading the page, so unsaved
+// edits in the other cards survive; the card then says what happened in its role="status"
+// area; leaving the page with unsaved edits asks first. Without JavaScript the forms post and
+// redirect as usual. No inline scripts (the CSP allows only 'self').
+//
+// A card is a <section data-card>; its forms carry data-card-form. After a save the server's
+// page is fetched and the saved card is replaced by its new version (plus the cards named in
+// data-refreshes, unless they hold unsaved edits). Scripts of a card re-initialise on the
+// "settings:card-updated" event.
+(() => {
+  "use strict";
+  const texts = document.getElementById("settings-texts");
+  if (!texts) return;
+
+  const baseline = new WeakMap();
+  const tracked = new WeakSet();
+
+  function snapshot(form) {
+    const entries = [];
+    for (const [name, value] of new FormData(form)) {
+      if (name !== "csrfmiddlewaretoken") entries.push([name, typeof value === "string" ? value : value.name]);
+    }
+    return JSON.stringify(entries);
+  }
+
+  const isDirty = (form) => form.hasAttribute("data-unsaved") || baseline.get(form) !== snapshot(form);
+  const cardForms = (root) => Array.from(root.querySelectorAll("form[data-card-form]"));
+  const cardDirty = (card) => cardForms(card).some(isDirty);
+
+  function updateNote(form) {
+    const note = form.querySelector("[data-unsaved-note]");
+    if (note) note.hidden = !isDirty(form);
+  }
+
+  function track(form) {
+    if (tracked.has(form)) return;
+    tracked.add(form);
+    baseline.set(form, snapshot(form));
+    // Only forms with something to edit get the "Modifiche non salvate" note.
+    const editable = form.querySelector("input:not([type=hidden]), select, textarea");
+    const buttons = form.querySelectorAll("button[type=submit]");
+    const button = buttons[buttons.length - 1];
+    if (editable && button) {
+      const note = document.createElement("span");
+      note.className = "unsaved-note";
+      note.dataset.unsavedNote = "";
+      note.textContent = texts.dataset.unsaved;
+      note.hidden = true;
+      button.after(note);
+    }
+    form.addEventListener("input", () => updateNote(form));
+    form.addEventListener("change", () => updateNote(form));
+    // Values filled in by a script rather than the user (a provider guessed on load).
+    form.addEventListener("settings:rebaseline", () => {
+      baseline.set(form, snapshot(form));
+      updateNote(form);
+    });
+    updateNote(form);
+  }
+
+  function setBusy(form, busy) {
+    form.dataset.busy = busy ? "true" : "";
+    form.querySelectorAll("button[type=submit]").forEach((button) => {
+      button.disabled = busy;
+      button.classList.toggle("is-busy", busy);
+    });
+  }
+
+  function announce(status, nodes) {
+    // Emptied first and filled a moment later, so that the region is in the page, empty,
+    // when its text arrives (and the same message twice is announced twice).
+    status.replaceChildren();
+    window.setTimeout(() => status.replaceChildren(...nodes), 100);
+  }
+
+  function showFailure(card) {
+    const status = card.querySelector("[data-card-status]");
+    if (!status) return;
+    const message = document.createElement("p");
+    message.className = "message message-error";
+    message.textContent = texts.dataset.failed;
+    announce(status, [message]);
+  }
+
+  // Replace the content of ``card`` with ``fresh`` (the same card from the server's page).
+  // The card's status area is the same element before and after, moved into place, so that
+  // assistive technology keeps following it as a live region.
+  function replaceCard(card, fresh) {
+    const status = card.querySelector("[data-card-status]");
+    const freshStatus = fresh.querySelector("[data-card-status]");
+    const messages = freshStatus ? Array.from(freshStatus.childNodes) : [];
+    const kept = Array.from(card.querySelectorAll("[data-keep-value]")).map((el) => [el.id, el.value]);
+    if (status && freshStatus) {
+      status.replaceChildren();
+      freshStatus.replaceWith(status);
+    }
+    card.replaceChildren(...Array.from(fresh.childNodes));
+    if (status && freshStatus) announce(status, messages);
+    document.dispatchEvent(new CustomEvent("settings:card-updated", { detail: { card } }));
+    cardForms(card).forEach(track);
+    for (const [id, value] of kept) {
+      const element = id && card.querySelector(`#${CSS.escape(id)}`);
+      if (element && element.value !== value && Array.from(element.options || []).some((o) => o.value === value)) {
+        element.value = value;
+        element.dispatchEvent(new Event("change", { bubbles: true }));
+      }
+    }
+  }
+
+  function placeFocus(card, submitterId) {
+    const invalid = card.querySelector("[aria-invalid='true']");
+    if (invalid) {
+      if (document.activeElement !== invalid) invalid.focus();
+      return;
+    }
+    const same = submitterId && document.getElementById(submitterId);
+    if (same && card.contains(same)) {
+      same.focus();
+      return;
+    }
+    const heading = card.querySelector("h2");
+    if (heading) {
+      heading.tabIndex = -1;
+      heading.focus();
+    }
+  }
+
+  async function save(form, submitter) {
+    const card = form.closest("[data-card]");
+    if (!card) return;
+    const action = (submitter && submitter.getAttribute("formaction")) || form.action;
+    const body = submitter ? new FormData(form, submitter) : new FormData(form);
+    const refreshes = (form.dataset.refreshes || "").split(/\s+/).filter(Boolean);
+    const submitterId = submitter ? submitter.id : "";
+    setBusy(form, true);
+    let doc;
+    try {
+      const response = await fetch(action, {
+        method: "POST",
+        body,
+        credentials: "same-origin",
+        headers: { Accept: "text/html", "X-Requested-With": "fetch" },
+      });
+      doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    } catch (_error) {
+      doc = null;
+    }
+    const fresh = doc && doc.getElementById(card.id);
+    if (!fresh) {
+      setBusy(form, false);
+      showFailure(card);
+      return;
+    }
+    replaceCard(card, fresh);
+    for (const id of refreshes) {
+      const other = document.getElementById(id);
+      const otherFresh = doc.getElementById(id);
+      if (other && otherFresh && other !== card && !cardDirty(other)) replaceCard(other, otherFresh);
+    }
+    const banners = document.getElementById("page-banners");
+    const freshBanners = doc.getElementById("page-banners");
+    if (banners && freshBanners) banners.replaceChildren(...Array.from(freshBanners.childNodes));
+    placeFocus(card, submitterId);
+  }
+
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.matches("form[data-card-form]")) return;
+    if (!form.closest("[data-card]") || !window.fetch || !window.DOMParser) return;
+    event.preventDefault();
+    if (form.dataset.busy === "true") return;
+    save(form, event.submitter);
+  });
+
+  window.addEventListener("beforeunload", (event) => {
+    if (cardForms(document).some(isDirty)) {
+      event.preventDefault();
+      event.returnValue = "";
+    }
+  });
+
+  cardForms(document).forEach(track);
+})();

@@ -1,0 +1,167 @@
+"""The settings page's cards in Chromium: each save answers inside its card (announced with
+role="status"), without reloading the page, so unsaved edits elsewhere survive; leaving the
+page with unsaved edits asks first."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from emailsettings.models import Channel, EmailSettings, SmtpAccount
+from emailsettings.rendering import DEFAULT_SUBJECT, cover_mail_templates_for
+from tests.conftest import login, save_screenshot
+from tests.factories import InvoiceFactory, PatientFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SETTINGS = "/email/impostazioni/"
+
+
+@pytest.fixture
+def settings_page(page, live_server, practitioner, settings):
+    settings.EMAILSETTINGS_LOCAL_TEST_SERVER = {"host": "localhost", "port": 1025}
+    InvoiceFactory(patient=PatientFactory(practitioner=practitioner, last_name="Ferrari"))
+    login(page, live_server, practitioner.email, "password-di-prova")
+    page.goto(live_server.url + SETTINGS)
+    expect(page.locator("#covermail-form")).to_have_attribute("data-preview-state", "ready")
+    # A marker that a full page load would wipe out.
+    page.evaluate("window.__sameDocument = true")
+    return page
+
+
+def same_document(page) -> bool:
+    return page.evaluate("window.__sameDocument === true")
+
+
+def test_the_cover_mail_confirmation_shows_in_its_card_for_eyes_and_screen_readers(
+    settings_page, practitioner
+):
+    page = settings_page
+    page.locator("#id_subject_template").fill("Fattura ${numero_fattura}")
+    page.get_by_role("button", name="Salva", exact=True).click()
+
+    status = page.locator("#covermail-messages")
+    expect(status).to_have_text("Mail di accompagnamento salvata.")
+    expect(status).to_have_attribute("role", "status")
+    expect(status).to_be_in_viewport()
+    assert (
+        page.locator("#covermail")
+        .get_by_role("status")
+        .filter(has_text="Mail di accompagnamento salvata.")
+        .count()
+        == 1
+    )
+    expect(page.locator(".messages")).to_have_count(0)
+    assert cover_mail_templates_for(practitioner)[0] == "Fattura ${numero_fattura}"
+    assert same_document(page)
+    assert page.url.endswith(SETTINGS)
+    save_screenshot(page, "settings-covermail-saved")
+
+
+def test_saving_one_card_keeps_the_unsaved_edits_of_another(settings_page, practitioner):
+    page = settings_page
+    page.locator("#id_subject_template").fill("Oggetto non ancora salvato")
+    covermail_note = page.locator("#covermail [data-unsaved-note]")
+    expect(covermail_note).to_have_text("Modifiche non salvate")
+
+    page.get_by_role("button", name="Salva modalità di invio").click()
+    expect(page.locator("#channel-messages")).to_have_text("Le fatture partiranno con Smart Mail.")
+    expect(page.locator("#channel-messages")).to_be_in_viewport()
+    expect(page.locator("#id_subject_template")).to_have_value("Oggetto non ancora salvato")
+    expect(covermail_note).to_be_visible()
+    assert same_document(page)
+    assert EmailSettings.objects.get(practitioner=practitioner).channel == Channel.SMART_MAIL
+    assert cover_mail_templates_for(practitioner)[0] == DEFAULT_SUBJECT
+
+
+def test_leaving_with_unsaved_edits_asks_first(settings_page, live_server):
+    page = settings_page
+    dialogs: list[str] = []
+
+    def dismiss(dialog):
+        dialogs.append(dialog.type)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    page.locator("#id_body_template").press_sequentially("Aggiunta ")
+    page.get_by_role("link", name="Fatture").click()
+    page.wait_for_timeout(500)
+    assert dialogs == ["beforeunload"]
+    assert page.url.endswith(SETTINGS)
+    assert page.locator("#id_body_template").input_value().startswith("Aggiunta ")
+
+    # Once saved, nothing to lose: leaving does not ask.
+    page.get_by_role("button", name="Salva", exact=True).click()
+    expect(page.locator("#covermail-messages")).to_have_text("Mail di accompagnamento salvata.")
+    expect(page.locator("#covermail [data-unsaved-note]")).to_be_hidden()
+    page.get_by_role("link", name="Fatture").click()
+    expect(page).to_have_url(live_server.url + "/fatture/")
+    assert dialogs == ["beforeunload"]
+
+
+def test_a_refused_save_stays_on_the_settings_page_with_the_errors_in_one_place(
+    settings_page, practitioner
+):
+    page = settings_page
+    page.locator("#id_subject_template").fill("Fattura ${numero}")
+    page.locator("#channel").get_by_label("SMTP personale").check()
+    page.get_by_role("button", name="Salva", exact=True).click()
+
+    expect(page.locator("#covermail-messages")).to_contain_text(
+        "La mail di accompagnamento non è stata salvata"
+    )
+    expect(page.locator("#id_subject_template_error")).to_contain_text(
+        "Forse intendevi ${numero_fattura}?"
+    )
+    expect(page.get_by_text("Forse intendevi ${numero_fattura}?")).to_have_count(1)
+    expect(page.locator("#covermail-preview-warnings")).not_to_contain_text("non esiste")
+    expect(page.locator("#id_subject_template")).to_be_focused()
+    expect(page.locator("#id_subject_template")).to_have_value("Fattura ${numero}")
+    # The other card's choice is still there, unsaved.
+    expect(page.locator("#channel").get_by_label("SMTP personale")).to_be_checked()
+    expect(page.locator("#covermail [data-unsaved-note]")).to_be_visible()
+    assert page.url.endswith(SETTINGS)
+    assert same_document(page)
+    assert cover_mail_templates_for(practitioner)[0] == DEFAULT_SUBJECT
+    save_screenshot(page, "settings-covermail-refused")
+
+
+def test_saving_the_mailbox_updates_its_card_and_the_channel_card(settings_page, practitioner):
+    page = settings_page
+    section = page.locator("#smtp")
+    expect(page.locator("#channel")).to_contain_text("Prima configura e salva la tua casella.")
+    section.get_by_label("Provider").select_option(label="Server di test locale")
+    section.get_by_label("Password").fill("Casella-Segreta-71")
+    section.get_by_role("button", name="Salva configurazione SMTP").click()
+
+    status = page.locator("#smtp-messages")
+    expect(status).to_contain_text("Configurazione SMTP salvata.")
+    expect(status).to_be_in_viewport()
+    expect(page.locator("#smtp-status")).to_contain_text("non verificata")
+    expect(section.get_by_label("Password")).to_have_attribute("placeholder", "•••• salvata")
+    expect(page.locator("#channel")).not_to_contain_text("Prima configura e salva la tua casella.")
+    assert SmtpAccount.objects.filter(practitioner=practitioner).exists()
+    assert same_document(page)
+
+    # The new card's buttons work without a reload: the check starts in place.
+    page.get_by_role("button", name="Verifica connessione").click()
+    expect(page.locator("#mailbox-progress")).to_be_visible()
+    assert same_document(page)
+    save_screenshot(page, "settings-smtp-saved")
+
+
+def test_without_javascript_the_message_still_lands_in_the_card(browser, live_server, practitioner):
+    context = browser.new_context(
+        java_script_enabled=False, viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    try:
+        login(page, live_server, practitioner.email, "password-di-prova")
+        page.goto(live_server.url + SETTINGS)
+        page.get_by_role("button", name="Salva modalità di invio").click()
+        expect(page.locator("#channel-messages")).to_have_text(
+            "Le fatture partiranno con Smart Mail."
+        )
+        expect(page.locator("#channel-messages")).to_be_in_viewport()
+    finally:
+        context.close()
