@@ -117,6 +117,11 @@ def max_internal_errors() -> int:
     return max(1, int(_number("EMAILSETTINGS_MAX_INTERNAL_ERRORS", 3)))
 
 
+def mailbox_worker_slots() -> int:
+    """Batches of one practitioner that may run at the same time (worker slots they hold)."""
+    return max(1, int(_number("EMAILSETTINGS_MAILBOX_WORKER_SLOTS", 1)))
+
+
 def mailbox_unreachable_seconds() -> float:
     """A personal mailbox unreachable (refused, unknown host, no answer) this long becomes a
     mailbox problem: its queue is held and the practitioner told."""

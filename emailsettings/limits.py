@@ -219,3 +219,95 @@ class TokenBucket:
                 return 0.0
             _local_buckets[self.key] = (tokens, now)
             return (1 - tokens) / self.rate
+
+
+# --- worker slots ----------------------------------------------------------------------------
+
+_ACQUIRE_SCRIPT = """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[4])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3])) + 60)
+return 1
+"""
+
+
+class WorkerSlots:
+    """At most ``EMAILSETTINGS_MAILBOX_WORKER_SLOTS`` batches of one practitioner run at a
+    time, across every worker: a slow or hostile mailbox then only slows its owner. A batch
+    that finds no free slot parks its ids; the batch holding a slot publishes them when it
+    ends (the sweeper's re-publishing of long-queued rows is the safety net).
+
+    Slots live in Redis (a sorted set of expiring holders per practitioner, so a dead
+    worker's slot frees itself); without Redis (the embedded default runs one worker) every
+    batch gets a slot."""
+
+    def __init__(self) -> None:
+        self._client: Any = None
+        url = conf.redis_url()
+        if url:
+            import redis
+
+            self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+            self._acquire = self._client.register_script(_ACQUIRE_SCRIPT)
+
+    @staticmethod
+    def _key(practitioner_id: int) -> str:
+        return f"emailsettings:slots:{practitioner_id}"
+
+    def acquire(self, practitioner_id: int, token: str, *, ttl: float) -> bool:
+        import redis
+
+        if self._client is None:
+            return True
+        args = [time.time(), conf.mailbox_worker_slots(), ttl, token]
+        try:
+            return bool(self._acquire(keys=[self._key(practitioner_id)], args=args))
+        except (redis.RedisError, OSError):  # no Redis, no cap: sending goes on
+            logger.warning("Worker slots: Redis unavailable, no per-mailbox cap")
+            return True
+
+    def refresh(self, practitioner_id: int, token: str, *, ttl: float) -> None:
+        """Still working: push the slot's expiry on (a dead worker's slot frees itself
+        after ``ttl``, the lease of the row it was sending)."""
+        import redis
+
+        if self._client is None:
+            return
+        try:
+            self._client.zadd(self._key(practitioner_id), {token: time.time() + ttl}, xx=True)
+        except (redis.RedisError, OSError):
+            pass
+
+    def release(self, practitioner_id: int, token: str) -> list[int]:
+        """Free the slot; returns the ids parked meanwhile (to publish)."""
+        import redis
+
+        if self._client is None:
+            return []
+        parked_key = f"emailsettings:parked:{practitioner_id}"
+        try:
+            pipe = self._client.pipeline()
+            pipe.zrem(self._key(practitioner_id), token)
+            pipe.lrange(parked_key, 0, -1)
+            pipe.delete(parked_key)
+            _removed, parked, _deleted = pipe.execute()
+        except (redis.RedisError, OSError):
+            return []
+        ids = [value.decode() for value in parked]
+        return [int(value) for value in ids if value.isascii() and value.isdigit()]
+
+    def park(self, practitioner_id: int, ids: list[int]) -> None:
+        import redis
+
+        if self._client is None or not ids:
+            return
+        parked_key = f"emailsettings:parked:{practitioner_id}"
+        try:
+            self._client.rpush(parked_key, *[str(pk) for pk in ids])
+            self._client.expire(parked_key, 3600)
+        except (redis.RedisError, OSError):
+            logger.warning("Worker slots: could not park %s deliveries", len(ids))

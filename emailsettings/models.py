@@ -100,14 +100,26 @@ class SmtpAccount(models.Model):
         return self.email
 
     def set_password(self, raw_password: str) -> None:
-        from .crypto import encrypt
+        """Store ``raw_password`` encrypted and bound to this row's practitioner (set it
+        first): the token decrypts for no other practitioner's row."""
+        from .crypto import SMTP_PASSWORD, encrypt_for
 
-        self.password_encrypted = encrypt(raw_password) if raw_password else ""
+        self.password_encrypted = (
+            encrypt_for(raw_password, owner_id=self.practitioner_id, purpose=SMTP_PASSWORD)
+            if raw_password
+            else ""
+        )
 
     def get_password(self) -> str:
-        from .crypto import decrypt
+        """The stored password; :class:`~emailsettings.crypto.DecryptionError` when no key
+        decrypts it for this row's practitioner (a dropped key, or a copied token)."""
+        from .crypto import SMTP_PASSWORD, decrypt_for
 
-        return decrypt(self.password_encrypted) if self.password_encrypted else ""
+        if not self.password_encrypted:
+            return ""
+        return decrypt_for(
+            self.password_encrypted, owner_id=self.practitioner_id, purpose=SMTP_PASSWORD
+        )
 
     @property
     def has_password(self) -> bool:

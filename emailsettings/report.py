@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy
 
 from .delivery import lifecycle
 from .failures import ErrorClass
+from .forms.ids import parse_id
 from .models import Channel, Delivery, DeliveryStatus, SmtpAccount
 
 PAGE_SIZES = (25, 50, 100)
@@ -347,9 +348,10 @@ def parse_refresh_request(values: Sequence[str]) -> dict[int, str]:
     """``["12:queued.0.0.1700000000000", …]`` → ``{12: "queued.0…"}``; junk is ignored."""
     known: dict[int, str] = {}
     for value in values[:MAX_REFRESH_IDS]:
-        pk, _sep, seen = value.partition(":")
-        if pk.isdigit():
-            known[int(pk)] = seen
+        raw_pk, _sep, seen = value.partition(":")
+        pk = parse_id(raw_pk)
+        if pk is not None:
+            known[pk] = seen
     return known
 
 

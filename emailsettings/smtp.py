@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import email.message
 import errno
 import ipaddress
@@ -31,13 +32,14 @@ import re
 import smtplib
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext as _
 
-from . import conf
+from . import conf, ipranges
 from .exceptions import DeliveryError, DestinationRefused
 from .failures import ErrorClass, Failure
 
@@ -53,31 +55,6 @@ MAX_REPLY_LENGTH = 2000
 PhaseCallback = Callable[[str], None]
 
 # --- destination guard ------------------------------------------------------------------
-
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
-
-
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address):
-        # Forms that carry an IPv4 address: judge the embedded one.
-        if ip.ipv4_mapped is not None:
-            return _is_public(ip.ipv4_mapped)
-        if ip in _NAT64:
-            return _is_public(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-        if ip.sixtofour is not None:
-            return _is_public(ip.sixtofour)
-        if ip in _NAT64_LOCAL or ip.teredo is not None or ip.scope_id:
-            return False
-    return bool(
-        ip.is_global
-        and not ip.is_private
-        and not ip.is_loopback
-        and not ip.is_link_local
-        and not ip.is_multicast
-        and not ip.is_reserved
-        and not ip.is_unspecified
-    )
 
 
 def check_destination(host: str, port: int) -> list[str]:
@@ -135,7 +112,7 @@ def check_destination(host: str, port: int) -> list[str]:
                     _("Il server %(host)s ha un indirizzo non valido.") % {"host": host},
                     code="address_not_allowed",
                 ) from err
-            if not _is_public(ip):
+            if not ipranges.is_public(ip):
                 raise DestinationRefused(
                     _(
                         "Il server %(host)s punta a un indirizzo interno o riservato "
@@ -425,13 +402,55 @@ def tls_context() -> ssl.SSLContext:
 
 
 class _PhaseMixin:
+    """The phase reached, and deadlines: a socket timeout bounds each read, but a server that
+    drips a continuation line ("220-…") every second never lets one expire. Every reply (and
+    the message data) therefore has a deadline of its own; when it passes, the socket is
+    shut down and the wait ends in a :class:`TimeoutError`."""
+
     phase: str
     on_phase: PhaseCallback | None
+    command_timeout: float = DEFAULT_TIMEOUT
+    sock: socket.socket | None
+    _deadline_active: bool = False
+    _deadline_expired: bool = False
 
     def set_phase(self, phase: str) -> None:
         self.phase = phase
         if self.on_phase is not None:
             self.on_phase(phase)
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Everything inside must finish within ``seconds`` (the outermost deadline wins)."""
+        if self._deadline_active:
+            yield
+            return
+        self._deadline_active, self._deadline_expired = True, False
+        timer = threading.Timer(seconds, self._expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except OSError as err:  # smtplib's errors are OSErrors too
+            if self._deadline_expired:
+                raise TimeoutError(f"No complete answer within {seconds:.0f} s") from err
+            raise
+        finally:
+            timer.cancel()
+            self._deadline_active = False
+
+    def _expire(self) -> None:
+        self._deadline_expired = True
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def getreply(self) -> tuple[int, bytes]:
+        with self.deadline(self.command_timeout):
+            return super().getreply()  # type: ignore[misc]
 
 
 class GuardedSMTP(_PhaseMixin, smtplib.SMTP):
@@ -563,6 +582,7 @@ def open_connection(
             )
         else:
             candidate = GuardedSMTP(server_hostname=host, timeout=timeout, on_phase=on_phase)
+        candidate.command_timeout = timeout
         try:
             code, message = candidate.connect(address, port)
             if code != 220:
@@ -596,24 +616,43 @@ def open_connection(
         )
 
     try:
-        connection.set_phase("connect")
-        connection.ehlo()
-        if security == "starttls":
-            connection.set_phase("tls")
-            if not connection.has_extn("starttls"):
-                raise StarttlsMissing(
-                    "STARTTLS non offerto dal server: le credenziali non sono state inviate."
-                )
-            connection.starttls(context=context)
-            connection.ehlo()
-        if username:
-            connection.set_phase("auth")
-            login(connection, username, password)
+        with connection.deadline(timeout * 2):
+            _prepare(
+                connection,
+                security=security,
+                username=username,
+                password=password,
+                context=context,
+            )
     except (OSError, smtplib.SMTPException, ValueError) as err:
         phase = connection.phase
         close_quietly(connection)
         raise _fail(err, phase=phase, preset_key=preset_key, secrets=secrets) from err
     return connection
+
+
+def _prepare(
+    connection: GuardedSMTP | GuardedSMTPSSL,
+    *,
+    security: str,
+    username: str,
+    password: str,
+    context: ssl.SSLContext,
+) -> None:
+    """EHLO, STARTTLS when chosen (required before any credential), EHLO again, AUTH."""
+    connection.set_phase("connect")
+    connection.ehlo()
+    if security == "starttls":
+        connection.set_phase("tls")
+        if not connection.has_extn("starttls"):
+            raise StarttlsMissing(
+                "STARTTLS non offerto dal server: le credenziali non sono state inviate."
+            )
+        connection.starttls(context=context)
+        connection.ehlo()
+    if username:
+        connection.set_phase("auth")
+        login(connection, username, password)
 
 
 # Strongest first among those smtplib implements; over TLS PLAIN is as good as any, and a
@@ -738,15 +777,24 @@ def send_message(
         payload = re.sub(rb"(?m)^\.", b"..", re.sub(rb"\r\n|\n|\r", b"\r\n", data))
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
-        connection.send(payload + b".\r\n")
-        phase = "data_sent"
-        _notify(on_phase, phase)
-        code, reply = connection.getreply()
+        # The data and the final reply together: a slow reader must not hold the session
+        # forever either (a generous rate for the payload on top of the command timeout).
+        with _deadline(connection, len(payload) / 50_000):
+            connection.send(payload + b".\r\n")
+            phase = "data_sent"
+            _notify(on_phase, phase)
+            code, reply = connection.getreply()
         if code != 250:
             raise smtplib.SMTPDataError(code, reply)
     except (OSError, smtplib.SMTPException) as err:
         raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err
     return SendReply(code=code, reply=scrub(_text(reply)))
+
+
+def _deadline(connection: smtplib.SMTP, extra: float) -> contextlib.AbstractContextManager[None]:
+    if isinstance(connection, _PhaseMixin):
+        return connection.deadline(connection.command_timeout + extra)
+    return contextlib.nullcontext()
 
 
 def _rset_quietly(connection: smtplib.SMTP) -> None:

@@ -25,6 +25,7 @@ import asyncio
 import datetime
 import email
 import ipaddress
+import select
 import socket
 import ssl
 import threading
@@ -456,6 +457,50 @@ class SilentServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class DripServer(SilentServer):
+    """A hostile server: greets with a "220-" continuation line every ``interval`` seconds
+    and never finishes the greeting, so no single read ever times out. Counts the
+    connections open at the same time (``max_concurrent``)."""
+
+    def __init__(self, host: str = "127.0.0.1", *, interval: float = 0.5) -> None:
+        super().__init__(host)
+        self.interval = interval
+        self.connections = 0
+        self.open_now = 0
+        self.max_concurrent = 0
+        self._count_lock = threading.Lock()
+
+    def _serve(self) -> None:
+        assert self._sock is not None
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._clients.append(client)
+            threading.Thread(target=self._drip, args=(client,), daemon=True).start()
+
+    def _drip(self, client: socket.socket) -> None:
+        with self._count_lock:
+            self.connections += 1
+            self.open_now += 1
+            self.max_concurrent = max(self.max_concurrent, self.open_now)
+        try:
+            while not self._stopping.is_set():
+                client.sendall(b"220-mail.drip.test still thinking\r\n")
+                # Wait for the next drip, noticing at once when the client hangs up.
+                readable, _w, _x = select.select([client], [], [], self.interval)
+                if readable and not client.recv(4096):
+                    break
+        except OSError:
+            pass
+        finally:
+            with self._count_lock:
+                self.open_now -= 1
 
 
 def serve_forever(*, directory: Path, host: str, port: int) -> None:

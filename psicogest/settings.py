@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "anymail",
+    "axes",
     "psicogest",
     "emailsettings",
 ]
@@ -93,6 +95,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: it turns a refused login into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 if PRODUCTION:
@@ -137,6 +141,11 @@ AUTH_USER_MODEL = "psicogest.Practitioner"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "emailsettings:settings"
 LOGOUT_REDIRECT_URL = "login"
+# axes' check comes first: a locked-out login is refused before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "psicogest.access.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -185,6 +194,28 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# --- Login throttling (django-axes; see psicogest/access.py) -----------------------
+# After AXES_FAILURE_LIMIT wrong passwords for one login name from one address, that pair is
+# refused for AXES_COOLOFF_MINUTES (0: until an operator runs `manage.py axes_reset…`).
+# Other users at the same address, and the same user elsewhere, are not affected.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+_axes_cooloff_minutes = env.int("AXES_COOLOFF_MINUTES", default=15)
+AXES_COOLOFF_TIME = timedelta(minutes=_axes_cooloff_minutes) if _axes_cooloff_minutes > 0 else None
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The login forms post "username" (the email); the failure signal's credentials use that key.
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_RESET_ON_SUCCESS = True
+# Refused attempts during a lock-out check no password: they do not extend it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Only failures are kept (until the cool-off ends): axes' log of successful logins would keep
+# every practitioner's addresses with no retention limit.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_LOCKOUT_CALLABLE = "psicogest.access.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "psicogest.access.client_ip"
+# Reverse proxies in front of the app that append the client address to X-Forwarded-For;
+# 0 (the default) counts REMOTE_ADDR and ignores the header, which a client can forge.
+PSICOGEST_TRUSTED_PROXY_COUNT = env.int("PSICOGEST_TRUSTED_PROXY_COUNT", default=0)
 
 # --- Celery -------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -269,6 +300,7 @@ for _name in (
     "EMAILSETTINGS_SMTP_SEND_TIMEOUT_SECONDS",
     "EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE",
     "EMAILSETTINGS_MAX_CRASHES",
+    "EMAILSETTINGS_MAILBOX_WORKER_SLOTS",
     "EMAILSETTINGS_MAX_INTERNAL_ERRORS",
     "EMAILSETTINGS_MAILBOX_UNREACHABLE_SECONDS",
     "EMAILSETTINGS_WEBHOOK_PENDING_SECONDS",

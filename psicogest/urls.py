@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -13,6 +12,8 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("fatture/", views.invoice_list, name="invoices"),
     path("fatture/<int:pk>/", views.invoice_detail, name="invoice"),
+    # The only way to an invoice PDF, in every environment: MEDIA_ROOT is never served as is
+    # (its files are patient data; this view is scoped to the logged-in practitioner).
     path("fatture/<int:pk>/pdf/", views.invoice_pdf, name="invoice_pdf"),
     path("pazienti/<int:pk>/modifica/", views.patient_edit, name="patient_edit"),
     path("email/", include("emailsettings.urls")),
@@ -21,8 +22,3 @@ urlpatterns = [
     path("anymail/", include("anymail.urls")),
     path("admin/", admin.site.urls),
 ]
-
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -9,12 +9,15 @@ is told (broken, unreachable, working) goes to :mod:`emailsettings.mailbox`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -44,6 +47,8 @@ class BatchResult:
     outcomes: dict[int, str] = field(default_factory=dict)
     sessions_opened: int = 0
     handed_over: list[int] = field(default_factory=list)
+    # Waiting for a worker slot of their practitioner (see limits.WorkerSlots).
+    parked: list[int] = field(default_factory=list)
 
 
 class _Senders:
@@ -101,15 +106,42 @@ def send_batch(*, delivery_ids: Sequence[int], time_budget: float | None = None)
     groups: OrderedDict[int, list[tuple[int, str]]] = OrderedDict()
     for pk, practitioner_id, channel in rows:
         groups.setdefault(practitioner_id, []).append((pk, channel))
+    slots = limits.WorkerSlots()
+    # A slot lives as long as a lease and is renewed at each row: a dead worker's slot
+    # frees itself as soon as its rows may be retried.
+    slot_ttl = conf.lease_seconds() + 5
     for practitioner_id, items in groups.items():
-        _send_group(practitioner_id, items, deadline=deadline, result=result)
+        token = uuid.uuid4().hex
+        if not slots.acquire(practitioner_id, token, ttl=slot_ttl):
+            # The practitioner's batches already hold their worker slots: this one waits
+            # for them instead of taking another slot from everybody else.
+            slots.park(practitioner_id, [pk for pk, _channel in items])
+            result.parked.extend(pk for pk, _channel in items)
+            continue
+        try:
+            _send_group(
+                practitioner_id,
+                items,
+                deadline=deadline,
+                result=result,
+                keep_slot=functools.partial(slots.refresh, practitioner_id, token, ttl=slot_ttl),
+            )
+        finally:
+            parked = slots.release(practitioner_id, token)
+            if parked:
+                publish.publish_ids(parked)
     if result.handed_over:
         publish.publish_ids(result.handed_over)
     return result
 
 
 def _send_group(
-    practitioner_id: int, items: list[tuple[int, str]], *, deadline: float, result: BatchResult
+    practitioner_id: int,
+    items: list[tuple[int, str]],
+    *,
+    deadline: float,
+    result: BatchResult,
+    keep_slot: Callable[[], None] = lambda: None,
 ) -> None:
     from .. import mailbox
     from .actions import hold_pending
@@ -120,6 +152,7 @@ def _send_group(
     smtp_blocked = False
     try:
         for index, (pk, channel) in enumerate(items):
+            keep_slot()
             remaining = [item[0] for item in items[index:]]
             if time.monotonic() > deadline:
                 result.handed_over.extend(remaining)
@@ -272,6 +305,16 @@ def _attempt(delivery: Delivery, sender: Sender | None) -> Accepted | Failure:
             _rerender(delivery)
         message = build_message(delivery, pdf=invoice_pdf(delivery.invoice))
         return sender.send(delivery, message, on_phase=on_phase)
+    except SoftTimeLimitExceeded:
+        # The task's time limit: many slow replies added up. A failure of this mailbox,
+        # recorded like any other (deferred, then a mailbox problem if it goes on).
+        after_data = delivery.phase == Phase.DATA_SENT
+        return Failure(
+            phase=delivery.phase,
+            error_class=ErrorClass.UNKNOWN if after_data else ErrorClass.TIMEOUT,
+            reply=_("Tempo massimo dell'invio superato: il server risponde troppo lentamente."),
+            after_data=after_data,
+        )
     except Exception as err:  # recorded below: a bug must not leave the row "sending"
         logger.exception("Unexpected error sending delivery %s", delivery.pk)
         after_data = delivery.phase == Phase.DATA_SENT

@@ -13,6 +13,8 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
+from .ids import parse_id
+
 # One confirmation covers at most this many invoices: a month's batch with room to spare,
 # while the page and the progress URL stay small.
 MAX_BATCH_SIZE = 500
@@ -50,11 +52,10 @@ class IdListField(forms.Field):
             return []
         ids: list[int] = []
         for item in value:
-            text = str(item).strip()
-            if not text.isdigit() or len(text) > 18:
+            number = parse_id(str(item).strip())
+            if number is None:
                 raise ValidationError(self.error_messages["invalid"], code="invalid")
-            number = int(text)
-            if number > 0 and number not in ids:
+            if number not in ids:
                 ids.append(number)
         if not ids:
             raise ValidationError(self.error_messages["invalid"], code="invalid")

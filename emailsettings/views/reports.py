@@ -31,6 +31,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import report
+from ..forms.ids import parse_id
 from ..forms.report import DeliveryFilterForm
 from ..models import Delivery, DeliveryStatus, SuppressedAddress
 
@@ -285,8 +286,14 @@ def delivery_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def deliveries_bulk_retry(request: HttpRequest) -> HttpResponse:
-    """Resend the selected failed rows; an id that is not the practitioner's is a 404."""
-    ids = {int(value) for value in request.POST.getlist("ids") if value.isdigit()}
+    """Resend the selected failed rows; a value that is not an id of the practitioner's
+    deliveries is a 404."""
+    ids: set[int] = set()
+    for value in request.POST.getlist("ids"):
+        pk = parse_id(value)
+        if pk is None:
+            raise Http404
+        ids.add(pk)
     deliveries = list(
         Delivery.objects.owned_by(request.user)  # type: ignore[arg-type]
         .filter(pk__in=ids)
