@@ -20,11 +20,11 @@ from django.views.decorators.http import require_GET, require_POST
 from psicogest.formatting import format_long_datetime
 
 from ..exceptions import RateLimited
-from ..guidance import advice
 from ..mailbox import TEST_MAIL, VERIFY, check_progress, start_check
 from ..models import MailboxStatus, Phase, SmtpAccount
 from ..smtp import SmtpFailure
 from .cards import card_message
+from .smtp import mailbox_advice
 
 
 def _account(request: HttpRequest) -> SmtpAccount | None:
@@ -149,9 +149,9 @@ def _result(account: SmtpAccount, *, kind: str) -> dict[str, Any] | None:
     ok_at, error_at = account.last_verified_at, account.last_error_at
     if error_at and account.last_error and (ok_at is None or error_at > ok_at):
         failure = SmtpFailure.from_dict(account.last_error)
-        tip = advice(
+        tip = mailbox_advice(
+            account,
             error_class=failure.error_class,
-            preset_key=account.preset,
             code=failure.code,
             enhanced=failure.enhanced,
             reply=failure.reply,
