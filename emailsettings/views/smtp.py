@@ -132,8 +132,21 @@ def presets_data() -> dict[str, Any]:
                 "dati indicati dal tuo provider."
             ),
             "applied": _("Impostazioni di %(provider)s applicate."),
-            "unusable": _("Non utilizzabile con SMTP personale: usa Smart Mail."),
         },
+    }
+
+
+def _first_time(request: HttpRequest) -> dict[str, Any]:
+    """A new mailbox starts from the practitioner's address and name, on "Altro provider"
+    with its usual settings (587, STARTTLS); the page then proposes the provider."""
+    user = request.user
+    custom = presets.get_preset(presets.CUSTOM_KEY)
+    return {
+        "email": user.email,  # type: ignore[union-attr]
+        "preset": presets.CUSTOM_KEY,
+        "port": custom.port if custom else 587,
+        "security": custom.security if custom else "starttls",
+        "sender_name": user.display_name,  # type: ignore[union-attr]
     }
 
 
@@ -147,8 +160,7 @@ def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
         form = SmtpAccountForm(data, instance=_account(request), password_retyped=password_typed)
         form.is_valid()
     if form is None:
-        initial = {} if account else {"email": request.user.email, "preset": presets.CUSTOM_KEY}  # type: ignore[union-attr]
-        form = SmtpAccountForm(instance=account, initial=initial)
+        form = SmtpAccountForm(instance=account, initial={} if account else _first_time(request))
     email_settings = _email_settings(request)
     channel_form = overrides.get("channel_form")
     if channel_form is None and (refused_channel := refused_data(request, "channel")):

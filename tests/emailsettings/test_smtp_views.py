@@ -371,6 +371,10 @@ def test_a_new_practitioner_starts_from_their_own_address(client):
     body = client.get(SETTINGS_URL).content.decode()
     assert 'value="nuova@libero.it"' in body
     assert "Nessuna casella configurata" in body
+    # "Altro provider" with its usual settings, and the practitioner's name as sender.
+    assert 'name="port" value="587"' in body
+    assert '<option value="starttls" selected>STARTTLS</option>' in body
+    assert f'value="{newcomer.display_name}"' in body
 
 
 @pytest.mark.parametrize(
