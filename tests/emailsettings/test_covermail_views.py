@@ -209,3 +209,19 @@ def test_csrf_is_enforced(practitioner, invoice, url):
     token = client.cookies["csrftoken"].value
     response = client.post(url, data, headers={"X-CSRFToken": token})
     assert response.status_code in (200, 302)
+
+
+def test_the_settings_page_allows_exactly_the_mail_styles_for_its_preview(logged_client):
+    import base64
+    import hashlib
+
+    from emailsettings.rendering import HTML_PART_STYLES
+
+    policy = logged_client.get(SETTINGS_URL)["Content-Security-Policy"]
+    assert "style-src 'self' 'unsafe-hashes' 'sha256-" in policy
+    assert "'unsafe-inline'" not in policy
+    for style in HTML_PART_STYLES:
+        digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in policy
+    # Other pages keep the plain policy.
+    assert "unsafe-hashes" not in logged_client.get(reverse("invoices"))["Content-Security-Policy"]
