@@ -19,7 +19,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from psicogest.formatting import format_long_datetime
 
+from .. import mailbox
 from ..exceptions import RateLimited
+from ..limits import fixed_window_retry_after, retry_after_text
 from ..mailbox import TEST_MAIL, VERIFY, check_progress, start_check
 from ..models import MailboxStatus, Phase, SmtpAccount
 from ..smtp import SmtpFailure
@@ -46,6 +48,18 @@ def _refuse(request: HttpRequest, message: str, status: int) -> HttpResponse:
     return redirect(reverse("emailsettings:settings") + "#smtp")
 
 
+def _rate_limited_message(account: SmtpAccount) -> str:
+    """The refusal, with when to try again (the limit's window is counted per practitioner
+    in ``emailsettings.mailbox``)."""
+    seconds = fixed_window_retry_after(
+        mailbox._rate_key(account.practitioner_id), window=mailbox.RATE_LIMIT_WINDOW
+    )
+    return _(
+        "Hai già fatto %(count)s verifiche o mail di prova negli ultimi 10 minuti: per non far "
+        "bloccare la tua casella dal provider, %(retry)s."
+    ) % {"count": mailbox.RATE_LIMIT_COUNT, "retry": retry_after_text(seconds)}
+
+
 def _start(request: HttpRequest, kind: str) -> HttpResponse:
     account = _account(request)
     if account is None:
@@ -54,8 +68,8 @@ def _start(request: HttpRequest, kind: str) -> HttpResponse:
         return _refuse(request, _("Inserisci la password e salva prima di verificare."), 400)
     try:
         progress = start_check(account=account, kind=kind)
-    except RateLimited as err:
-        return _refuse(request, err.message, 429)
+    except RateLimited:
+        return _refuse(request, _rate_limited_message(account), 429)
     if _wants_json(request):
         return JsonResponse(_status_payload(account, progress), status=202)
     card_message(
