@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -141,17 +142,56 @@ def quota_wait_text(quota: Quota) -> str:
     )
 
 
+def _opened_key(key: str) -> str:
+    return f"{key}:opened"
+
+
 def within_fixed_window(key: str, *, limit: int, window: int) -> bool:
     """Count one more use of ``key`` in a window of ``window`` seconds opened by the first
     use; ``False`` once more than ``limit`` uses fall in it. ``add`` and ``incr`` are atomic
-    on Redis, so concurrent requests cannot both take the last use."""
-    cache.add(key, 0, timeout=window)
+    on Redis, so concurrent requests cannot both take the last use.
+
+    The window's opening time is kept beside the counter: it says when the window closes
+    (:func:`fixed_window_retry_after`), and the counter's expiry is set from it after each
+    use, because the file and local-memory caches implement ``incr`` as a ``set`` with the
+    default timeout (300 s), which would otherwise close a 10-minute window after 5."""
+    now = time.time()
+    cache.add(_opened_key(key), now, timeout=window)
+    opened = cache.get(_opened_key(key))
+    if not isinstance(opened, int | float) or opened > now:
+        opened = now
+    remaining = max(1, math.ceil(opened + window - now))
+    cache.add(key, 0, timeout=remaining)
     try:
         count = cache.incr(key)
     except ValueError:  # the window closed between add() and incr()
-        cache.set(key, 1, timeout=window)
+        cache.set(key, 1, timeout=remaining)
         count = 1
+    cache.touch(key, timeout=remaining)
     return count <= limit
+
+
+def fixed_window_retry_after(key: str, *, window: int) -> int:
+    """Seconds until the window of ``key`` closes (at least 1; ``window`` when unknown)."""
+    opened = cache.get(_opened_key(key))
+    if not isinstance(opened, int | float):
+        return window
+    return max(1, min(window, math.ceil(opened + window - time.time())))
+
+
+def retry_after_text(seconds: int) -> str:
+    """ "riprova tra 7 minuti, alle 21:43" (plain Italian, local time)."""
+    from django.utils.translation import gettext as _
+    from django.utils.translation import ngettext
+
+    from psicogest.formatting import format_time
+
+    at = timezone.localtime(timezone.now() + datetime.timedelta(seconds=seconds))
+    minutes = max(1, math.ceil(seconds / 60))
+    return _("riprova tra %(wait)s, alle %(time)s") % {
+        "wait": ngettext("%(n)s minuto", "%(n)s minuti", minutes) % {"n": minutes},
+        "time": format_time(at),
+    }
 
 
 # --- pacing --------------------------------------------------------------------------------

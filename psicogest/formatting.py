@@ -67,6 +67,13 @@ def format_datetime(value: datetime.datetime | None) -> str:
     return _local(value).strftime("%d/%m/%Y %H:%M")
 
 
+def format_time(value: datetime.datetime | None) -> str:
+    """Time of day in local time, ``20:10``."""
+    if not value:
+        return ""
+    return _local(value).strftime("%H:%M")
+
+
 def _names(value: datetime.date) -> tuple[str, str]:
     weekday, month = str(WEEKDAYS[value.weekday()]), str(MONTHS[value.month])
     if (get_language() or "it").startswith("it"):

@@ -67,7 +67,9 @@ class PatientForm(forms.ModelForm):
             *Salutation.choices,
             (OTHER_SALUTATION, _("Altro (scrivilo qui sotto)")),
         ],
-        help_text=_("Inizia la mail di accompagnamento: ${saluto} ${nominativo},"),
+        help_text=_(
+            "Apre la mail di accompagnamento, prima del nome (la parola chiave ${saluto})."
+        ),
     )
     salutation_other = forms.CharField(
         label=_("Altro saluto"),

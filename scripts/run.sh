@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make run: set up and start PsicoGest on the embedded default — SQLite, the embedded
 # Celery broker (or Redis when REDIS_URL is set), a local SMTP test server — with demo data.
-# Ctrl-C stops every process started here.
+# Ctrl-C stops every process started here (also when a supervisor signals make alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh base
@@ -20,33 +20,73 @@ mkdir -p "$VAR/logs"
 python manage.py migrate --noinput -v 0
 python manage.py seed_demo
 
+# Each service runs in a session (and process group) of its own, so that stopping reaches
+# everything it started (Celery's pool, runserver's children) and nothing else.
 pids=()
-cleanup() {
-  trap - INT TERM EXIT
+names=()
+stopping=""
+
+start_service() {  # start_service NAME COMMAND...
+  local name="$1" log="$VAR/logs/$1.log"
+  shift
+  # Logs are kept across starts: each start appends under a header; a log over 10 MB is
+  # moved to NAME.log.1 first.
+  if [ -f "$log" ] && [ "$(stat -c %s "$log")" -gt 10485760 ]; then mv -f "$log" "$log.1"; fi
+  printf '\n===== %s: avvio (make run) =====\n' "$(date '+%d/%m/%Y %H:%M:%S %Z')" >>"$log"
+  setsid "$@" >>"$log" 2>&1 &
+  pids+=($!)
+  names+=("$name")
+}
+
+alive() {
+  local pid
+  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
+}
+
+stop_services() {
+  local pid
+  [ -n "$stopping" ] && return
+  stopping=1
+  trap - INT TERM HUP EXIT
   echo
-  echo "==> stopping"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  # A worker finishes the message in hand first; give up waiting after 15 seconds.
+  echo "==> Arresto di PsicoGest…"
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  # A worker finishes the message in hand first; stop waiting after 15 seconds.
   for _ in $(seq 30); do
-    alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
+    alive || break
     sleep 0.5
   done
-  for pid in "${pids[@]}"; do pkill -KILL -P "$pid" 2>/dev/null || true; kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap cleanup INT TERM EXIT
 
-python manage.py run_smtp_test_server --host 127.0.0.1 --port "$SMTP_PORT" \
-  >"$VAR/logs/smtp.log" 2>&1 &
-pids+=($!)
-celery -A psicogest worker --beat --loglevel=INFO --concurrency=2 \
-  --schedule="$VAR/celerybeat-schedule" --without-gossip --without-mingle \
-  >"$VAR/logs/worker.log" 2>&1 &
-pids+=($!)
-python manage.py runserver --noreload "$HOST:$PORT" >"$VAR/logs/web.log" 2>&1 &
-pids+=($!)
+# Ctrl-C (or a TERM/HUP from a supervisor) is the normal way to stop: say so, calmly.
+on_signal() {
+  stop_services
+  echo "==> PsicoGest fermato."
+  exit 0
+}
+trap on_signal INT TERM HUP
+trap stop_services EXIT
+
+# A supervisor may send SIGINT to make alone rather than to its process group: make then waits
+# for this script forever and the script is never told. While make handles that signal it
+# keeps it blocked (SigBlk in /proc), which is how the signal is noticed here.
+parent_is_make=""
+if [ "$(cat "/proc/$PPID/comm" 2>/dev/null)" = make ]; then parent_is_make=1; fi
+make_was_signalled() {
+  local mask
+  [ -n "$parent_is_make" ] || return 1
+  mask="$(awk '/^SigBlk:/ {print $2}' "/proc/$PPID/status" 2>/dev/null)" || return 1
+  [ -n "$mask" ] || return 1
+  (( (16#$mask & 0x7) != 0 ))  # SIGHUP, SIGINT or SIGQUIT
+}
+
+start_service smtp python manage.py run_smtp_test_server --host 127.0.0.1 --port "$SMTP_PORT"
+start_service worker celery -A psicogest worker --beat --loglevel=INFO --concurrency=2 \
+  --schedule="$VAR/celerybeat-schedule" --without-gossip --without-mingle
+start_service web python manage.py runserver --noreload "$HOST:$PORT"
 
 for _ in $(seq 100); do
   if python - "$HOST" "$PORT" <<'PY' 2>/dev/null
@@ -69,5 +109,24 @@ cat <<MSG
 
   Ctrl-C per fermare tutto.
 MSG
-wait -n "${pids[@]}" || true
-echo "a process stopped; see $VAR/logs/" >&2
+
+while :; do
+  for i in "${!pids[@]}"; do
+    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      name="${names[$i]}"
+      log="$VAR/logs/$name.log"
+      {
+        echo
+        echo "==> Il processo «$name» si è fermato da solo: gli altri vengono fermati."
+        echo "    Le ultime righe di $log:"
+        tail -n 15 "$log" | sed 's/^/    /'
+      } >&2
+      stop_services
+      exit 1
+    fi
+  done
+  if make_was_signalled; then on_signal; fi
+  # In the background, so that a signal is handled at once rather than after the sleep.
+  sleep 1 &
+  wait $! 2>/dev/null || true
+done

@@ -32,13 +32,24 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
+# The security modes as the form shows them: no port in the label (the port is its own field).
+SECURITY_CHOICES: list[tuple[str, str]] = [
+    (Security.STARTTLS.value, "STARTTLS"),
+    (Security.SSL.value, "SSL/TLS"),
+]
+
+
+def security_label(value: str) -> str:
+    return dict(SECURITY_CHOICES).get(value, value)
+
+
 # Changing one of these makes the last verification meaningless.
 CONNECTION_FIELDS = ("email", "host", "port", "security", "username")
 
 
 class SmtpAccountForm(forms.ModelForm):
     preset = forms.ChoiceField(label=_("Provider"), choices=())
-    security = forms.ChoiceField(label=_("Sicurezza"), choices=Security.choices)
+    security = forms.ChoiceField(label=_("Sicurezza"), choices=SECURITY_CHOICES)
     port = forms.IntegerField(label=_("Porta"), min_value=1, max_value=65535)
     password = forms.CharField(
         label=_("Password"),
@@ -76,8 +87,11 @@ class SmtpAccountForm(forms.ModelForm):
         "sender_name",
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, password_retyped: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The form comes back after a refused save in which a password had been typed: it
+        # is never kept, so it has to be typed again.
+        self.password_retyped = password_retyped
         self.fields["preset"].choices = presets.preset_choices()  # type: ignore[attr-defined]
         self.fields["username"].required = False
         self.fields["host"].required = True
@@ -139,7 +153,12 @@ class SmtpAccountForm(forms.ModelForm):
         if not cleaned.get("username") and cleaned.get("email"):
             cleaned["username"] = cleaned["email"]
         if not cleaned.get("password") and not self.instance.has_password:
-            self.add_error("password", _("Inserisci la password della casella."))
+            self.add_error(
+                "password",
+                _("Per sicurezza la password non viene conservata: scrivila di nuovo.")
+                if self.password_retyped
+                else _("Inserisci la password della casella."),
+            )
         return cleaned
 
     def _check_destination(self, host: str, port: int) -> None:

@@ -30,7 +30,7 @@ from ..rendering import (
     restore_default_cover_mail,
     save_cover_mail,
 )
-from .cards import card_message
+from .cards import card_message, refuse, refused_data
 
 # The preview's invoice list shows the most recent ones; any owned invoice id is accepted.
 PREVIEW_INVOICE_CHOICES = 100
@@ -76,6 +76,9 @@ def patient_fix(invoice: Invoice, rendered: RenderedMail) -> dict[str, str] | No
 
 def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
     form = overrides.get("covermail_form")
+    if form is None and (refused := refused_data(request, "covermail")):
+        form = CoverMailForm(refused[0])
+        form.is_valid()
     if form is None:
         subject, body = cover_mail_templates_for(request.user)  # type: ignore[arg-type]
         form = CoverMailForm(initial={"subject_template": subject, "body_template": body})
@@ -113,8 +116,6 @@ def _section_url() -> str:
 @login_required
 @require_POST
 def save(request: HttpRequest) -> HttpResponse:
-    from .settings import render_settings_page
-
     form = CoverMailForm(request.POST)
     if form.is_valid():
         try:
@@ -132,7 +133,7 @@ def save(request: HttpRequest) -> HttpResponse:
             messages.ERROR,
             _("La mail di accompagnamento non è stata salvata: correggi gli errori indicati."),
         )
-        return render_settings_page(request, status=400, covermail_form=form)
+        return refuse(request, "covermail", request.POST)
     card_message(request, "covermail", messages.SUCCESS, _("Mail di accompagnamento salvata."))
     return redirect(_section_url())
 

@@ -19,12 +19,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from psicogest.formatting import format_long_datetime
 
+from .. import mailbox
 from ..exceptions import RateLimited
 from ..failures import Failure
-from ..guidance import advice
+from ..limits import fixed_window_retry_after, retry_after_text
 from ..mailbox import TEST_MAIL, VERIFY, check_progress, start_check
 from ..models import MailboxStatus, Phase, SmtpAccount
 from .cards import card_message
+from .smtp import mailbox_advice
 
 
 def _account(request: HttpRequest) -> SmtpAccount | None:
@@ -46,6 +48,18 @@ def _refuse(request: HttpRequest, message: str, status: int) -> HttpResponse:
     return redirect(reverse("emailsettings:settings") + "#smtp")
 
 
+def _rate_limited_message(account: SmtpAccount) -> str:
+    """The refusal, with when to try again (the limit's window is counted per practitioner
+    in ``emailsettings.mailbox``)."""
+    seconds = fixed_window_retry_after(
+        mailbox._rate_key(account.practitioner_id), window=mailbox.RATE_LIMIT_WINDOW
+    )
+    return _(
+        "Hai già fatto %(count)s verifiche o mail di prova negli ultimi 10 minuti: per non far "
+        "bloccare la tua casella dal provider, %(retry)s."
+    ) % {"count": mailbox.RATE_LIMIT_COUNT, "retry": retry_after_text(seconds)}
+
+
 def _start(request: HttpRequest, kind: str) -> HttpResponse:
     account = _account(request)
     if account is None:
@@ -54,8 +68,8 @@ def _start(request: HttpRequest, kind: str) -> HttpResponse:
         return _refuse(request, _("Inserisci la password e salva prima di verificare."), 400)
     try:
         progress = start_check(account=account, kind=kind)
-    except RateLimited as err:
-        return _refuse(request, err.message, 429)
+    except RateLimited:
+        return _refuse(request, _rate_limited_message(account), 429)
     if _wants_json(request):
         return JsonResponse(_status_payload(account, progress), status=202)
     card_message(
@@ -149,13 +163,12 @@ def _result(account: SmtpAccount, *, kind: str) -> dict[str, Any] | None:
     ok_at, error_at = account.last_verified_at, account.last_error_at
     if error_at and account.last_error and (ok_at is None or error_at > ok_at):
         failure = Failure.from_dict(account.last_error)
-        tip = advice(
+        tip = mailbox_advice(
+            account,
             error_class=failure.error_class,
-            preset_key=account.preset,
             code=failure.code,
             enhanced=failure.enhanced,
             reply=failure.reply,
-            port=account.port,
         )
         phase = failure.phase
         return {

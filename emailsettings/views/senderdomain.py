@@ -27,7 +27,7 @@ from ..dns import (
     verify_sender_domain,
 )
 from ..identity import smart_mail_identity
-from ..limits import within_fixed_window
+from ..limits import fixed_window_retry_after, retry_after_text, within_fixed_window
 from ..models import SenderDomain
 from .cards import card_message
 
@@ -83,11 +83,13 @@ def section_context(request: HttpRequest, **_overrides: Any) -> dict[str, Any]:
     }
 
 
+def _rate_key(practitioner_id: int) -> str:
+    return f"emailsettings:sender-domain-checks:{practitioner_id}"
+
+
 def _consume_rate_limit(practitioner_id: int) -> bool:
     return within_fixed_window(
-        f"emailsettings:sender-domain-checks:{practitioner_id}",
-        limit=RATE_LIMIT_COUNT,
-        window=RATE_LIMIT_WINDOW,
+        _rate_key(practitioner_id), limit=RATE_LIMIT_COUNT, window=RATE_LIMIT_WINDOW
     )
 
 
@@ -111,9 +113,14 @@ def verify(request: HttpRequest) -> HttpResponse:
             messages.ERROR,
             _(
                 "Hai già verificato il dominio %(count)s volte negli ultimi 10 minuti: le "
-                "modifiche al DNS possono richiedere tempo, riprova tra qualche minuto."
+                "modifiche al DNS possono richiedere tempo, %(retry)s."
             )
-            % {"count": RATE_LIMIT_COUNT},
+            % {
+                "count": RATE_LIMIT_COUNT,
+                "retry": retry_after_text(
+                    fixed_window_retry_after(_rate_key(practitioner.pk), window=RATE_LIMIT_WINDOW)
+                ),
+            },
         )
         return redirect(target)
     row = verify_sender_domain(practitioner=practitioner)

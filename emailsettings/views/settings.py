@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from ..limits import smart_mail_quota
+from ..rendering import HTML_PART_STYLES
 from . import covermail, senderdomain, smtp
 from .cards import messages_by_card
 
@@ -24,7 +29,27 @@ def render_settings_page(
     context.update(senderdomain.section_context(request, **section_overrides))
     context["smart_mail_quota"] = smart_mail_quota(practitioner=request.user)  # type: ignore[arg-type]
     context["card_messages"], context["page_messages"] = messages_by_card(request)
-    return render(request, "emailsettings/settings.html", context, status=status)
+    response = render(request, "emailsettings/settings.html", context, status=status)
+    policy = getattr(settings, "CONTENT_SECURITY_POLICY", "")
+    if policy:
+        response["Content-Security-Policy"] = with_mail_styles(policy)
+    return response
+
+
+@functools.cache
+def _mail_style_sources() -> str:
+    hashes = (hashlib.sha256(style.encode()).digest() for style in HTML_PART_STYLES)
+    return " ".join(f"'sha256-{base64.b64encode(digest).decode()}'" for digest in hashes)
+
+
+def with_mail_styles(policy: str) -> str:
+    """``policy`` allowing the HTML part's own style attributes, and only those: the preview
+    iframe (``srcdoc``) inherits the page's policy, which otherwise blocks inline styles."""
+    if "style-src 'self'" not in policy:
+        return policy
+    return policy.replace(
+        "style-src 'self'", f"style-src 'self' 'unsafe-hashes' {_mail_style_sources()}", 1
+    )
 
 
 @login_required

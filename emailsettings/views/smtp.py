@@ -9,6 +9,7 @@ Every query is scoped with ``owned_by(request.user)``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.contrib import messages
@@ -27,10 +28,10 @@ from django.views.decorators.http import require_GET, require_POST
 from .. import presets
 from ..autodetect import detect_provider
 from ..crypto import DecryptionError, mask
-from ..forms.smtp import ChannelForm, SmtpAccountForm
+from ..forms.smtp import ChannelForm, SmtpAccountForm, security_label
 from ..guidance import Advice, advice
 from ..models import Channel, Delivery, DeliveryStatus, EmailSettings, Phase, SmtpAccount
-from .cards import card_message
+from .cards import card_message, refuse, refused_data
 
 
 def _account(request: HttpRequest) -> SmtpAccount | None:
@@ -66,17 +67,56 @@ def waiting_for_mailbox(request: HttpRequest) -> int:
     )
 
 
+STANDARD_PORTS = (465, 587, 2525)
+
+
+def _port_step(account: SmtpAccount) -> str:
+    if account.port in STANDARD_PORTS:
+        return _(
+            "Controlla che il tuo provider indichi la porta %(port)s con %(security)s: di "
+            "solito è 587 con STARTTLS o 465 con SSL/TLS."
+        ) % {"port": account.port, "security": security_label(account.security)}
+    return _(
+        "La porta %(port)s non è una porta per la posta in uscita: usa la 587 (STARTTLS) o "
+        "la 465 (SSL/TLS)."
+    ) % {"port": account.port}
+
+
+def mailbox_advice(
+    account: SmtpAccount,
+    *,
+    error_class: str,
+    code: int | None,
+    enhanced: str | None,
+    reply: str,
+) -> Advice:
+    """``guidance.advice`` for the practitioner's mailbox, about the port it really uses:
+    the advice that port 25 is often blocked is only for port 25, any other port is named."""
+    from ..failures import UNREACHABLE_CLASSES
+
+    tip = advice(
+        error_class=error_class,
+        preset_key=account.preset,
+        code=code,
+        enhanced=enhanced,
+        reply=reply,
+        port=25 if account.port == 25 else None,
+    )
+    if error_class in UNREACHABLE_CLASSES and account.port != 25:
+        tip = dataclasses.replace(tip, steps=(*tip.steps, _port_step(account)))
+    return tip
+
+
 def last_error_advice(account: SmtpAccount | None) -> Advice | None:
     if account is None or not account.last_error:
         return None
     error = account.last_error
-    return advice(
+    return mailbox_advice(
+        account,
         error_class=str(error.get("error_class") or "unknown"),
-        preset_key=account.preset,
         code=error.get("code"),
         enhanced=error.get("enhanced") or None,
         reply=str(error.get("reply") or ""),
-        port=account.port,
     )
 
 
@@ -93,19 +133,42 @@ def presets_data() -> dict[str, Any]:
                 "dati indicati dal tuo provider."
             ),
             "applied": _("Impostazioni di %(provider)s applicate."),
-            "unusable": _("Non utilizzabile con SMTP personale: usa Smart Mail."),
         },
+    }
+
+
+def _first_time(request: HttpRequest) -> dict[str, Any]:
+    """A new mailbox starts from the practitioner's address and name, on "Altro provider"
+    with its usual settings (587, STARTTLS); the page then proposes the provider."""
+    user = request.user
+    custom = presets.get_preset(presets.CUSTOM_KEY)
+    return {
+        "email": user.email,  # type: ignore[union-attr]
+        "preset": presets.CUSTOM_KEY,
+        "port": custom.port if custom else 587,
+        "security": custom.security if custom else "starttls",
+        "sender_name": user.display_name,  # type: ignore[union-attr]
     }
 
 
 def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
     account = _account(request)
     form = overrides.get("smtp_form")
+    if form is None and (refused := refused_data(request, "smtp")):
+        data, password_typed = refused
+        # Its own instance: validating a ModelForm writes the typed values into it, and the
+        # page shows the saved configuration beside the form.
+        form = SmtpAccountForm(data, instance=_account(request), password_retyped=password_typed)
+        form.is_valid()
     if form is None:
-        initial = {} if account else {"email": request.user.email, "preset": presets.CUSTOM_KEY}  # type: ignore[union-attr]
-        form = SmtpAccountForm(instance=account, initial=initial)
+        form = SmtpAccountForm(instance=account, initial={} if account else _first_time(request))
     email_settings = _email_settings(request)
     channel_form = overrides.get("channel_form")
+    if channel_form is None and (refused_channel := refused_data(request, "channel")):
+        channel_form = ChannelForm(
+            refused_channel[0], instance=_email_settings(request), account=account
+        )
+        channel_form.is_valid()
     if channel_form is None:
         channel_form = ChannelForm(
             instance=email_settings,
@@ -129,6 +192,7 @@ def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
         "channel": email_settings.channel if email_settings else Channel.SMART_MAIL,
         "smtp_channel_active": bool(email_settings and email_settings.channel == Channel.SMTP),
         "smtp_waiting": waiting_for_mailbox(request) if account else 0,
+        "smtp_account_security": security_label(account.security) if account else "",
     }
 
 
@@ -139,8 +203,6 @@ def _section_url(anchor: str = "smtp") -> str:
 @login_required
 @require_POST
 def save_mailbox(request: HttpRequest) -> HttpResponse:
-    from .settings import render_settings_page
-
     account = _account(request) or SmtpAccount(practitioner=request.user)  # type: ignore[misc]
     form = SmtpAccountForm(request.POST, instance=account)
     if not form.is_valid():
@@ -150,7 +212,7 @@ def save_mailbox(request: HttpRequest) -> HttpResponse:
             messages.ERROR,
             _("Configurazione SMTP non salvata: correggi i campi segnalati."),
         )
-        return render_settings_page(request, status=400, smtp_form=form)
+        return refuse(request, "smtp", request.POST)
     form.save()
     card_message(
         request,
@@ -196,13 +258,11 @@ def delete_mailbox(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def save_channel(request: HttpRequest) -> HttpResponse:
-    from .settings import render_settings_page
-
     email_settings = _email_settings(request) or EmailSettings(practitioner=request.user)  # type: ignore[misc]
     form = ChannelForm(request.POST, instance=email_settings, account=_account(request))
     if not form.is_valid():
         card_message(request, "channel", messages.ERROR, _("Modalità di invio non cambiata."))
-        return render_settings_page(request, status=400, channel_form=form)
+        return refuse(request, "channel", request.POST)
     form.save()
     if form.cleaned_data["channel"] == Channel.SMTP:
         card_message(

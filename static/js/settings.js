@@ -28,8 +28,16 @@
   const cardDirty = (card) => cardForms(card).some(isDirty);
 
   function updateNote(form) {
+    const dirty = isDirty(form);
     const note = form.querySelector("[data-unsaved-note]");
-    if (note) note.hidden = !isDirty(form);
+    if (note) note.hidden = !dirty;
+    // Elsewhere on the page, what depends on this form being saved (e.g. "the check uses the
+    // saved configuration, not these fields").
+    if (form.id) {
+      document.querySelectorAll(`[data-shown-when-dirty="${CSS.escape(form.id)}"]`).forEach((element) => {
+        element.hidden = !dirty;
+      });
+    }
   }
 
   function track(form) {

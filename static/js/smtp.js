@@ -36,8 +36,9 @@
 
     function showNotes(key) {
       const entry = presets[key];
+      // An unusable provider's note already says why and to use Smart Mail.
       const message = entry ? entry.login_notes : "";
-      notesText.textContent = entry && !entry.usable ? `${message} ${text.unusable}` : message;
+      notesText.textContent = message;
       notes.hidden = !message;
       notesHelp.hidden = !(entry && entry.help_url);
       if (entry && entry.help_url) notesHelp.href = entry.help_url;
@@ -127,6 +128,7 @@
         useDetection(detection);
       }
       showSuggestion(detection);
+      return true;
     }
 
     function schedule() {
@@ -148,6 +150,16 @@
     });
 
     showNotes(preset.value);
+
+    // A new mailbox: propose the provider for the address already in the field, as typing
+    // it would. What is filled in this way is a proposal, not an unsaved edit.
+    if (!providerTouched && email.value.trim()) {
+      form.dataset.detection = "pending";
+      detect().finally(() => {
+        form.dispatchEvent(new CustomEvent("settings:rebaseline"));
+        form.dataset.detection = "done";
+      });
+    }
   }
 
   init();

@@ -112,3 +112,45 @@ def test_test_mail_failure_shows_advice_and_technical_details(
     assert "Password-Normale-1" not in page.content()
     save_screenshot(page, "mailbox-test-mail-app-password")
     assert server.messages == []
+
+
+def test_a_closed_port_gets_advice_about_that_port(settings_page, smtp_account_factory):
+    smtp_account_factory(None, host="127.0.0.1", port=1)
+    page = settings_page()
+
+    page.get_by_role("button", name="Verifica connessione").click()
+
+    result = page.locator("#mailbox-result")
+    expect(result).to_be_visible(timeout=60000)
+    expect(page.locator("#mailbox-result-title")).to_have_text("Server non raggiungibile")
+    steps = page.locator("#mailbox-result-steps")
+    expect(steps).to_contain_text("La porta 1 non è una porta per la posta in uscita")
+    expect(steps).not_to_contain_text("porta 25")
+    save_screenshot(page, "mailbox-verify-port-1")
+
+
+def test_the_check_says_it_uses_the_saved_configuration_not_the_edited_fields(
+    settings_page, smtp_account_factory
+):
+    smtp_account_factory(None, host="smtp.salvato.test", port=587)
+    page = settings_page()
+    config = page.locator("#mailbox-checked-config")
+    warning = page.locator("#mailbox-unsaved-warning")
+    expect(config).to_contain_text("smtp.salvato.test, porta 587, STARTTLS")
+    expect(warning).to_be_hidden()
+
+    section = page.locator("#smtp")
+    section.get_by_label("Server SMTP").fill("smtp.nuovo.test")
+    expect(warning).to_be_visible()
+    section.get_by_label("Server SMTP").fill("smtp.salvato.test")
+    expect(warning).to_be_hidden()
+
+    # A refused save: the fields keep what was typed, the check still uses the saved settings.
+    section.get_by_label("Server SMTP").fill("smtp.nuovo.test")
+    section.get_by_label("Porta").fill("1")
+    section.get_by_role("button", name="Salva configurazione SMTP").click()
+    expect(page.locator("#smtp-messages")).to_contain_text("Configurazione SMTP non salvata")
+    expect(section.get_by_label("Server SMTP")).to_have_value("smtp.nuovo.test")
+    expect(warning).to_be_visible()
+    expect(config).to_contain_text("smtp.salvato.test, porta 587")
+    save_screenshot(page, "mailbox-check-saved-configuration")

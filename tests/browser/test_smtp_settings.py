@@ -43,6 +43,8 @@ def test_choosing_gmail_fills_the_server_and_shows_the_app_password_note(setting
     expect(section.get_by_label("Server SMTP")).to_have_value("smtp-mail.outlook.com")
     expect(notes).to_contain_text("Smart Mail")
     expect(notes).to_have_class("smtp-notes smtp-notes-unusable")
+    # Said once, not twice.
+    assert notes.inner_text().count("Smart Mail") == 1
 
 
 def test_typing_a_libero_address_proposes_libero(settings_page):
@@ -146,3 +148,41 @@ def test_deleting_the_mailbox_asks_first_and_can_be_cancelled(settings_page, pra
     expect(page.locator("#channel").get_by_label("Smart Mail")).to_be_checked()
     assert not SmtpAccount.objects.filter(practitioner=practitioner).exists()
     assert EmailSettings.objects.get(practitioner=practitioner).channel == Channel.SMART_MAIL
+
+
+def test_a_new_mailbox_starts_from_the_address_name_and_guessed_provider(
+    page, live_server, transactional_db
+):
+    from tests.factories import PractitionerFactory
+
+    newcomer = PractitionerFactory(email="nuova@libero.it", first_name="Sara", last_name="Neri")
+    login(page, live_server, newcomer.email, PASSWORD)
+    page.goto(f"{live_server.url}/email/impostazioni/#smtp")
+    section = page.locator("#smtp")
+    expect(page.locator("#smtp-form")).to_have_attribute("data-detection", "done")
+
+    expect(section.get_by_label("Indirizzo email")).to_have_value("nuova@libero.it")
+    expect(section.get_by_label("Provider")).to_have_value("libero")
+    expect(section.get_by_label("Server SMTP")).to_have_value("smtp.libero.it")
+    expect(section.get_by_label("Porta")).to_have_value("465")
+    expect(section.get_by_label("Sicurezza")).to_have_value("ssl")
+    expect(section.get_by_label("Nome mittente")).to_have_value("Dott.ssa Sara Neri")
+    expect(page.locator("#smtp-suggestion")).to_contain_text("Ti suggeriamo: Libero Mail")
+    # Security choices name the mode only: the port is its own field.
+    options = section.get_by_label("Sicurezza").locator("option").all_inner_texts()
+    assert options == ["STARTTLS", "SSL/TLS"]
+    # A proposal is not an unsaved edit: nothing flagged, leaving does not ask.
+    expect(page.locator("#smtp [data-unsaved-note]")).to_be_hidden()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    page.get_by_role("link", name="Fatture").click()
+    expect(page).to_have_url(f"{live_server.url}/fatture/")
+    assert dialogs == []
+
+
+def test_custom_provider_starts_on_587_starttls(settings_page):
+    page = settings_page
+    section = page.locator("#smtp")
+    section.get_by_label("Provider").select_option(label="Altro provider")
+    expect(section.get_by_label("Sicurezza")).to_have_value("starttls")
+    expect(page.locator("#smtp-preset-notes")).to_contain_text("di solito porta 587 con STARTTLS")

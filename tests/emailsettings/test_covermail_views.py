@@ -26,6 +26,13 @@ def invoice(practitioner):
     return InvoiceFactory(patient=patient, number="7/2026", issue_date=datetime.date(2026, 3, 9))
 
 
+def assert_refused(response, anchor: str) -> None:
+    """A refused save goes back to the settings page (post/redirect/get): the browser never
+    stays on the POST URL; the errors show on the page it lands on."""
+    assert response.redirect_chain == [(SETTINGS_URL + anchor, 302)]
+    assert response.status_code == 200
+
+
 def test_page_shows_default_texts_keywords_and_preview_of_latest_invoice(logged_client, invoice):
     older = InvoiceFactory(
         patient=PatientFactory(practitioner=invoice.practitioner, first_name="Vecchio"),
@@ -71,9 +78,11 @@ def test_invalid_save_shows_error_with_suggestion_keeps_text_and_saves_nothing(
     logged_client, practitioner
 ):
     response = logged_client.post(
-        SAVE_URL, {"subject_template": "Fattura ${numero}", "body_template": "${salutoo} caro"}
+        SAVE_URL,
+        {"subject_template": "Fattura ${numero}", "body_template": "${salutoo} caro"},
+        follow=True,
     )
-    assert response.status_code == 400
+    assert_refused(response, "#covermail")
     content = response.content.decode()
     assert "Forse intendevi ${saluto}?" in content
     assert "Forse intendevi ${numero_fattura}?" in content
@@ -84,8 +93,10 @@ def test_invalid_save_shows_error_with_suggestion_keeps_text_and_saves_nothing(
 
 
 def test_empty_fields_are_required(logged_client, practitioner):
-    response = logged_client.post(SAVE_URL, {"subject_template": "  ", "body_template": ""})
-    assert response.status_code == 400
+    response = logged_client.post(
+        SAVE_URL, {"subject_template": "  ", "body_template": ""}, follow=True
+    )
+    assert_refused(response, "#covermail")
     assert not EmailSettings.objects.filter(practitioner=practitioner).exists()
 
 
@@ -198,3 +209,19 @@ def test_csrf_is_enforced(practitioner, invoice, url):
     token = client.cookies["csrftoken"].value
     response = client.post(url, data, headers={"X-CSRFToken": token})
     assert response.status_code in (200, 302)
+
+
+def test_the_settings_page_allows_exactly_the_mail_styles_for_its_preview(logged_client):
+    import base64
+    import hashlib
+
+    from emailsettings.rendering import HTML_PART_STYLES
+
+    policy = logged_client.get(SETTINGS_URL)["Content-Security-Policy"]
+    assert "style-src 'self' 'unsafe-hashes' 'sha256-" in policy
+    assert "'unsafe-inline'" not in policy
+    for style in HTML_PART_STYLES:
+        digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in policy
+    # Other pages keep the plain policy.
+    assert "unsafe-hashes" not in logged_client.get(reverse("invoices"))["Content-Security-Policy"]

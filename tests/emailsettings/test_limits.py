@@ -306,3 +306,56 @@ def test_the_report_explains_the_quota_wait_in_its_own_words(practitioner, smart
     sentence, detail = error_advice(delivery=waiting, preset_key=None)
     assert sentence.startswith("Limite giornaliero di Smart Mail raggiunto per i nuovi account")
     assert detail == ""
+
+
+# --- the fixed-window limit of user actions (mailbox checks, domain checks) ----------------
+
+
+def test_a_fixed_window_lasts_its_whole_length_with_the_file_cache(settings, tmp_path, monkeypatch):
+    """The file cache (the embedded default) turns ``incr`` into a ``set`` with its default
+    300-second timeout: the window must still last 10 minutes, and say when it closes."""
+    import time as time_module
+
+    from django.core.cache import cache
+
+    from emailsettings.limits import fixed_window_retry_after, within_fixed_window
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(time_module, "time", lambda: clock[0])
+    key = "test:window:file"
+
+    assert [within_fixed_window(key, limit=5, window=600) for _ in range(5)] == [True] * 5
+    assert within_fixed_window(key, limit=5, window=600) is False
+    clock[0] += 301  # past the file cache's default timeout, still inside the window
+    assert within_fixed_window(key, limit=5, window=600) is False
+    assert fixed_window_retry_after(key, window=600) == 299
+    clock[0] += 300  # the window opened 601 s ago: a new one
+    assert within_fixed_window(key, limit=5, window=600) is True
+    assert fixed_window_retry_after(key, window=600) == 600
+    cache.clear()
+
+
+def test_a_fixed_window_on_redis_expires_with_the_window():
+    import os
+
+    from django.core.cache import cache
+
+    from emailsettings.limits import fixed_window_retry_after, within_fixed_window
+
+    key = "test:window:redis"
+    cache.delete_many([key, f"{key}:opened"])
+    assert [within_fixed_window(key, limit=2, window=600) for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
+    ttl = redis.Redis.from_url(os.environ["REDIS_URL"]).ttl(cache.make_key(key))
+    assert 590 <= ttl <= 600
+    assert 590 <= fixed_window_retry_after(key, window=600) <= 600
+    cache.delete_many([key, f"{key}:opened"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 
 import pytest
 import redis
@@ -136,7 +137,9 @@ def test_checks_are_rate_limited_with_a_clear_message(
 
     assert statuses == [202] * 5
     assert refused.status_code == 429
-    assert "10 minuti" in refused.json()["error"]
+    error = refused.json()["error"]
+    assert "negli ultimi 10 minuti" in error
+    assert re.search(r"riprova tra (10|9) minuti, alle \d\d:\d\d\.$", error)
     assert len(queued_messages()) == 5
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from decimal import Decimal
 
 import pytest
@@ -166,9 +167,29 @@ def test_markup_in_a_patient_name_is_escaped_in_html_and_unchanged_in_text():
 
 def test_html_part_turns_line_breaks_into_paragraphs_and_br():
     mail = render("Riga uno\nriga due\n\nSecondo paragrafo & <b>fine</b>")
-    assert "<p>Riga uno<br>\nriga due</p>" in mail.html
-    assert "<p>Secondo paragrafo &amp; &lt;b&gt;fine&lt;/b&gt;</p>" in mail.html
+    paragraphs = re.findall(r"<p>(.*?)</p>", mail.html, flags=re.DOTALL)
+    assert paragraphs == [
+        "Riga uno<br>\nriga due",
+        "Secondo paragrafo &amp; &lt;b&gt;fine&lt;/b&gt;",
+    ]
     assert mail.html.startswith("<!DOCTYPE html>")
+
+
+def test_html_part_has_a_simple_accessible_layout_without_remote_content():
+    html = render("Gentile paziente,\n\nin allegato la fattura.").html
+    # Italian and readable in any client: a sans-serif font at 16 px, inline on the column
+    # (clients may drop <style>) and in a <style> rule for paragraphs (Outlook needs it), in a
+    # 600 px column of a layout table.
+    assert '<html lang="it"' in html
+    assert 'role="article" aria-roledescription="email"' in html
+    assert html.count('role="presentation"') == 2
+    assert "max-width:600px" in html and 'width="600"' in html
+    font = "font-family:Arial,Helvetica,sans-serif;font-size:16px;line-height:1.5;"
+    assert f'<td style="{font}' in html
+    assert f"<style>p{{margin:0 0 16px 0;{font}" in html
+    assert "<p>Gentile paziente,</p>" in html
+    for remote in ("http:", "https:", "<img", "src=", "url(", "<link", "@import"):
+        assert remote not in html
 
 
 @pytest.mark.parametrize("separator", ["\r", "\n", "\r\n", "\x0b", "\x0c", "\u2028", "\x85", "\t"])

@@ -7,6 +7,7 @@ import logging
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from emailsettings import autodetect
 from emailsettings.models import Channel, EmailSettings, MailboxStatus, SmtpAccount
@@ -61,6 +62,13 @@ def make_account(practitioner, **fields) -> SmtpAccount:
     return account
 
 
+def assert_refused(response, anchor: str) -> None:
+    """A refused save goes back to the settings page (post/redirect/get): the browser never
+    stays on the POST URL; the errors show on the page it lands on."""
+    assert response.redirect_chain == [(SETTINGS_URL + anchor, 302)]
+    assert response.status_code == 200
+
+
 def test_settings_page_shows_the_section_with_presets(logged_client):
     response = logged_client.get(SETTINGS_URL)
     body = response.content.decode()
@@ -77,8 +85,8 @@ def test_local_preset_is_not_offered_in_production(logged_client, settings):
     settings.EMAILSETTINGS_LOCAL_TEST_SERVER = None
     body = logged_client.get(SETTINGS_URL).content.decode()
     assert "Server di test locale" not in body
-    response = logged_client.post(SAVE_URL, form_data())
-    assert response.status_code == 400
+    response = logged_client.post(SAVE_URL, form_data(), follow=True)
+    assert_refused(response, "#smtp")
     assert not SmtpAccount.objects.exists()
 
 
@@ -99,9 +107,9 @@ def test_save_stores_the_password_encrypted_and_never_shows_it(logged_client, pr
 
 
 def test_password_not_echoed_when_the_form_has_errors(logged_client):
-    response = logged_client.post(SAVE_URL, form_data(port="6379", preset="custom"))
+    response = logged_client.post(SAVE_URL, form_data(port="6379", preset="custom"), follow=True)
     body = response.content.decode()
-    assert response.status_code == 400
+    assert_refused(response, "#smtp")
     assert "Porta non consentita" in body
     assert PASSWORD not in body
 
@@ -118,8 +126,8 @@ def test_empty_password_keeps_the_stored_one_when_host_changes(logged_client, pr
 
 
 def test_first_save_needs_a_password(logged_client):
-    response = logged_client.post(SAVE_URL, form_data(password=""))
-    assert response.status_code == 400
+    response = logged_client.post(SAVE_URL, form_data(password=""), follow=True)
+    assert_refused(response, "#smtp")
     assert "Inserisci la password della casella" in response.content.decode()
     assert not SmtpAccount.objects.exists()
 
@@ -165,8 +173,8 @@ def test_changing_the_settings_resets_the_last_verification(logged_client, pract
     ],
 )
 def test_invalid_settings_are_explained(logged_client, overrides, field_error):
-    response = logged_client.post(SAVE_URL, form_data(**overrides))
-    assert response.status_code == 400
+    response = logged_client.post(SAVE_URL, form_data(**overrides), follow=True)
+    assert_refused(response, "#smtp")
     assert field_error in response.content.decode()
     assert not SmtpAccount.objects.exists()
 
@@ -180,9 +188,9 @@ def test_local_preset_accepts_any_port_in_development(logged_client, practitione
 def test_private_host_is_refused_when_not_allowed(logged_client, settings):
     settings.EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS = False
     response = logged_client.post(
-        SAVE_URL, form_data(preset="custom", host="127.0.0.1", port="587")
+        SAVE_URL, form_data(preset="custom", host="127.0.0.1", port="587"), follow=True
     )
-    assert response.status_code == 400
+    assert_refused(response, "#smtp")
     assert not SmtpAccount.objects.exists()
 
 
@@ -272,8 +280,8 @@ def test_delete_confirmation_without_queued_invoices(logged_client, practitioner
 
 
 def test_choosing_smtp_needs_a_configured_mailbox(logged_client, practitioner):
-    response = logged_client.post(CHANNEL_URL, {"channel": "smtp"})
-    assert response.status_code == 400
+    response = logged_client.post(CHANNEL_URL, {"channel": "smtp"}, follow=True)
+    assert_refused(response, "#channel")
     assert "configura prima l&#x27;SMTP personale" in response.content.decode()
     assert not EmailSettings.objects.filter(practitioner=practitioner, channel="smtp").exists()
 
@@ -363,3 +371,52 @@ def test_a_new_practitioner_starts_from_their_own_address(client):
     body = client.get(SETTINGS_URL).content.decode()
     assert 'value="nuova@libero.it"' in body
     assert "Nessuna casella configurata" in body
+    # "Altro provider" with its usual settings, and the practitioner's name as sender.
+    assert 'name="port" value="587"' in body
+    assert '<option value="starttls" selected>STARTTLS</option>' in body
+    assert f'value="{newcomer.display_name}"' in body
+
+
+@pytest.mark.parametrize(
+    ("port", "security", "expected", "absent"),
+    [
+        (1, "starttls", "La porta 1 non è una porta per la posta in uscita", "porta 25"),
+        (587, "starttls", "indichi la porta 587 con STARTTLS", "porta 25"),
+        (465, "ssl", "indichi la porta 465 con SSL/TLS", "porta 25"),
+        (25, "starttls", "La porta 25 è spesso bloccata", "non è una porta per la posta"),
+    ],
+)
+def test_connection_advice_is_about_the_port_in_use(
+    logged_client, practitioner, port, security, expected, absent
+):
+    account = make_account(practitioner)
+    SmtpAccount.objects.filter(pk=account.pk).update(
+        port=port,
+        security=security,
+        last_error={"phase": "connect", "error_class": "connection_failed", "reply": "refused"},
+        last_error_at=timezone.now(),
+    )
+    page = logged_client.get(SETTINGS_URL).content.decode()
+    advice = page[page.index('id="smtp-last-error"') :]
+    advice = advice[: advice.index("</ol>")]
+    assert expected in advice
+    assert absent not in advice
+
+
+def test_a_refused_save_keeps_what_was_typed_but_never_the_password(logged_client):
+    response = logged_client.post(
+        SAVE_URL, form_data(preset="custom", host="smtp.nuovo.test", port="1"), follow=True
+    )
+    assert_refused(response, "#smtp")
+    body = response.content.decode()
+    assert 'value="smtp.nuovo.test"' in body
+    assert "Porta non consentita" in body
+    assert "Configurazione SMTP non salvata" in body
+    # The password was typed but is not kept, not even in the session: type it again.
+    assert "Per sicurezza la password non viene conservata: scrivila di nuovo." in body
+    assert PASSWORD not in body
+    assert PASSWORD not in str(dict(logged_client.session))
+    # Shown once: a reload is a clean page, it does not post again.
+    again = logged_client.get(SETTINGS_URL).content.decode()
+    assert "Porta non consentita" not in again
+    assert 'value="smtp.nuovo.test"' not in again

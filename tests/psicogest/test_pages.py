@@ -107,3 +107,11 @@ def test_pages_warn_when_no_worker_has_run_recently(logged_client):
         seen_at=timezone.now() - datetime.timedelta(minutes=10)
     )
     assert warning in logged_client.get(reverse("invoices")).content.decode()
+
+
+def test_the_new_texts_of_the_settings_page_are_translated(logged_client, settings):
+    logged_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    body = logged_client.get(reverse("emailsettings:settings")).content.decode()
+    assert '<html lang="en">' in body
+    for text in ("It goes into the body now.", "Unsaved changes", "No mailbox"):
+        assert text in body, text

@@ -1,0 +1,149 @@
+"""The pages on a phone (390 px wide) in Chromium: nothing wider than the screen, stacked
+table cells say what they are, the report's filters stay inside their card, and the keyword
+panel is a short list of chips next to the editor."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from emailsettings.models import DeliveryEvent, DeliveryStatus
+from tests.conftest import login, save_screenshot
+from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory, PractitionerFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def phone(browser, live_server):
+    context = browser.new_context(locale="it-IT", viewport=PHONE, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def data(live_server):
+    practitioner = PractitionerFactory(email="maria@example.test")
+    invoice = InvoiceFactory(
+        patient=PatientFactory(
+            practitioner=practitioner,
+            first_name="Anna",
+            last_name="Russo",
+            email="anna.russo.con.un.indirizzo.lungo@studio-esempio.example.test",
+        ),
+        number="12/2026",
+    )
+    failed = DeliveryFactory(
+        invoice=invoice,
+        status=DeliveryStatus.FAILED,
+        recipient=invoice.patient.email,
+        last_error_class="recipient_refused",
+        last_error_code=550,
+        last_error_enhanced="5.1.1",
+        last_error_text="5.1.1 <anna.russo.con.un.indirizzo.lungo@studio-esempio.example.test>: "
+        "Recipient address rejected: User unknown in virtual mailbox table",
+        created_at=timezone.now() - datetime.timedelta(hours=1),
+    )
+    DeliveryEvent.objects.create(
+        delivery=failed,
+        kind="attempt",
+        status="failed",
+        phase="rcpt",
+        reply_code=550,
+        enhanced_code="5.1.1",
+        text="Recipient address rejected: User unknown in virtual mailbox table",
+    )
+    return practitioner, failed
+
+
+def page_width(page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth")
+
+
+def label_of(cell) -> str:
+    return cell.evaluate("el => getComputedStyle(el, '::before').content")
+
+
+def test_delivery_detail_fits_the_phone_and_its_timeline_cells_are_labelled(
+    phone, live_server, data
+):
+    practitioner, failed = data
+    login(phone, live_server, practitioner.email, "password-di-prova")
+    phone.goto(f"{live_server.url}/email/invii/{failed.pk}/")
+    expect(phone.locator("table.timeline")).to_be_visible()
+    assert page_width(phone) <= PHONE["width"]
+    reply = phone.locator("table.timeline tbody tr").first.locator("td").last
+    assert label_of(reply) == '"Risposta del server"'
+    # The label sits beside the value, not on top of it.
+    assert reply.bounding_box()["width"] <= PHONE["width"]
+    save_screenshot(phone, "phone-delivery-detail")
+
+
+def test_report_rows_are_labelled_and_the_filters_stay_in_their_card(phone, live_server, data):
+    practitioner, _failed = data
+    login(phone, live_server, practitioner.email, "password-di-prova")
+    phone.goto(f"{live_server.url}/email/invii/")
+    assert page_width(phone) <= PHONE["width"]
+    row = phone.locator("table.report-table tbody tr").first
+    labels = [label_of(cell) for cell in row.locator("td[data-label]").all()]
+    assert labels[:4] == ['"Data e ora"', '"Paziente"', '"Destinatario"', '"Fattura"']
+    assert '"Ultimo errore"' in labels
+
+    card = phone.locator("#report-filters").bounding_box()
+    for control in phone.locator("#report-filters input, #report-filters select").all():
+        if not control.is_visible():
+            continue
+        box = control.bounding_box()
+        assert box["x"] >= card["x"] - 0.5, control.get_attribute("name")
+        assert box["x"] + box["width"] <= card["x"] + card["width"] + 0.5, control.get_attribute(
+            "name"
+        )
+    save_screenshot(phone, "phone-report")
+
+
+def test_invoice_list_fits_and_says_what_each_cell_is(phone, live_server, data):
+    practitioner, _failed = data
+    login(phone, live_server, practitioner.email, "password-di-prova")
+    phone.goto(f"{live_server.url}/fatture/")
+    assert page_width(phone) <= PHONE["width"]
+    row = phone.locator("table.invoice-table tbody tr").first
+    assert label_of(row.locator("td", has_text="€ 1.234,56")) == '"Totale"'
+    save_screenshot(phone, "phone-invoices")
+
+
+def test_settings_page_fits_and_the_keywords_are_a_compact_list_by_the_editor(
+    phone, live_server, data
+):
+    practitioner, _failed = data
+    login(phone, live_server, practitioner.email, "password-di-prova")
+    phone.goto(f"{live_server.url}/email/impostazioni/")
+    expect(phone.locator("#covermail-form")).to_have_attribute("data-preview-state", "ready")
+    assert page_width(phone) <= PHONE["width"]
+    body = phone.locator("#id_body_template").bounding_box()
+    panel = phone.locator(".keyword-panel").bounding_box()
+    assert 0 <= panel["y"] - (body["y"] + body["height"]) <= 60
+    assert panel["height"] < 300
+    # A keyword chip still works with a tap.
+    phone.locator("#id_body_template").tap()
+    phone.locator("#id_body_template").press("Control+End")
+    phone.get_by_role("button", name="${importo} Importo").tap()
+    expect(phone.locator("#id_body_template")).to_have_value(
+        phone.locator("#id_body_template").input_value()
+    )
+    assert phone.locator("#id_body_template").input_value().endswith("${importo}")
+    save_screenshot(phone, "phone-settings")
+
+
+def test_patient_card_fits(phone, live_server, data):
+    practitioner, failed = data
+    login(phone, live_server, practitioner.email, "password-di-prova")
+    phone.goto(f"{live_server.url}/pazienti/{failed.patient_id}/modifica/")
+    assert page_width(phone) <= PHONE["width"]
+    save_screenshot(phone, "phone-patient")
