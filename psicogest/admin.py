@@ -29,3 +29,11 @@ class InvoiceAdmin(admin.ModelAdmin):
     list_display = ["number", "patient", "issue_date", "total", "last_emailed_at", "practitioner"]
     search_fields = ["number"]
     raw_id_fields = ["patient"]
+    # PDFs are served only through the practitioner-scoped view, never under /media/: the
+    # admin shows the stored file's name without a link.
+    exclude = ["pdf"]
+    readonly_fields = ["pdf_file"]
+
+    @admin.display(description="PDF")
+    def pdf_file(self, invoice: Invoice) -> str:
+        return invoice.pdf.name if invoice.pdf else "—"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from .. import conf
 from ..failures import ErrorClass, Failure
@@ -81,12 +82,19 @@ def sweep(*, limit: int = 5000) -> SweepResult:
                 failure=Failure(
                     phase=phase,
                     error_class=ErrorClass.WORKER_CRASHED,
-                    reply=_("Invio interrotto %(count)d volte prima del messaggio.")
+                    reply=ngettext(
+                        "Invio interrotto %(count)d volta prima del messaggio.",
+                        "Invio interrotto %(count)d volte prima del messaggio.",
+                        crashes + 1,
+                    )
                     % {"count": crashes + 1},
                 ),
-                text=_(
+                text=ngettext(
+                    "L'invio si è interrotto %(count)d volta prima che il messaggio partisse: "
+                    "non viene più ritentato. Il messaggio non è partito.",
                     "L'invio si è interrotto %(count)d volte prima che il messaggio partisse: "
-                    "non viene più ritentato. Il messaggio non è partito."
+                    "non viene più ritentato. Il messaggio non è partito.",
+                    crashes + 1,
                 )
                 % {"count": crashes + 1},
                 changes=changes,

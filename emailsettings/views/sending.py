@@ -63,6 +63,8 @@ class SendRow:
     problem: str
     pec_warning: bool
     suppressed: bool = False
+    # What the rendered cover mail lacks for this patient ("non ha un saluto impostato").
+    warnings: tuple[str, ...] = ()
 
     @property
     def sendable(self) -> bool:
@@ -115,11 +117,12 @@ def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
             recipient, problem = check_recipient(invoice), ""
         except InvalidRecipient as err:
             recipient, problem = (invoice.patient.email or "").strip(), str(err)
-        subject = ""
+        subject, warnings = "", ()
         if not problem:
-            subject = render_cover_mail(
+            rendered = render_cover_mail(
                 subject_template=subject_template, body_template=body_template, invoice=invoice
-            ).subject
+            )
+            subject, warnings = rendered.subject, tuple(rendered.warnings)
         rows.append(
             SendRow(
                 invoice=invoice,
@@ -128,6 +131,7 @@ def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
                 problem=problem,
                 pec_warning=not problem and _is_pec(recipient, invoice),
                 suppressed=not problem and recipient.lower() in suppressed,
+                warnings=warnings,
             )
         )
     return rows

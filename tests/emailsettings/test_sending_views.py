@@ -405,3 +405,14 @@ def test_progress_data_is_not_cached(logged_client, invoice):
     response = logged_client.post(CONFIRM_URL, post_data(invoice))
     data = logged_client.get(response["Location"].replace(PROGRESS_URL, PROGRESS_DATA_URL))
     assert "no-cache" in data["Cache-Control"] or "max-age=0" in data["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_confirmation_warns_about_a_missing_salutation(logged_client, practitioner):
+    """The mail would start "Chiara Gallo,": the page says so for that invoice, with the
+    way to the patient card."""
+    invoice = InvoiceFactory(patient=PatientFactory(practitioner=practitioner, salutation=""))
+    content = logged_client.get(confirm(invoice)).content.decode()
+    assert "data-mail-warning" in content
+    assert "Questo paziente non ha un saluto impostato" in content
+    assert f"/pazienti/{invoice.patient_id}/modifica/" in content
