@@ -246,9 +246,29 @@ def _batch(request: HttpRequest, *, related: bool = False) -> list[Delivery]:
     return deliveries
 
 
+def _row_error(delivery: Delivery, preset_key: str | None) -> str:
+    """Why a finished row did not go (one plain sentence), "" otherwise."""
+    from ..report import error_advice
+
+    if is_in_flight(delivery.status) or delivery.status in SENT_STATUSES:
+        return ""
+    error, _detail = error_advice(
+        delivery=delivery, preset_key=preset_key if delivery.channel == Channel.SMTP else None
+    )
+    return error
+
+
 def progress_summary(deliveries: Sequence[Delivery]) -> dict[str, Any]:
-    """Counts of a batch by outcome, and each delivery's current status."""
+    """Counts of a batch by outcome, and each delivery's current status (with why, for the
+    rows that did not go)."""
+    from ..report import smtp_preset_key
+
     by_status = Counter(delivery.status for delivery in deliveries)
+    preset_key = (
+        smtp_preset_key(practitioner=deliveries[0].practitioner_id)
+        if deliveries and any(d.channel == Channel.SMTP for d in deliveries)
+        else None
+    )
     in_flight = sum(n for status, n in by_status.items() if is_in_flight(status))
     return {
         "total": len(deliveries),
@@ -267,6 +287,7 @@ def progress_summary(deliveries: Sequence[Delivery]) -> dict[str, Any]:
                 "label": str(DeliveryStatus(delivery.status).label),
                 "meaning": status_meaning(status=delivery.status, channel=delivery.channel),
                 "tone": status_tone(delivery.status),
+                "error": _row_error(delivery, preset_key),
             }
             for delivery in deliveries
         ],

@@ -77,6 +77,8 @@
       badge.textContent = row.label;
       badge.title = row.meaning;
       badge.className = `badge badge-${row.tone}`;
+      const error = badge.parentElement.querySelector("[data-error]");
+      if (error) error.textContent = row.error || "";
     }
     progress.dataset.done = data.done ? "true" : "false";
     progress.querySelector('[data-state="running"]').hidden = data.done;

@@ -416,3 +416,19 @@ def test_confirmation_warns_about_a_missing_salutation(logged_client, practition
     assert "data-mail-warning" in content
     assert "Questo paziente non ha un saluto impostato" in content
     assert f"/pazienti/{invoice.patient_id}/modifica/" in content
+
+
+@pytest.mark.django_db
+def test_progress_says_why_a_row_failed(logged_client, practitioner):
+    invoice = InvoiceFactory(patient=PatientFactory(practitioner=practitioner))
+    delivery = DeliveryFactory(
+        invoice=invoice,
+        status=DeliveryStatus.FAILED,
+        channel="smart_mail",
+        last_error_class="bounced",
+        last_error_text="550 5.1.1 user unknown",
+    )
+    page = logged_client.get(PROGRESS_URL + f"?invii={delivery.pk}").content.decode()
+    assert "Rimbalzata: il destinatario non accetta il messaggio" in page
+    data = logged_client.get(PROGRESS_DATA_URL + f"?invii={delivery.pk}").json()
+    assert data["deliveries"][0]["error"].startswith("Rimbalzata")
