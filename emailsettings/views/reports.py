@@ -9,7 +9,7 @@ Views stay thin: queries live in emailsettings.report, actions in emailsettings.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -117,11 +117,7 @@ def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
         .filter(address__iexact=delivery.recipient)
         .first()
     )
-    back = request.GET.get("next", "")
-    if not url_has_allowed_host_and_scheme(
-        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ) or not back.startswith(reverse("emailsettings:deliveries")):
-        back = reverse("emailsettings:deliveries")
+    back = _back_to_list(request, request.GET.get("next", ""))
     context = {
         "delivery": delivery,
         "patient_url": _patient_url(delivery),
@@ -134,6 +130,24 @@ def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
         **report.offered_actions(delivery),
     }
     return render(request, "emailsettings/delivery_detail.html", context)
+
+
+def _back_to_list(request: HttpRequest, value: str) -> str:
+    """The report page (with its filters) to go back to: only a list URL of this site."""
+    if not url_has_allowed_host_and_scheme(
+        value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ) or not value.startswith(reverse("emailsettings:deliveries")):
+        return reverse("emailsettings:deliveries")
+    return value
+
+
+def _detail_url(request: HttpRequest, pk: int) -> str:
+    """The detail page after an action, keeping the way back to the filtered list."""
+    back = _back_to_list(request, request.POST.get("next", ""))
+    url = reverse("emailsettings:delivery", args=[pk])
+    if back == reverse("emailsettings:deliveries"):
+        return url
+    return url + "?" + urlencode({"next": back})
 
 
 def _patient_url(delivery: Delivery) -> str:
@@ -231,13 +245,13 @@ def _run_action(request: HttpRequest, pk: int, action: str, success: str) -> Htt
         result = service(delivery=delivery)
     except ActionNotAllowed:
         _not_allowed(request, delivery, action)
-        return redirect("emailsettings:delivery", pk=delivery.pk)
+        return redirect(_detail_url(request, delivery.pk))
     except InvalidRecipient as err:  # the patient's address is missing or invalid now
         messages.error(request, str(err))
-        return redirect("emailsettings:delivery", pk=delivery.pk)
+        return redirect(_detail_url(request, delivery.pk))
     messages.success(request, success)
     target = result if isinstance(result, Delivery) else delivery
-    return redirect("emailsettings:delivery", pk=target.pk)
+    return redirect(_detail_url(request, target.pk))
 
 
 @login_required
@@ -280,7 +294,7 @@ def delivery_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
         _("L'indirizzo %(address)s è di nuovo attivo: ora puoi reinviare.")
         % {"address": delivery.recipient},
     )
-    return redirect("emailsettings:delivery", pk=delivery.pk)
+    return redirect(_detail_url(request, delivery.pk))
 
 
 @login_required

@@ -105,9 +105,11 @@ def test_filter_open_detail_act_and_watch_rows_update(
     save_screenshot(page, "report-3-detail-failed")
     page.get_by_text("Reinvia", exact=True).click()
     page.get_by_role("button", name="Sì, reinvia").click()
-    page.wait_for_url(re.compile(r"/email/invii/\d+/$"))
+    page.wait_for_url(re.compile(r"/email/invii/\d+/(\?next=.*)?$"))
     resent = Delivery.objects.get(resend_of=failed)
-    assert page.url.endswith(f"/email/invii/{resent.pk}/")
+    # The new row's page keeps the way back to the filtered list.
+    assert f"/email/invii/{resent.pk}/?next=" in page.url and "status" in page.url
+    assert "status=failed" in page.get_by_text("Torna all'elenco invii").get_attribute("href")
     assert "in coda" in page.locator("#stato").inner_text()
 
     # The deferred row: "Riprova ora".

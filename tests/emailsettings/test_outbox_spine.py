@@ -374,3 +374,21 @@ def test_development_settings_page_says_the_webhooks_are_unprotected(logged_clie
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": "esp:segreto"}
     page = logged_client.get("/email/impostazioni/").content.decode()
     assert "data-webhooks-unprotected" not in page
+
+
+@pytest.mark.django_db
+def test_an_action_keeps_the_way_back_to_the_filtered_list(logged_client, practitioner):
+    from tests.factories import DeliveryFactory
+
+    invoice = _invoice(practitioner)
+    delivery = DeliveryFactory(invoice=invoice, status=DeliveryStatus.FAILED)
+    back = "/email/invii/?status=failed&q=rossi"
+    response = logged_client.post(
+        f"/email/invii/{delivery.pk}/reinvia/", {"next": back}, follow=True
+    )
+    assert 'href="/email/invii/?status=failed&amp;q=rossi"' in response.content.decode()
+    # Anything but a list URL of this site falls back to the plain list.
+    response = logged_client.post(
+        f"/email/invii/{delivery.pk}/reinvia/", {"next": "https://evil.test/"}, follow=True
+    )
+    assert "evil.test" not in response.content.decode()
