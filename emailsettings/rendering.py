@@ -20,7 +20,9 @@ import difflib
 import html
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
@@ -37,6 +39,11 @@ if TYPE_CHECKING:
 
 SUBJECT_MAX_LENGTH = 200
 BODY_MAX_LENGTH = 20_000
+# Problems listed one by one under an editor; the rest are counted ("… e altri 12").
+MAX_REPORTED_PROBLEMS = 10
+# A keyword is a short identifier: what a placeholder holds beyond this is never looked at
+# (no suggestion, no search for the closing brace), so each "$" costs a bounded amount.
+_MAX_KEYWORD_LENGTH = 64
 
 DEFAULT_SUBJECT = "Fattura n. ${numero_fattura} del ${data_fattura}"
 DEFAULT_BODY = """\
@@ -57,10 +64,12 @@ ${studio}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # In the body, tab and line breaks are text; other control characters are not.
 _BODY_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
-# Django/Jinja syntax, which this language does not have: typed by habit, never meant
-# literally in a cover mail.
-_FOREIGN_SYNTAX = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
-_FORMAT_FIELD = re.compile(r"(?<![{$])\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}(?!\})")
+# Django/Jinja syntax ("{{ … }}", "{% … %}"), which this language does not have: typed by
+# habit, never meant literally in a cover mail. Found by _foreign_syntax, a linear scan: a
+# lazy ".*?" over the text is quadratic on a run of "{{" without "}}".
+_FOREIGN_PAIRS = {"{{": "}}", "{%": "%}"}
+# Bounded repetitions keep every pattern linear in the length of the text.
+_FORMAT_FIELD = re.compile(r"(?<![{$])\{\s{0,16}([A-Za-z_][A-Za-z0-9_]{0,63})\s{0,16}\}(?!\})")
 
 
 class _CoverTemplate(string.Template):
@@ -93,6 +102,8 @@ def keyword_list() -> str:
 def suggest_keyword(name: str) -> str | None:
     """The valid keyword closest to what was typed, or None when nothing is close."""
     lowered = name.strip().lower()
+    if len(lowered) > _MAX_KEYWORD_LENGTH:
+        return None
     if lowered in KEYWORDS_BY_NAME:
         return lowered
     if lowered in ALIASES:
@@ -121,12 +132,48 @@ def _with_suggestion(message: str, name: str) -> str:
 
 
 def _snippet(text: str, start: int, length: int = 24) -> str:
-    piece = text[start : start + length].splitlines()[0] if text[start:] else ""
+    window = text[start : start + length]
+    piece = window.splitlines()[0] if window else ""
     return piece + ("…" if len(text) - start > len(piece) else "")
 
 
+def _foreign_syntax(text: str) -> list[tuple[int, int]]:
+    """The (start, end) of each "{{ … }}" and "{% … %}", left to right, not overlapping.
+
+    Each search starts where the previous one ended, and an opener that never closes is not
+    searched for again (no later one can close either): linear in the length of the text."""
+    found: list[tuple[int, int]] = []
+    next_open = {opener: text.find(opener) for opener in _FOREIGN_PAIRS}
+    while True:
+        waiting = [(start, opener) for opener, start in next_open.items() if start != -1]
+        if not waiting:
+            return found
+        start, opener = min(waiting)
+        close = text.find(_FOREIGN_PAIRS[opener], start + 2)
+        if close == -1:
+            next_open[opener] = -1
+            continue
+        end = close + 2
+        found.append((start, end))
+        for other, position in next_open.items():
+            if position != -1 and position < end:
+                next_open[other] = text.find(other, end)
+
+
+def _placeholder_key(text: str, position: int) -> str:
+    """What was written at an invalid "$" (up to the closing brace or the line end, within a
+    bounded window): two placeholders written the same way are one problem."""
+    window = text[position : position + _MAX_KEYWORD_LENGTH + 3]
+    if not window.startswith("${"):
+        return window[:12]
+    close = window.find("}")
+    piece = window[: close + 1] if close != -1 else window
+    return piece.splitlines()[0] if piece else piece
+
+
 def _invalid_placeholder_error(text: str, position: int) -> ValidationError:
-    rest = text[position + 1 :]
+    # A bounded window: a keyword is short, so what lies further never changes the message.
+    rest = text[position + 1 : position + 2 + _MAX_KEYWORD_LENGTH + 1]
     if not rest.startswith("{"):
         return ValidationError(
             _(
@@ -178,8 +225,83 @@ def _invalid_placeholder_error(text: str, position: int) -> ValidationError:
     )
 
 
+def length_error(text: str, *, subject: bool = False) -> ValidationError | None:
+    """The error of a subject or body longer than its limit, else None. Checked before any
+    pattern looks at the text, so an oversized post costs one ``len()``."""
+    if subject and len(text) > SUBJECT_MAX_LENGTH:
+        return ValidationError(
+            _("L'oggetto può avere al massimo %(max)s caratteri (ora ne ha %(len)s).")
+            % {"max": format_number(SUBJECT_MAX_LENGTH), "len": format_number(len(text))},
+            code="subject_too_long",
+        )
+    if not subject and len(text) > BODY_MAX_LENGTH:
+        return ValidationError(
+            _("Il testo può avere al massimo %(max)s caratteri (ora ne ha %(len)s).")
+            % {"max": format_number(BODY_MAX_LENGTH), "len": format_number(len(text))},
+            code="body_too_long",
+        )
+    return None
+
+
+def _unknown_keyword_error(written: str, name: str) -> ValidationError:
+    return ValidationError(
+        _with_suggestion(
+            _("«%(written)s» non è una parola chiave valida.") % {"written": written}, name
+        ),
+        code="unknown_keyword",
+    )
+
+
+def _foreign_syntax_error(written: str, inner: str) -> ValidationError:
+    return ValidationError(
+        _with_suggestion(
+            _("«%(written)s» non è supportato: le parole chiave si scrivono ${parola_chiave}.")
+            % {"written": written},
+            inner.strip("{}% "),
+        ),
+        code="foreign_syntax",
+    )
+
+
+def _missing_dollar_error(written: str, keyword: str) -> ValidationError:
+    return ValidationError(
+        _("«%(written)s» manca del simbolo $. Forse intendevi ${%(keyword)s}?")
+        % {"written": written, "keyword": keyword},
+        code="missing_dollar",
+    )
+
+
+class _Problems:
+    """The keyword problems of one template: the first ``MAX_REPORTED_PROBLEMS`` distinct
+    ones with their message, the others only counted (their message, with its suggestion,
+    is never built)."""
+
+    def __init__(self) -> None:
+        self.errors: list[ValidationError] = []
+        self.seen: set[str] = set()
+        self.more = 0
+
+    def add(self, key: str, build: Callable[[], ValidationError]) -> None:
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        if len(self.errors) < MAX_REPORTED_PROBLEMS:
+            self.errors.append(build())
+        else:
+            self.more += 1
+
+    def __bool__(self) -> bool:
+        return bool(self.seen)
+
+
 def template_errors(text: str, *, subject: bool = False) -> list[ValidationError]:
-    """Every problem of a template, in the order they appear; empty when it is valid."""
+    """Every problem of a template, in the order they appear; empty when it is valid.
+
+    A text over its length limit gets that one error (nothing else is looked at); otherwise
+    at most ``MAX_REPORTED_PROBLEMS`` keyword problems are listed and the rest counted."""
+    too_long = length_error(text, subject=subject)
+    if too_long is not None:
+        return [too_long]
     errors: list[ValidationError] = []
     if subject:
         if _CONTROL.search(text):
@@ -189,86 +311,56 @@ def template_errors(text: str, *, subject: bool = False) -> list[ValidationError
                     code="subject_control",
                 )
             )
-        if len(text) > SUBJECT_MAX_LENGTH:
-            errors.append(
-                ValidationError(
-                    _("L'oggetto può avere al massimo %(max)s caratteri (ora ne ha %(len)s).")
-                    % {"max": format_number(SUBJECT_MAX_LENGTH), "len": format_number(len(text))},
-                    code="subject_too_long",
-                )
+    elif _BODY_CONTROL.search(text):
+        errors.append(
+            ValidationError(
+                _("Il testo contiene caratteri di controllo non ammessi."),
+                code="body_control",
             )
-    else:
-        if _BODY_CONTROL.search(text):
-            errors.append(
-                ValidationError(
-                    _("Il testo contiene caratteri di controllo non ammessi."),
-                    code="body_control",
-                )
-            )
-        if len(text) > BODY_MAX_LENGTH:
-            errors.append(
-                ValidationError(
-                    _("Il testo può avere al massimo %(max)s caratteri (ora ne ha %(len)s).")
-                    % {"max": format_number(BODY_MAX_LENGTH), "len": format_number(len(text))},
-                    code="body_too_long",
-                )
-            )
+        )
 
-    keyword_problem = False
-    seen: set[str] = set()
+    problems = _Problems()
     for match in _PATTERN.finditer(text):
         name = match.group("named") or match.group("braced")
         if match.group("escaped") is not None:
             continue
         if name is not None:
-            if name in KEYWORDS_BY_NAME or name in seen:
+            if name in KEYWORDS_BY_NAME:
                 continue
-            seen.add(name)
-            keyword_problem = True
-            errors.append(
-                ValidationError(
-                    _with_suggestion(
-                        _("«%(written)s» non è una parola chiave valida.")
-                        % {"written": match.group(0)},
-                        name,
-                    ),
-                    code="unknown_keyword",
-                )
-            )
+            written = match.group(0)
+            problems.add("keyword:" + name, partial(_unknown_keyword_error, written, name))
             continue
-        error = _invalid_placeholder_error(text, match.start("invalid") - 1)
-        if str(error.message) not in seen:
-            seen.add(str(error.message))
-            keyword_problem = True
-            errors.append(error)
-
-    for match in _FOREIGN_SYNTAX.finditer(text):
-        keyword_problem = True
-        errors.append(
-            ValidationError(
-                _with_suggestion(
-                    _(
-                        "«%(written)s» non è supportato: le parole chiave si scrivono "
-                        "${parola_chiave}."
-                    )
-                    % {"written": match.group(0)[:40]},
-                    match.group(0).strip("{}% "),
-                ),
-                code="foreign_syntax",
-            )
+        position = match.start("invalid") - 1
+        problems.add(
+            "invalid:" + _placeholder_key(text, position),
+            partial(_invalid_placeholder_error, text, position),
         )
+
+    for start, end in _foreign_syntax(text):
+        written = text[start : min(end, start + 40)]
+        inner = text[start + 2 : min(end - 2, start + 2 + _MAX_KEYWORD_LENGTH + 1)]
+        problems.add(f"foreign:{start}", partial(_foreign_syntax_error, written, inner))
     for match in _FORMAT_FIELD.finditer(text):
         if match.group(1) in KEYWORDS_BY_NAME:
-            keyword_problem = True
-            errors.append(
-                ValidationError(
-                    _("«%(written)s» manca del simbolo $. Forse intendevi ${%(keyword)s}?")
-                    % {"written": match.group(0), "keyword": match.group(1)},
-                    code="missing_dollar",
-                )
+            written, keyword = match.group(0), match.group(1)
+            problems.add(
+                f"format:{match.start()}", partial(_missing_dollar_error, written, keyword)
             )
 
-    if keyword_problem:
+    errors.extend(problems.errors)
+    if problems.more:
+        errors.append(
+            ValidationError(
+                ngettext(
+                    "… e altro %(count)s problema con le parole chiave.",
+                    "… e altri %(count)s problemi con le parole chiave.",
+                    problems.more,
+                )
+                % {"count": format_number(problems.more)},
+                code="more_problems",
+            )
+        )
+    if problems:
         errors.append(
             ValidationError(
                 _("Parole chiave valide: %(keywords)s.") % {"keywords": keyword_list()},
@@ -374,6 +466,19 @@ def text_to_html(text: str) -> str:
     )
 
 
+def _name_list(names: list[str]) -> str:
+    """ "${a}, ${b}" for the first ``MAX_REPORTED_PROBLEMS`` names, then how many more."""
+    shown = ", ".join("${" + name + "}" for name in names[:MAX_REPORTED_PROBLEMS])
+    more = len(names) - MAX_REPORTED_PROBLEMS
+    if more <= 0:
+        return shown
+    return (
+        shown
+        + " "
+        + ngettext("e un'altra", "e altre %(count)s", more) % {"count": format_number(more)}
+    )
+
+
 def render_cover_mail(
     *, subject_template: str, body_template: str, invoice: Invoice
 ) -> RenderedMail:
@@ -417,7 +522,7 @@ def render_cover_mail(
             "la parola chiave %(names)s non esiste ed è rimasta com'è",
             "le parole chiave %(names)s non esistono e sono rimaste com'erano",
             len(unknown),
-        ) % {"names": ", ".join("${" + name + "}" for name in unknown)}
+        ) % {"names": _name_list(unknown)}
         warnings.append(unknown_warning)
     return RenderedMail(
         subject=subject,

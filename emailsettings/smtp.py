@@ -64,7 +64,15 @@ def check_destination(host: str, port: int) -> list[str]:
     port outside 465/587/2525/25 or any non-public address; with
     ``EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS`` on, every address and port is allowed. A host
     that does not resolve raises it with ``code="host_not_found"``.
+
+    Every refusal that depends on the host's addresses says the same words: neither the
+    address nor whether the name resolved is shown, so the SMTP form cannot be used to map
+    internal names (the ``code`` tells them apart for the failure classification).
     """
+    refused = _(
+        "Il server SMTP indicato non è raggiungibile o non è consentito: usa il server "
+        "pubblico del tuo provider, sulla porta 465 o 587."
+    )
     allow_private = conf.allow_private_smtp_hosts()
     host = (host or "").strip()
     if not host:
@@ -80,17 +88,16 @@ def check_destination(host: str, port: int) -> list[str]:
     except socket.gaierror as err:
         if err.errno == socket.EAI_AGAIN:
             raise DestinationRefused(
-                _("Il nome del server %(host)s non si risolve in questo momento: riprova tra poco.")
-                % {"host": host},
+                refused,
                 code="host_lookup_failed",
             ) from err
         raise DestinationRefused(
-            _("Il server %(host)s non esiste: controlla il nome del server SMTP.") % {"host": host},
+            refused,
             code="host_not_found",
         ) from err
     except UnicodeError as err:
         raise DestinationRefused(
-            _("Il server %(host)s non esiste: controlla il nome del server SMTP.") % {"host": host},
+            refused,
             code="host_not_found",
         ) from err
     addresses: list[str] = []
@@ -100,7 +107,7 @@ def check_destination(host: str, port: int) -> list[str]:
             addresses.append(address)
     if not addresses:
         raise DestinationRefused(
-            _("Il server %(host)s non esiste: controlla il nome del server SMTP.") % {"host": host},
+            refused,
             code="host_not_found",
         )
     if not allow_private:
@@ -109,17 +116,12 @@ def check_destination(host: str, port: int) -> list[str]:
                 ip = ipaddress.ip_address(address)
             except ValueError as err:
                 raise DestinationRefused(
-                    _("Il server %(host)s ha un indirizzo non valido.") % {"host": host},
+                    refused,
                     code="address_not_allowed",
                 ) from err
             if not ipranges.is_public(ip):
                 raise DestinationRefused(
-                    _(
-                        "Il server %(host)s punta a un indirizzo interno o riservato "
-                        "(%(address)s): per sicurezza non è consentito. Usa il server SMTP "
-                        "pubblico del tuo provider."
-                    )
-                    % {"host": host, "address": address},
+                    refused,
                     code="address_not_allowed",
                 )
     return addresses

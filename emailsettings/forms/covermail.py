@@ -10,7 +10,8 @@ from ..rendering import validate_template
 
 class CoverMailForm(forms.Form):
     """Subject and body of the cover mail. Lengths, line rules and keywords are checked by
-    ``rendering.validate_template`` so the messages are the same everywhere."""
+    ``rendering.validate_template`` so the messages are the same everywhere: the length
+    first, so an oversized post gets one error and no pattern runs over it."""
 
     subject_template = forms.CharField(
         label=_("Oggetto"),

@@ -1,7 +1,14 @@
 """Forms of the "Configurazione SMTP personale" section and of the channel choice.
 
 The password field never renders its value back; left empty, it keeps the stored password,
-so the host or username can be changed without retyping it.
+so the host or username can be changed without retyping it, and it is masked in error
+reports (``sensitive_variables``).
+
+Saving looks the host up (:func:`emailsettings.smtp.check_destination`): at most
+``LOOKUP_RATE_LIMIT_COUNT`` look-ups per practitioner in ``LOOKUP_RATE_LIMIT_WINDOW``
+seconds, and the answer for the same host and port is reused for ``LOOKUP_RESULT_SECONDS``
+(the page shown after a refused save validates the form again). Every refused destination
+gets the same message, so the form tells nothing about internal names.
 """
 
 from __future__ import annotations
@@ -11,10 +18,13 @@ import re
 from typing import Any
 
 from django import forms
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 
-from .. import presets
+from .. import conf, presets
 from ..models import Channel, EmailSettings, Security, SmtpAccount
 
 # RFC 1123 host name; IP literals are parsed with ipaddress. The destination check
@@ -30,6 +40,24 @@ def _is_ip_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# Host look-ups on save, per practitioner: a few corrections of a typo fit, a scan does not.
+LOOKUP_RATE_LIMIT_COUNT = 10
+LOOKUP_RATE_LIMIT_WINDOW = 600
+LOOKUP_RESULT_SECONDS = 30
+
+# Control and line-separator characters: a sender name is one line of a header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def lookup_rate_key(practitioner_id: int) -> str:
+    return f"emailsettings:smtp-host-lookups:{practitioner_id}"
+
+
+def _lookup_result_key(practitioner_id: int, host: str, port: int) -> str:
+    allow = int(conf.allow_private_smtp_hosts())
+    return f"emailsettings:smtp-host-lookup:{practitioner_id}:{allow}:{port}:{host}"
 
 
 # The security modes as the form shows them: no port in the label (the port is its own field).
@@ -87,8 +115,16 @@ class SmtpAccountForm(forms.ModelForm):
         "sender_name",
     )
 
-    def __init__(self, *args: Any, password_retyped: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        password_retyped: bool = False,
+        practitioner_id: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        # Whose look-ups are counted (the instance's owner when not given).
+        self.practitioner_id = practitioner_id or self.instance.practitioner_id
         # The form comes back after a refused save in which a password had been typed: it
         # is never kept, so it has to be typed again.
         self.password_retyped = password_retyped
@@ -126,6 +162,19 @@ class SmtpAccountForm(forms.ModelForm):
             )
         return host
 
+    def clean_sender_name(self) -> str:
+        name: str = self.cleaned_data.get("sender_name") or ""
+        if _CONTROL.search(name):
+            raise ValidationError(
+                _(
+                    "Il nome del mittente deve stare su una sola riga, senza caratteri di "
+                    "controllo."
+                ),
+                code="sender_name_control",
+            )
+        return name
+
+    @sensitive_variables("cleaned")
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or self.cleaned_data
         key = cleaned.get("preset")
@@ -163,13 +212,46 @@ class SmtpAccountForm(forms.ModelForm):
 
     def _check_destination(self, host: str, port: int) -> None:
         # Imported here: the network layer lives in emailsettings.smtp.
+        from ..limits import fixed_window_retry_after, retry_after_text, within_fixed_window
         from ..smtp import check_destination
 
-        try:
-            check_destination(host, port)
-        except ValidationError as err:
-            self.add_error("host", err)
+        if self.practitioner_id is None:  # not tied to a practitioner: nothing to count
+            try:
+                check_destination(host, port)
+            except ValidationError as err:
+                self.add_error("host", err)
+            return
+        result_key = _lookup_result_key(self.practitioner_id, host, port)
+        result = cache.get(result_key)
+        if not isinstance(result, dict):
+            rate_key = lookup_rate_key(self.practitioner_id)
+            if not within_fixed_window(
+                rate_key, limit=LOOKUP_RATE_LIMIT_COUNT, window=LOOKUP_RATE_LIMIT_WINDOW
+            ):
+                seconds = fixed_window_retry_after(rate_key, window=LOOKUP_RATE_LIMIT_WINDOW)
+                self.add_error(
+                    "host",
+                    ValidationError(
+                        gettext(
+                            "Hai già fatto controllare il server SMTP %(count)s volte negli "
+                            "ultimi 10 minuti: aspetta prima di salvare di nuovo, %(retry)s."
+                        )
+                        % {"count": LOOKUP_RATE_LIMIT_COUNT, "retry": retry_after_text(seconds)},
+                        code="rate_limited",
+                    ),
+                )
+                return
+            try:
+                check_destination(host, port)
+            except ValidationError as err:
+                result = {"message": str(err.message), "code": err.code}
+            else:
+                result = {}
+            cache.set(result_key, result, timeout=LOOKUP_RESULT_SECONDS)
+        if result:
+            self.add_error("host", ValidationError(result["message"], code=result["code"]))
 
+    @sensitive_variables("password")
     def save(self, commit: bool = True) -> SmtpAccount:
         account: SmtpAccount = super().save(commit=False)
         password = self.cleaned_data.get("password")

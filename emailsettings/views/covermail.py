@@ -1,7 +1,9 @@
 """Section "Mail di accompagnamento" of the settings page: the subject/body editor with the
 keyword panel, save, restore default, and the live preview (a JSON endpoint).
 
-Every invoice reachable here comes from ``Invoice.objects.owned_by(request.user)``.
+Every invoice reachable here comes from ``Invoice.objects.owned_by(request.user)``. A draft
+over its length limit is never rendered (only the length error comes back), and the preview
+is rate-limited per practitioner (``PREVIEW_RATE_LIMIT_COUNT`` a minute, then a 429).
 """
 
 from __future__ import annotations
@@ -16,16 +18,20 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from psicogest.models import Invoice
 
 from ..forms.covermail import CoverMailForm
+from ..forms.ids import parse_id
 from ..keywords import KEYWORDS
+from ..limits import fixed_window_retry_after, within_fixed_window
 from ..rendering import (
     RenderedMail,
     cover_mail_templates_for,
+    length_error,
     render_cover_mail,
     restore_default_cover_mail,
     save_cover_mail,
@@ -34,6 +40,14 @@ from .cards import card_message, refuse, refused_data
 
 # The preview's invoice list shows the most recent ones; any owned invoice id is accepted.
 PREVIEW_INVOICE_CHOICES = 100
+# The editor asks for a preview 300 ms after the last keystroke: a minute of steady typing
+# stays well within this; a script posting drafts in a loop does not.
+PREVIEW_RATE_LIMIT_COUNT = 60
+PREVIEW_RATE_LIMIT_WINDOW = 60
+
+
+def _preview_rate_key(practitioner_id: int) -> str:
+    return f"emailsettings:covermail-previews:{practitioner_id}"
 
 
 def _owned_invoices(request: HttpRequest) -> Any:
@@ -50,6 +64,16 @@ def _draft(form: CoverMailForm) -> tuple[str, str]:
             form.data.get("body_template", "").replace("\r\n", "\n"),
         )
     return (form.initial["subject_template"], form.initial["body_template"])
+
+
+def _too_long(subject: str, body: str) -> bool:
+    """Whether a draft is over a length limit: then it is not rendered (the length error
+    under the editor says why), so an oversized post costs no pattern matching."""
+    # Measured as the form measures them (CharField strips the value).
+    return (
+        length_error(subject.strip(), subject=True) is not None
+        or length_error(body.strip()) is not None
+    )
 
 
 def preview_warnings(rendered: RenderedMail, *, has_errors: bool) -> list[str]:
@@ -87,8 +111,8 @@ def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
     )
     preview_invoice = invoices[0] if invoices else None
     preview = None
-    if preview_invoice is not None:
-        subject, body = _draft(form)
+    subject, body = _draft(form)
+    if preview_invoice is not None and not _too_long(subject, body):
         preview = render_cover_mail(
             subject_template=subject, body_template=body, invoice=preview_invoice
         )
@@ -156,15 +180,48 @@ def restore_default(request: HttpRequest) -> HttpResponse:
 @require_POST
 def preview(request: HttpRequest) -> JsonResponse:
     """Render the draft in the editors for one of the practitioner's invoices, without
-    saving. Validation problems come back as ``errors`` next to the rendering."""
-    try:
-        invoice_id = int(request.POST.get("invoice", ""))
-    except ValueError as err:
-        raise Http404("No invoice") from err
+    saving. Validation problems come back as ``errors`` next to the rendering; a draft over
+    a length limit comes back with its errors only."""
+    rate_key = _preview_rate_key(request.user.pk)  # type: ignore[arg-type]
+    if not within_fixed_window(
+        rate_key, limit=PREVIEW_RATE_LIMIT_COUNT, window=PREVIEW_RATE_LIMIT_WINDOW
+    ):
+        seconds = fixed_window_retry_after(rate_key, window=PREVIEW_RATE_LIMIT_WINDOW)
+        refused = JsonResponse(
+            {
+                "error": ngettext(
+                    "Troppe richieste di anteprima in poco tempo: l'anteprima si aggiornerà "
+                    "di nuovo tra %(seconds)s secondo.",
+                    "Troppe richieste di anteprima in poco tempo: l'anteprima si aggiornerà "
+                    "di nuovo tra %(seconds)s secondi.",
+                    seconds,
+                )
+                % {"seconds": seconds}
+            },
+            status=429,
+        )
+        refused["Retry-After"] = str(seconds)
+        return refused
+    invoice_id = parse_id(request.POST.get("invoice"))
+    if invoice_id is None:
+        raise Http404("No invoice")
     invoice = get_object_or_404(_owned_invoices(request), pk=invoice_id)
     form = CoverMailForm(request.POST)
+    # Validation checks each length before any pattern, so this is cheap for any post.
     errors = {} if form.is_valid() else {name: list(msgs) for name, msgs in form.errors.items()}
     subject, body = _draft(form)
+    if _too_long(subject, body):
+        return JsonResponse(
+            {
+                "valid": False,
+                "errors": errors,
+                "subject": "",
+                "text": "",
+                "html": "",
+                "warnings": [],
+                "patient_fix": None,
+            }
+        )
     rendered = render_cover_mail(subject_template=subject, body_template=body, invoice=invoice)
     return JsonResponse(
         {

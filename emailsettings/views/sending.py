@@ -117,7 +117,7 @@ def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
             recipient, problem = check_recipient(invoice), ""
         except InvalidRecipient as err:
             recipient, problem = (invoice.patient.email or "").strip(), str(err)
-        subject, warnings = "", ()
+        subject, warnings = "", tuple[str, ...]()
         if not problem:
             rendered = render_cover_mail(
                 subject_template=subject_template, body_template=body_template, invoice=invoice

@@ -4,7 +4,9 @@
 Save and delete the mailbox, choose the channel, and a JSON endpoint that proposes the
 provider from an email address. "Verifica connessione" and "Invia una mail di prova" live
 in the network layer's views and fill the ``#smtp-actions`` area of the section.
-Every query is scoped with ``owned_by(request.user)``.
+Every query is scoped with ``owned_by(request.user)``. The save view is the only one that
+receives the password: it is marked ``sensitive_post_parameters``, so an error report never
+carries it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import presets
@@ -42,6 +45,7 @@ def _email_settings(request: HttpRequest) -> EmailSettings | None:
     return EmailSettings.objects.owned_by(request.user).first()  # type: ignore[arg-type]
 
 
+@sensitive_variables("password")
 def _redacted(text: str, account: SmtpAccount) -> str:
     """The server's reply as shown to the user, with the stored password blanked out should a
     server ever echo it."""
@@ -158,7 +162,12 @@ def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
         data, password_typed = refused
         # Its own instance: validating a ModelForm writes the typed values into it, and the
         # page shows the saved configuration beside the form.
-        form = SmtpAccountForm(data, instance=_account(request), password_retyped=password_typed)
+        form = SmtpAccountForm(
+            data,
+            instance=_account(request),
+            password_retyped=password_typed,
+            practitioner_id=request.user.pk,
+        )
         form.is_valid()
     if form is None:
         form = SmtpAccountForm(instance=account, initial={} if account else _first_time(request))
@@ -200,11 +209,12 @@ def _section_url(anchor: str = "smtp") -> str:
     return reverse("emailsettings:settings") + "#" + anchor
 
 
+@sensitive_post_parameters("password")
 @login_required
 @require_POST
 def save_mailbox(request: HttpRequest) -> HttpResponse:
     account = _account(request) or SmtpAccount(practitioner=request.user)  # type: ignore[misc]
-    form = SmtpAccountForm(request.POST, instance=account)
+    form = SmtpAccountForm(request.POST, instance=account, practitioner_id=request.user.pk)
     if not form.is_valid():
         card_message(
             request,

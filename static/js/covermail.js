@@ -167,6 +167,14 @@
           credentials: "same-origin",
           signal: controller.signal,
         });
+        if (response.status === 429) {
+          // Too many previews in a minute: the server says, in Italian, when to retry.
+          const refused = await response.json().catch(() => ({}));
+          if (mine !== sequence) return;
+          out.status.textContent = refused.error || out.status.dataset.failed;
+          form.dataset.previewState = "error";
+          return;
+        }
         if (!response.ok) throw new Error(String(response.status));
         const result = await response.json();
         if (mine !== sequence) return;
