@@ -32,11 +32,11 @@ class ErrorClass(models.TextChoices):
     CERTIFICATE_INVALID = "certificate_invalid", _("Certificato del server non valido")
     SENDER_REFUSED = "sender_refused", _("Mittente non consentito")
     # The configured host/port is not allowed (private address, blocked port).
-    DESTINATION_REFUSED = "destination_refused", _("Server non consentito")
+    DESTINATION_REFUSED = "destination_refused", _("Server non trovato o non consentito")
     NO_MAILBOX = "no_mailbox", _("Nessuna casella configurata")
     # The server could not be reached: temporary, a mailbox problem only if it lasts.
     CONNECTION_FAILED = "connection_failed", _("Server non raggiungibile")
-    HOST_NOT_FOUND = "host_not_found", _("Server inesistente")
+    HOST_NOT_FOUND = "host_not_found", _("Server non trovato o non consentito")
     TIMEOUT = "timeout", _("Il server non risponde")
     # This message or its recipient (permanent for that message).
     RECIPIENT_REFUSED = "recipient_refused", _("Destinatario rifiutato")

@@ -261,6 +261,30 @@ def _security_mismatch() -> Advice:
     )
 
 
+def _destination_unusable(provider: Preset | None, name: str) -> Advice:
+    """A name that does not exist and a name that points somewhere PsicoGest does not
+    connect to read the same: the advice must not tell which internal names resolve."""
+    steps = [str(_("Inserisci il server SMTP pubblico indicato dal tuo provider."))]
+    if provider is not None and provider.host:
+        steps.append(
+            str(
+                _("Per %(provider)s il server è %(host)s.")
+                % {"provider": name, "host": provider.host}
+            )
+        )
+    return Advice(
+        title=str(_("Server non trovato o non consentito")),
+        text=str(
+            _(
+                "PsicoGest non trova un server SMTP pubblico con questo nome: controlla di "
+                "averlo scritto come lo indica il provider. Per sicurezza PsicoGest si collega "
+                "solo a server pubblici, sulle porte 465, 587, 2525 o 25."
+            )
+        ),
+        steps=tuple(steps),
+    )
+
+
 def _unreachable(error_class: str, provider: Preset | None, name: str, port: int | None) -> Advice:
     steps = [str(_("Controlla il nome del server SMTP e la porta."))]
     if provider is not None and provider.host:
@@ -288,17 +312,6 @@ def _unreachable(error_class: str, provider: Preset | None, name: str, port: int
         return Advice(
             title=str(_("Il server non risponde")),
             text=str(_("Il server SMTP non ha risposto in tempo.")),
-            steps=tuple(steps),
-        )
-    if error_class == ErrorClass.HOST_NOT_FOUND:
-        return Advice(
-            title=str(_("Server inesistente")),
-            text=str(
-                _(
-                    "Il nome del server SMTP non esiste: controlla di averlo scritto come lo "
-                    "indica il provider. Per gli invii già in coda PsicoGest riprova più tardi."
-                )
-            ),
             steps=tuple(steps),
         )
     return Advice(
@@ -683,23 +696,10 @@ def advice(
         return _certificate(provider)
     if error_class == ErrorClass.TLS_FAILED:
         return _security_mismatch()
-    if error_class in (
-        ErrorClass.CONNECTION_FAILED,
-        ErrorClass.HOST_NOT_FOUND,
-        ErrorClass.TIMEOUT,
-    ):
+    if error_class in (ErrorClass.CONNECTION_FAILED, ErrorClass.TIMEOUT):
         return _unreachable(error_class, provider, name, port)
-    if error_class == ErrorClass.DESTINATION_REFUSED:
-        return Advice(
-            title=str(_("Server non consentito")),
-            text=str(
-                _(
-                    "Per sicurezza PsicoGest si collega solo a server SMTP pubblici sulle porte "
-                    "465, 587, 2525 o 25."
-                )
-            ),
-            steps=(str(_("Inserisci il server SMTP pubblico indicato dal tuo provider.")),),
-        )
+    if error_class in (ErrorClass.DESTINATION_REFUSED, ErrorClass.HOST_NOT_FOUND):
+        return _destination_unusable(provider, name)
     if error_class == ErrorClass.SENDER_REFUSED:
         return _sender_refused(provider, title_name, enhanced, reply)
     if error_class == ErrorClass.RECIPIENT_REFUSED:

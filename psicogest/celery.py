@@ -31,7 +31,10 @@ app.conf.update(
     # Publishing must not hang a web request when the broker is down: fail fast, the
     # sweeper picks the row up later.
     broker_connection_timeout=2,
-    broker_connection_max_retries=0,
+    # Read only by the worker's consumer and beat (publishing never retries, above and
+    # below): when Redis restarts they wait for it instead of exiting. kombu reads 0 as
+    # "give up on the first refused reconnect".
+    broker_connection_max_retries=None,
     task_publish_retry=False,
     worker_hijack_root_logger=False,
     beat_schedule={

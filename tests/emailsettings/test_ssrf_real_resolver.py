@@ -114,3 +114,34 @@ def test_public_literals_in_any_spelling_pass_the_guard(guard_on, host, address)
     """The guard is not refusing everything: a public address, however spelled, is allowed
     (check_destination resolves only; nothing connects)."""
     assert smtp.check_destination(host, 587) == [address]
+
+
+def test_verify_says_the_same_for_a_missing_name_and_an_internal_one(
+    guard_on, monkeypatch, smtp_account_factory
+):
+    """After "Verifica", a name that does not exist and a name that resolves to an internal
+    address must read alike, or the check maps which internal names exist."""
+    from emailsettings import guidance
+    from emailsettings.failures import ErrorClass
+    from emailsettings.mailbox import verify_mailbox
+
+    resolving = socket.getaddrinfo
+
+    def nxdomain_for_missing(host, *args, **kwargs):
+        if host == "smtp.missing.example":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return resolving(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", nxdomain_for_missing)
+    shown = []
+    for host in ("smtp.missing.example", "127.1"):
+        account = smtp_account_factory(host=host, port=587)
+        result = verify_mailbox(account=account)
+        assert not result.ok and result.failure is not None
+        failure = result.failure
+        advice = guidance.advice(
+            error_class=failure.error_class, preset_key=account.preset, port=587
+        )
+        shown.append((advice, ErrorClass(failure.error_class).label))
+    assert shown[0] == shown[1]
+    assert shown[0][0].title == "Server non trovato o non consentito"

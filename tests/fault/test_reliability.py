@@ -365,14 +365,6 @@ def test_published_send_tasks_carry_no_eta(smtp_server, smtp_account_factory, pr
         assert headers.get("countdown") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "psicogest/celery.py sets broker_connection_max_retries=0, which kombu 5.x reads as "
-        "'no retry': the worker's consumer gives up on the first refused reconnect "
-        "('Unrecoverable error') and the worker exits when Redis restarts. Passes with None."
-    ),
-)
 def test_redis_restarted_under_a_busy_worker_sweeper_sends_each_once(
     own_redis,  # noqa: F811
     settings,
