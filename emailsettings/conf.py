@@ -166,3 +166,13 @@ def warmup_daily_quota() -> int:
 def smart_mail_daily_quota() -> int:
     """Smart Mail messages per rolling 24 hours after the warm-up; 0 = no daily limit."""
     return max(0, int(_number("EMAILSETTINGS_SMART_MAIL_DAILY_QUOTA", 2000)))
+
+
+def bounce_watch_days() -> float:
+    """How far back the mailbox is read for bounces of personal-SMTP invoices."""
+    return _number("EMAILSETTINGS_BOUNCE_WATCH_DAYS", 7)
+
+
+def mailbox_read_interval_seconds() -> float:
+    """How often a mailbox with recent sends is read (doubled after each failed read)."""
+    return _number("EMAILSETTINGS_MAILBOX_READ_INTERVAL_SECONDS", 300)

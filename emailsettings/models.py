@@ -80,6 +80,17 @@ class SmtpAccount(models.Model):
     unreachable_since = models.DateTimeField(null=True, blank=True)
     # The classified failure: {"phase", "code", "enhanced", "error_class", "reply"}.
     last_error = models.JSONField(default=dict, blank=True)
+    # Reading bounces back from the same mailbox (IMAP, same credentials): opt-in.
+    imap_enabled = models.BooleanField(_("leggi le risposte dalla casella"), default=False)
+    imap_host = models.CharField(_("server IMAP"), max_length=255, blank=True)
+    imap_port = models.PositiveIntegerField(_("porta IMAP"), default=993)
+    imap_security = models.CharField(
+        _("sicurezza IMAP"), max_length=10, choices=Security.choices, default="ssl"
+    )
+    imap_read_at = models.DateTimeField(null=True, blank=True)
+    imap_next_read_at = models.DateTimeField(null=True, blank=True)
+    imap_failures = models.PositiveSmallIntegerField(default=0)
+    imap_error = models.CharField(max_length=300, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = OwnedQuerySet.as_manager()
@@ -261,6 +272,7 @@ class EventKind(models.TextChoices):
     QUEUED = "queued", _("messa in coda")
     ATTEMPT = "attempt", _("tentativo")
     WEBHOOK = "webhook", _("notifica del provider")
+    MAILBOX = "mailbox", _("notifica nella casella")
     ACTION = "action", _("azione")
 
 
@@ -373,3 +385,22 @@ class SenderDomain(models.Model):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class MailboxFolderState(models.Model):
+    """How far a mailbox folder has been read for bounces: UIDs up to ``last_uid`` of this
+    ``uidvalidity`` were looked at once and are never read again."""
+
+    account = models.ForeignKey(SmtpAccount, on_delete=models.CASCADE, related_name="folders")
+    folder = models.CharField(max_length=255)
+    uidvalidity = models.BigIntegerField(default=0)
+    last_uid = models.BigIntegerField(default=0)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "folder"], name="mailbox_folder_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}:{self.folder}"

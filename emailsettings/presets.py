@@ -503,3 +503,42 @@ def preset_for_mx(mx_host: str) -> Preset | None:
         if preset.matches_mx(mx_host):
             return preset
     return None
+
+
+# Where each provider's mailbox is read (IMAP), for bounces and PEC receipts:
+# (host, port, security). Same credentials as SMTP.
+IMAP_SERVERS: dict[str, tuple[str, int, str]] = {
+    "gmail": ("imap.gmail.com", 993, "ssl"),
+    "google_workspace": ("imap.gmail.com", 993, "ssl"),
+    "outlook": ("outlook.office365.com", 993, "ssl"),
+    "microsoft365": ("outlook.office365.com", 993, "ssl"),
+    "yahoo": ("imap.mail.yahoo.com", 993, "ssl"),
+    "icloud": ("imap.mail.me.com", 993, "ssl"),
+    "libero": ("imapmail.libero.it", 993, "ssl"),
+    "virgilio": ("in.virgilio.it", 993, "ssl"),
+    "tiscali": ("imap.tiscali.it", 993, "ssl"),
+    "alice": ("in.alice.it", 143, "starttls"),
+    "tim": ("imap.tim.it", 143, "starttls"),
+    "fastweb": ("imap.fastwebnet.it", 993, "ssl"),
+    "emailit": ("in.email.it", 993, "ssl"),
+    "aruba": ("imaps.aruba.it", 993, "ssl"),
+    "aruba_pec": ("imaps.pec.aruba.it", 993, "ssl"),
+    "legalmail": ("imaps.cert.legalmail.it", 993, "ssl"),
+    "postecert": ("mail.postecert.it", 993, "ssl"),
+    "ovh": ("ssl0.ovh.net", 993, "ssl"),
+    "zoho": ("imap.zoho.com", 993, "ssl"),
+    "zoho_eu": ("imap.zoho.eu", 993, "ssl"),
+    "gmx": ("imap.gmx.com", 993, "ssl"),
+    "posteo": ("posteo.de", 993, "ssl"),
+}
+
+
+def imap_server(preset_key: str | None) -> tuple[str, int, str] | None:
+    """The provider's IMAP server, or ``None`` (a custom server: the practitioner types it;
+    the local test server: its own IMAP side, when it has one)."""
+    if preset_key == LOCAL_KEY:
+        local = conf.local_test_server() or {}
+        if not local.get("imap_port"):
+            return None
+        return (str(local.get("host", "localhost")), int(local["imap_port"]), "ssl")
+    return IMAP_SERVERS.get(preset_key or "")

@@ -57,11 +57,11 @@ PhaseCallback = Callable[[str], None]
 # --- destination guard ------------------------------------------------------------------
 
 
-def check_destination(host: str, port: int) -> list[str]:
+def check_destination(host: str, port: int, *, ports: tuple[int, ...] = ALLOWED_PORTS) -> list[str]:
     """Resolve ``host`` once and return its addresses, all checked.
 
     Raises :class:`~emailsettings.exceptions.DestinationRefused` (a ``ValidationError``) for a
-    port outside 465/587/2525/25 or any non-public address; with
+    port outside ``ports`` (SMTP's 465/587/2525/25 unless told) or any non-public address; with
     ``EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS`` on, every address and port is allowed. A host
     that does not resolve raises it with ``code="host_not_found"``.
 
@@ -77,7 +77,7 @@ def check_destination(host: str, port: int) -> list[str]:
     host = (host or "").strip()
     if not host:
         raise DestinationRefused(_("Indica il server SMTP."), code="host_missing")
-    if not 0 < int(port) < 65536 or (not allow_private and int(port) not in ALLOWED_PORTS):
+    if not 0 < int(port) < 65536 or (not allow_private and int(port) not in ports):
         raise DestinationRefused(
             _("La porta %(port)s non è consentita: usa 465 (SSL) o 587 (STARTTLS).")
             % {"port": port},

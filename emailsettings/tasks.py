@@ -91,3 +91,29 @@ def recheck_sender_domains_task() -> None:
     from .dns import recheck_verified_domains
 
     recheck_verified_domains()
+
+
+# --- reading bounces back from the practitioners' own mailboxes --------------------------
+
+
+@shared_task(name="emailsettings.read_mailboxes")
+def read_mailboxes_task() -> None:
+    """One read task per opted-in mailbox that is due and has recent sends (beat)."""
+    from .delivery.mailreader import due_accounts
+    from .delivery.publish import publish_task
+
+    for account_id in due_accounts():
+        publish_task("emailsettings.read_mailbox", [account_id])
+
+
+@shared_task(
+    name="emailsettings.read_mailbox",
+    soft_time_limit=CHECK_SOFT_TIME_LIMIT,
+    time_limit=CHECK_TIME_LIMIT,
+)
+def read_mailbox_task(account_id: int) -> None:
+    from .delivery.mailreader import read_mailbox
+
+    account = SmtpAccount.objects.filter(pk=account_id, imap_enabled=True).first()
+    if account is not None:
+        read_mailbox(account)

@@ -46,6 +46,8 @@ app.conf.update(
             "task": "emailsettings.recheck_sender_domains",
             "schedule": 24 * 3600.0,
         },
+        # Bounces of personal-SMTP invoices, read from the opted-in mailboxes.
+        "mailbox-bounce-reader": {"task": "emailsettings.read_mailboxes", "schedule": 300.0},
         "delivery-body-purge": {
             "task": "emailsettings.purge_delivery_bodies",
             "schedule": 6 * 3600.0,

@@ -309,6 +309,8 @@ for _name in (
     "EMAILSETTINGS_WARMUP_DAYS",
     "EMAILSETTINGS_WARMUP_DAILY_QUOTA",
     "EMAILSETTINGS_SMART_MAIL_DAILY_QUOTA",
+    "EMAILSETTINGS_BOUNCE_WATCH_DAYS",
+    "EMAILSETTINGS_MAILBOX_READ_INTERVAL_SECONDS",
 ):
     if env.str(_name, default=""):
         globals()[_name] = env.float(_name)

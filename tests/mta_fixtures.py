@@ -8,13 +8,17 @@ test can check how the product's SMTP client behaves against it:
   Postfix asks (a unix socket), a passwd-file with the test users and an IMAP listener with
   implicit TLS on 127.0.0.1 (``imap_port``) reading the same maildirs Postfix delivers to;
 - a private **Postfix** (``postfix -c <its own config_directory> start``) whose master.cf has
-  only three smtpd listeners on 127.0.0.1 plus the internal services local delivery needs:
+  only four smtpd listeners on 127.0.0.1 plus the internal services local delivery needs:
 
   ``submission_port``  STARTTLS required (``smtpd_tls_security_level=encrypt``), AUTH through
                        Dovecot after TLS, ``permit_sasl_authenticated,reject``;
   ``smtps_port``       the same with implicit TLS (``smtpd_tls_wrappermode=yes``, like 465);
   ``no8bitmime_port``  like ``submission_port`` but its EHLO does not offer 8BITMIME
-                       (``smtpd_discard_ehlo_keywords=8bitmime``).
+                       (``smtpd_discard_ehlo_keywords=8bitmime``);
+  ``accept_all_port``  like ``submission_port`` but RCPT to an unknown user of ``domain`` is
+                       accepted (``smtpd_reject_unlisted_recipient=no``): ``virtual(8)`` then
+                       bounces it to the sender ("User unknown in virtual mailbox table"),
+                       as a recipient's server does after accepting the message.
 
   Mail for the users of ``domain`` (studio.test) is delivered by ``virtual(8)`` into maildirs
   under the temporary directory (``messages(user)``); RCPT to anyone else at that domain gets
@@ -29,7 +33,8 @@ Test-friendly deviations from a stock server: Dovecot answers a wrong password w
 else (EHLO keywords, replies, SMTPUTF8, size limit 10240000) is Postfix 3.7's default.
 
 The object (``PostfixMTA``): ``host``, ``submission_port``, ``smtps_port``,
-``no8bitmime_port``, ``imap_port``, ``user``/``password`` (maria@studio.test), ``users``
+``no8bitmime_port``, ``accept_all_port``, ``imap_port``, ``user``/``password``
+(maria@studio.test), ``users``
 (all accounts, also paziente@studio.test), ``domain``, ``ca_file``; ``log_text()``,
 ``clear_log()``, ``wait_for_log(regex)``, ``auth_attempts()``, ``failed_auth_count()``,
 ``client_commands(service=None)``, ``messages(user)``, ``wait_for_messages(user, count)``,
@@ -120,6 +125,7 @@ class PostfixMTA:
         self.submission_port = free_port(self.host)
         self.smtps_port = free_port(self.host)
         self.no8bitmime_port = free_port(self.host)
+        self.accept_all_port = free_port(self.host)
         self.imap_port = free_port(self.host)
         self.config_dir = directory / "postfix"
         self.queue_dir = directory / "queue"
@@ -446,7 +452,7 @@ service auth {{
             "smtpd_banner": "$myhostname ESMTP Postfix (PsicoGest test MTA)",
             "biff": "no",
             "append_dot_mydomain": "no",
-            # TLS and SASL for every listener (all three are in master.cf below).
+            # TLS and SASL for every listener (all of them are in master.cf below).
             "smtpd_tls_cert_file": str(self.cert_file),
             "smtpd_tls_key_file": str(self.key_file),
             "smtpd_tls_loglevel": "1",
@@ -477,6 +483,7 @@ service auth {{
             (self.submission_port, "submission", []),
             (self.smtps_port, "smtps", ["smtpd_tls_wrappermode=yes"]),
             (self.no8bitmime_port, "no8bitmime", ["smtpd_discard_ehlo_keywords=8bitmime"]),
+            (self.accept_all_port, "acceptall", ["smtpd_reject_unlisted_recipient=no"]),
         ]
         lines = ["# service type  private unpriv  chroot  wakeup  maxproc command + args"]
         for port, name, extra in listeners:
@@ -523,6 +530,7 @@ service auth {{
             "submission": (self.submission_port, None, b"220 "),
             "smtps": (self.smtps_port, context, b"220 "),
             "no8bitmime": (self.no8bitmime_port, None, b"220 "),
+            "acceptall": (self.accept_all_port, None, b"220 "),
             "imaps": (self.imap_port, context, b"* OK"),
         }
         deadline = time.monotonic() + timeout

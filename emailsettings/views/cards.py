@@ -28,6 +28,8 @@ CARDS: dict[str, str] = {
     "channel": "channel",
     "sender_domain": "sender-domain",
     "smtp": "smtp",
+    # The mailbox-reading option, inside the SMTP card.
+    "reading": "smtp-reading",
 }
 
 

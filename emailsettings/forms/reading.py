@@ -1,0 +1,68 @@
+"""The "Leggi le risposte dalla casella" option of the personal mailbox (bounce reading).
+
+Same credentials as SMTP; the IMAP server comes from the provider (``presets.IMAP_SERVERS``)
+unless typed. Nothing is looked up on save: the guarded connection checks the destination
+at every read (:mod:`emailsettings.imap`), and a refusal shows on the card as the reason of
+the last read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from .. import conf, presets
+from ..imap import IMAP_PORTS
+from ..models import SmtpAccount
+from .smtp import HOSTNAME_RE, SECURITY_CHOICES, _is_ip_literal
+
+
+class MailboxReadingForm(forms.ModelForm):
+    imap_security = forms.ChoiceField(label=_("Sicurezza IMAP"), choices=SECURITY_CHOICES)
+
+    class Meta:
+        model = SmtpAccount
+        fields = ("imap_enabled", "imap_host", "imap_port", "imap_security")
+        help_texts = {
+            "imap_enabled": _(
+                "PsicoGest legge la posta in arrivo (e la cartella spam) della casella solo "
+                "per riconoscere gli avvisi di mancata consegna delle fatture inviate negli "
+                "ultimi giorni. Non segna nulla come letto, non sposta e non cancella "
+                "messaggi, e non conserva le altre mail."
+            ),
+            "imap_host": _("Lascia vuoto per usare il server del tuo provider."),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        known = presets.imap_server(self.instance.preset)
+        self.fields["imap_host"].required = False
+        if known:
+            self.fields["imap_host"].widget.attrs["placeholder"] = known[0]
+        for name in self.fields:
+            self.fields[name].widget.attrs.setdefault("id", f"id_reading_{name}")
+
+    def clean_imap_host(self) -> str:
+        host: str = (self.cleaned_data.get("imap_host") or "").strip().rstrip(".").lower()
+        if host and not (HOSTNAME_RE.match(host) or _is_ip_literal(host)):
+            raise ValidationError(
+                _("Scrivi solo il nome del server, ad es. imap.esempio.it."), code="invalid"
+            )
+        return host
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or self.cleaned_data
+        port = cleaned.get("imap_port")
+        if port and port not in IMAP_PORTS and not conf.allow_private_smtp_hosts():
+            self.add_error("imap_port", _("Porta non consentita: usa 993 (SSL/TLS) o 143."))
+        if port == 993 and cleaned.get("imap_security") == "starttls":
+            self.add_error("imap_security", _("La porta 993 usa SSL/TLS."))
+        known = presets.imap_server(self.instance.preset)
+        if cleaned.get("imap_enabled") and not cleaned.get("imap_host") and not known:
+            self.add_error(
+                "imap_host", _("Indica il server IMAP: il tuo provider non è tra quelli noti.")
+            )
+        return cleaned
