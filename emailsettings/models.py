@@ -404,3 +404,33 @@ class MailboxFolderState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}:{self.folder}"
+
+
+class PecReceipt(models.Model):
+    """A PEC receipt for a delivery, kept as received: the practitioner's legal proof of
+    acceptance or delivery (or the notice of non-delivery)."""
+
+    practitioner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pec_receipts"
+    )
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="receipts")
+    kind = models.CharField(max_length=40)
+    # The receipt's own Message-ID: the same receipt read twice is stored once.
+    message_id = models.CharField(max_length=255)
+    recipient = models.CharField(max_length=254, blank=True)
+    issued_at = models.DateTimeField()
+    raw = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["practitioner", "message_id"], name="pec_receipt_unique"
+            )
+        ]
+        ordering = ["issued_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.delivery_id}"

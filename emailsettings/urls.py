@@ -30,4 +30,5 @@ urlpatterns = [
     path("invii/<int:pk>/riprova/", reports.delivery_retry, name="delivery_retry"),
     path("invii/<int:pk>/smart-mail/", reports.delivery_smart_mail, name="delivery_smart_mail"),
     path("invii/<int:pk>/riattiva/", reports.delivery_reactivate, name="delivery_reactivate"),
+    path("invii/<int:pk>/ricevute/<int:receipt_pk>/", reports.pec_receipt, name="pec_receipt"),
 ]

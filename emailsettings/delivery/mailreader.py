@@ -28,14 +28,14 @@ from .. import conf, presets
 from ..crypto import DecryptionError
 from ..imap import ImapError, ImapServer, open_mailbox
 from ..models import Channel, Delivery, MailboxFolderState, SmtpAccount
-from . import bounces
+from . import bounces, pec
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 50
 MAX_BOUNCE_BYTES = 5 * 1024 * 1024
 MAX_BACKOFF = datetime.timedelta(hours=6)
-_HEADERS = b"BODY[HEADER.FIELDS (FROM RETURN-PATH AUTO-SUBMITTED CONTENT-TYPE)]"
+_HEADERS = b"BODY[HEADER.FIELDS (FROM RETURN-PATH AUTO-SUBMITTED CONTENT-TYPE X-RICEVUTA)]"
 _FETCH_HEADERS = ["RFC822.SIZE", "BODYSTRUCTURE", _HEADERS.replace(b"BODY", b"BODY.PEEK", 1)]
 _SYSTEM_SENDERS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mdaemon"})
 _NOTICE_TYPES = frozenset(
@@ -47,6 +47,7 @@ _NOTICE_TYPES = frozenset(
 class ReadResult:
     ok: bool
     looked_at: int = 0
+    # Bounces and PEC receipts matched to a delivery.
     bounces: int = 0
     error: str = ""
 
@@ -101,8 +102,12 @@ def looks_automatic(data: dict[bytes, Any]) -> bool:
     """Whether a message's headers and structure look like an automatic notice."""
     if int(data.get(b"RFC822.SIZE", 0)) > MAX_BOUNCE_BYTES:
         return False
-    headers = BytesHeaderParser().parsebytes(data.get(_HEADERS, b"") or b"")
-    if str(headers.get("Return-Path", "")).strip() == "<>":
+    # The server echoes the item name in its own spelling: find it by its prefix.
+    raw_headers = next(
+        (value for key, value in data.items() if key.upper().startswith(b"BODY[HEADER")), b""
+    )
+    headers = BytesHeaderParser().parsebytes(raw_headers or b"")
+    if headers.get("X-Ricevuta") or str(headers.get("Return-Path", "")).strip() == "<>":
         return True
     auto = str(headers.get("Auto-Submitted", "")).strip().lower()
     if auto and auto != "no":
@@ -131,10 +136,7 @@ def _read_folder(
         bodies = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
         for uid in wanted:
             raw = bodies.get(uid, {}).get(b"BODY[]")
-            bounce = bounces.parse(raw) if raw else None
-            if bounce is not None and bounces.apply(
-                bounce, practitioner_id=account.practitioner_id, window=_watch_window()
-            ):
+            if raw and _notice(raw, account.practitioner_id):
                 found += 1
         looked_at += len(chunk)
         state.last_uid = chunk[-1]
@@ -144,6 +146,17 @@ def _read_folder(
         state.read_at = timezone.now()
         state.save()
     return looked_at, found
+
+
+def _notice(raw: bytes, practitioner_id: int) -> bool:
+    """Record a PEC receipt or a bounce found in the mailbox; whether it was one of ours."""
+    receipt = pec.parse(raw)
+    if receipt is not None:
+        return pec.apply(receipt, practitioner_id=practitioner_id) is not None
+    bounce = bounces.parse(raw)
+    return bounce is not None and bool(
+        bounces.apply(bounce, practitioner_id=practitioner_id, window=_watch_window())
+    )
 
 
 def _folders(client: imapclient.IMAPClient) -> list[str]:

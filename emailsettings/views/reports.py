@@ -27,13 +27,15 @@ from django.template.loader import get_template
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import report
+from ..delivery import pec
 from ..forms.ids import parse_id
 from ..forms.report import DeliveryFilterForm
-from ..models import Delivery, DeliveryStatus, SuppressedAddress
+from ..models import Delivery, DeliveryStatus, PecReceipt, SuppressedAddress
 
 
 def _query_without(params: QueryDict, *names: str) -> QueryDict:
@@ -118,8 +120,12 @@ def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
         .first()
     )
     back = _back_to_list(request, request.GET.get("next", ""))
+    receipts = list(delivery.receipts.only("id", "kind", "issued_at"))
+    for receipt in receipts:
+        receipt.label = pec.label(receipt.kind)  # type: ignore[attr-defined]
     context = {
         "delivery": delivery,
+        "receipts": receipts,
         "patient_url": _patient_url(delivery),
         "row": row,
         "events": events,
@@ -341,3 +347,19 @@ def deliveries_bulk_retry(request: HttpRequest) -> HttpResponse:
     ):
         back = reverse("emailsettings:deliveries")
     return HttpResponseRedirect(back)
+
+
+@login_required
+@require_GET
+def pec_receipt(request: HttpRequest, pk: int, receipt_pk: int) -> HttpResponse:
+    """A PEC receipt as received (``.eml``), only for the practitioner it belongs to."""
+    receipt = get_object_or_404(
+        PecReceipt.objects.owned_by(request.user),  # type: ignore[arg-type]
+        pk=receipt_pk,
+        delivery_id=pk,
+    )
+    response = HttpResponse(bytes(receipt.raw), content_type="message/rfc822")
+    number = slugify(receipt.delivery.invoice_number) or str(pk)
+    response["Content-Disposition"] = f'attachment; filename="ricevuta-{receipt.kind}-{number}.eml"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
