@@ -33,6 +33,11 @@ def platform_from() -> str:
     return str(getattr(settings, "EMAILSETTINGS_PLATFORM_FROM", "fatture@mail.psicogest.test"))
 
 
+def site_url() -> str:
+    """The product's address for links in emails (no trailing slash)."""
+    return str(getattr(settings, "EMAILSETTINGS_SITE_URL", "http://localhost:8000")).rstrip("/")
+
+
 def _text(name: str, default: str) -> str:
     value = getattr(settings, name, None)
     return default if value in (None, "") else str(value)

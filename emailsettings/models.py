@@ -91,6 +91,8 @@ class SmtpAccount(models.Model):
     imap_next_read_at = models.DateTimeField(null=True, blank=True)
     imap_failures = models.PositiveSmallIntegerField(default=0)
     imap_error = models.CharField(max_length=300, blank=True)
+    # The last "your mailbox needs attention" email to the practitioner (at most one a day).
+    alerted_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = OwnedQuerySet.as_manager()

@@ -62,9 +62,12 @@ def send_test_mail_task(account_id: int) -> None:
 @shared_task(name="emailsettings.send_deliveries")
 def send_deliveries_task(delivery_ids: list[int]) -> None:
     """Send a batch of deliveries (one practitioner's, one connection)."""
+    from .delivery.health import after_batch
     from .delivery.worker import send_batch
 
-    send_batch(delivery_ids=[int(pk) for pk in delivery_ids])
+    ids = [int(pk) for pk in delivery_ids]
+    send_batch(delivery_ids=ids)
+    after_batch(ids)
 
 
 @shared_task(name="emailsettings.sweep_deliveries")
@@ -117,3 +120,29 @@ def read_mailbox_task(account_id: int) -> None:
     account = SmtpAccount.objects.filter(pk=account_id, imap_enabled=True).first()
     if account is not None:
         read_mailbox(account)
+
+
+# --- the daily health check of the personal mailboxes ---------------------------------------
+
+
+@shared_task(name="emailsettings.check_mailboxes")
+def check_mailboxes_task() -> None:
+    """One check task per mailbox in use (beat, daily)."""
+    from .delivery.health import accounts_in_use
+    from .delivery.publish import publish_task
+
+    for account_id in accounts_in_use():
+        publish_task("emailsettings.check_mailbox", [account_id])
+
+
+@shared_task(
+    name="emailsettings.check_mailbox",
+    soft_time_limit=CHECK_SOFT_TIME_LIMIT,
+    time_limit=CHECK_TIME_LIMIT,
+)
+def check_mailbox_task(account_id: int) -> None:
+    from .delivery.health import check_account
+
+    account = SmtpAccount.objects.select_related("practitioner").filter(pk=account_id).first()
+    if account is not None:
+        check_account(account)

@@ -48,6 +48,12 @@ app.conf.update(
         },
         # Bounces of personal-SMTP invoices, read from the opted-in mailboxes.
         "mailbox-bounce-reader": {"task": "emailsettings.read_mailboxes", "schedule": 300.0},
+        # Log in to every mailbox in use once a day: a changed password is found before
+        # the month's invoices fail on it.
+        "mailbox-health-check": {
+            "task": "emailsettings.check_mailboxes",
+            "schedule": 24 * 3600.0,
+        },
         "delivery-body-purge": {
             "task": "emailsettings.purge_delivery_bodies",
             "schedule": 6 * 3600.0,

@@ -317,6 +317,8 @@ for _name in (
 EMAILSETTINGS_PLATFORM_FROM = env.str(
     "EMAILSETTINGS_PLATFORM_FROM", default="fatture@mail.psicogest.test"
 )
+# Where the product is reached (links in the emails it sends to practitioners).
+EMAILSETTINGS_SITE_URL = env.str("EMAILSETTINGS_SITE_URL", default="http://localhost:8000")
 EMAILSETTINGS_ENCRYPTION_KEYS = env.list("EMAILSETTINGS_ENCRYPTION_KEYS", default=[]) or [
     _dev_secret("encryption_key", lambda: Fernet.generate_key().decode())
 ]
