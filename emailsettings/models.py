@@ -91,6 +91,9 @@ class SmtpAccount(models.Model):
     imap_next_read_at = models.DateTimeField(null=True, blank=True)
     imap_failures = models.PositiveSmallIntegerField(default=0)
     imap_error = models.CharField(max_length=300, blank=True)
+    # A copy of each invoice mail in the mailbox's Sent folder (IMAP APPEND); never for
+    # Gmail, which files what its SMTP server sends by itself.
+    sent_copy = models.BooleanField(_("salva una copia nella posta inviata"), default=True)
     # The last "your mailbox needs attention" email to the practitioner (at most one a day).
     alerted_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -436,3 +439,32 @@ class PecReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.delivery_id}"
+
+
+class SentCopyState(models.TextChoices):
+    PENDING = "pending", _("da salvare")
+    FILED = "filed", _("salvata")
+    FAILED = "failed", _("non salvata")
+
+
+class SentCopy(models.Model):
+    """The exact bytes of a sent invoice mail, kept until they are filed in the mailbox's
+    Sent folder (then dropped)."""
+
+    delivery = models.OneToOneField(Delivery, on_delete=models.CASCADE, related_name="sent_copy")
+    account = models.ForeignKey(SmtpAccount, on_delete=models.CASCADE, related_name="sent_copies")
+    raw = models.BinaryField(blank=True)
+    state = models.CharField(
+        max_length=10, choices=SentCopyState.choices, default=SentCopyState.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "state", "next_attempt_at"], name="sent_copy_due")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id}:{self.state}"

@@ -68,6 +68,15 @@ def send_deliveries_task(delivery_ids: list[int]) -> None:
     ids = [int(pk) for pk in delivery_ids]
     send_batch(delivery_ids=ids)
     after_batch(ids)
+    _file_sent_copies_soon()
+
+
+def _file_sent_copies_soon() -> None:
+    from .delivery.publish import publish_task
+    from .delivery.sentcopy import accounts_with_pending
+
+    for account_id in accounts_with_pending():
+        publish_task("emailsettings.file_sent_copies", [account_id])
 
 
 @shared_task(name="emailsettings.sweep_deliveries")
@@ -107,6 +116,7 @@ def read_mailboxes_task() -> None:
 
     for account_id in due_accounts():
         publish_task("emailsettings.read_mailbox", [account_id])
+    _file_sent_copies_soon()
 
 
 @shared_task(
@@ -146,3 +156,17 @@ def check_mailbox_task(account_id: int) -> None:
     account = SmtpAccount.objects.select_related("practitioner").filter(pk=account_id).first()
     if account is not None:
         check_account(account)
+
+
+@shared_task(
+    name="emailsettings.file_sent_copies",
+    soft_time_limit=CHECK_SOFT_TIME_LIMIT,
+    time_limit=CHECK_TIME_LIMIT,
+)
+def file_sent_copies_task(account_id: int) -> None:
+    """File the mailbox's sent invoice mails in its Sent folder (IMAP APPEND)."""
+    from .delivery.sentcopy import file_pending
+
+    account = SmtpAccount.objects.filter(pk=account_id).first()
+    if account is not None:
+        file_pending(account)

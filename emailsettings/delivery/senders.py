@@ -255,6 +255,7 @@ class SmtpSender:
         from .. import smtp
         from ..exceptions import DeliveryError
         from ..messages import message_bytes
+        from . import sentcopy
 
         data = message_bytes(message)
 
@@ -291,6 +292,7 @@ class SmtpSender:
                     # No reply, or a failure before the session was ready: it is unusable.
                     self._drop()
                 return failure
+            sentcopy.keep(self.account, delivery.pk, data)
             return Accepted(
                 reply=_reply_text(reply.reply),
                 code=reply.code,

@@ -25,7 +25,7 @@ class MailboxReadingForm(forms.ModelForm):
 
     class Meta:
         model = SmtpAccount
-        fields = ("imap_enabled", "imap_host", "imap_port", "imap_security")
+        fields = ("imap_enabled", "sent_copy", "imap_host", "imap_port", "imap_security")
         help_texts = {
             "imap_enabled": _(
                 "PsicoGest legge la posta in arrivo (e la cartella spam) della casella solo "
@@ -33,12 +33,20 @@ class MailboxReadingForm(forms.ModelForm):
                 "ultimi giorni. Non segna nulla come letto, non sposta e non cancella "
                 "messaggi, e non conserva le altre mail."
             ),
+            "sent_copy": _(
+                "Dopo l'invio PsicoGest mette una copia di ogni mail nella cartella della posta "
+                "inviata della casella, come fa il tuo programma di posta."
+            ),
             "imap_host": _("Lascia vuoto per usare il server del tuo provider."),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         known = presets.imap_server(self.instance.preset)
+        preset = presets.get_preset(self.instance.preset)
+        if preset is not None and preset.family == "google":
+            # Gmail files what its SMTP server sends by itself: a copy would be a duplicate.
+            del self.fields["sent_copy"]
         self.fields["imap_host"].required = False
         if known:
             self.fields["imap_host"].widget.attrs["placeholder"] = known[0]

@@ -51,6 +51,7 @@ def save_reading(request: HttpRequest) -> HttpResponse:
     reading.save(
         update_fields=[
             "imap_enabled",
+            "sent_copy",
             "imap_host",
             "imap_port",
             "imap_security",

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.django_db
 def test_opting_in_uses_the_providers_imap_server(logged_client, smtp_account_factory):
     account = smtp_account_factory(None, preset="gmail", host="smtp.gmail.com", port=587)
     page = logged_client.get(SETTINGS_URL).content.decode()
-    assert "Rimbalzi: leggi le risposte dalla casella" in page
+    assert "Rimbalzi e posta inviata (IMAP)" in page
     assert 'placeholder="imap.gmail.com"' in page
+    assert "reading-sent_copy" not in page  # Gmail files its sent mail by itself
 
     response = logged_client.post(
         SAVE_URL,

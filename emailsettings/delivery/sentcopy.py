@@ -1,0 +1,135 @@
+"""A copy of each invoice mail in the mailbox's Sent folder, like a mail client keeps.
+
+After the server accepted a message, its exact bytes are kept (:func:`keep`) and filed by
+IMAP ``APPEND`` in the Sent folder — found by SPECIAL-USE ``\\Sent`` (RFC 6154), then by its
+usual names — flagged ``\\Seen`` and dated when it was sent (:func:`file_pending`); then the
+bytes are dropped. Optional per mailbox (``SmtpAccount.sent_copy``, on by default) and never
+for Gmail, whose SMTP server files sent mail by itself. A failing append never changes the
+delivery's outcome: it is retried a few times, then noted on the delivery's timeline.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+import imapclient
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .. import presets
+from ..crypto import DecryptionError
+from ..imap import ImapError, open_mailbox
+from ..models import Delivery, EventKind, SentCopy, SentCopyState, SmtpAccount
+from . import lifecycle
+from .mailreader import server_for
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+RETRY_AFTER = datetime.timedelta(minutes=5)
+# Names mail clients and providers give the Sent folder, after SPECIAL-USE and imapclient's.
+SENT_NAMES = ("Posta inviata", "Inviati", "Elementi inviati", "INBOX.Sent", "INBOX/Sent")
+
+
+def wanted(account: SmtpAccount) -> bool:
+    preset = presets.get_preset(account.preset)
+    if not account.sent_copy or (preset is not None and preset.family == "google"):
+        return False
+    return server_for(account) is not None
+
+
+def keep(account: SmtpAccount, delivery_id: int, data: bytes) -> None:
+    """Keep the bytes just accepted by the server, to file them in Sent."""
+    if wanted(account):
+        SentCopy.objects.get_or_create(
+            delivery_id=delivery_id, defaults={"account": account, "raw": data}
+        )
+
+
+def accounts_with_pending(now: datetime.datetime | None = None) -> list[int]:
+    now = now or timezone.now()
+    return list(
+        SentCopy.objects.filter(state=SentCopyState.PENDING, next_attempt_at__lte=now)
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+
+
+def _sent_folder(client: imapclient.IMAPClient) -> str | None:
+    found = client.find_special_folder(imapclient.imapclient.SENT)
+    if found:
+        return str(found)
+    names = {str(folder[2]) for folder in client.list_folders()}
+    return next((name for name in SENT_NAMES if name in names), None)
+
+
+def file_pending(account: SmtpAccount, *, now: datetime.datetime | None = None) -> int:
+    """File ``account``'s due copies; how many were filed."""
+    now = now or timezone.now()
+    due = list(
+        SentCopy.objects.filter(
+            account=account, state=SentCopyState.PENDING, next_attempt_at__lte=now
+        ).select_related("delivery")[:200]
+    )
+    if not due:
+        return 0
+    server = server_for(account)
+    try:
+        if server is None:
+            raise ImapError(_("Indica il server IMAP della casella."))
+        client = open_mailbox(server, username=account.username, password=account.get_password())
+    except (ImapError, DecryptionError) as err:
+        for copy in due:
+            _failed(copy, str(err) if isinstance(err, ImapError) else "", now)
+        return 0
+    filed = 0
+    try:
+        folder = _sent_folder(client)
+        for copy in due:
+            if folder is None:
+                _failed(
+                    copy, _("la casella non ha una cartella della posta inviata"), now, last=True
+                )
+                continue
+            try:
+                client.append(
+                    folder,
+                    bytes(copy.raw),
+                    flags=[imapclient.SEEN],
+                    msg_time=copy.delivery.sent_at or copy.created_at,
+                )
+            except (imapclient.exceptions.IMAPClientError, OSError) as err:
+                _failed(copy, type(err).__name__, now)
+                continue
+            SentCopy.objects.filter(pk=copy.pk).update(
+                state=SentCopyState.FILED, raw=b"", attempts=copy.attempts + 1
+            )
+            filed += 1
+    finally:
+        try:
+            client.logout()
+        except (OSError, imapclient.exceptions.IMAPClientError):
+            client.shutdown()
+    return filed
+
+
+def _failed(copy: SentCopy, reason: str, now: datetime.datetime, *, last: bool = False) -> None:
+    attempts = copy.attempts + 1
+    if attempts < MAX_ATTEMPTS and not last:
+        SentCopy.objects.filter(pk=copy.pk).update(
+            attempts=attempts, next_attempt_at=now + RETRY_AFTER * 2**attempts
+        )
+        return
+    SentCopy.objects.filter(pk=copy.pk).update(
+        attempts=attempts, state=SentCopyState.FAILED, raw=b""
+    )
+    text = _("La copia nella posta inviata della casella non è stata salvata")
+    text = f"{text}: {reason}." if reason else f"{text}."
+    status = Delivery.objects.only("status").get(pk=copy.delivery_id).status
+    lifecycle.transition(
+        Delivery.objects.filter(pk=copy.delivery_id, status=status),
+        to=status,
+        text=text,
+        kind=EventKind.MAILBOX,
+    )
