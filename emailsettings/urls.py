@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import covermail, mailbox, reports, senderdomain, sending, settings, smtp
+from .views import covermail, mailbox, options, reports, senderdomain, sending, settings, smtp
 
 app_name = "emailsettings"
 
@@ -13,6 +13,7 @@ urlpatterns = [
     path("impostazioni/smtp/stato/", mailbox.status, name="mailbox_status"),
     path("impostazioni/smtp/rileva/", smtp.autodetect, name="smtp_autodetect"),
     path("impostazioni/canale/", smtp.save_channel, name="channel_save"),
+    path("impostazioni/opzioni/", options.save_options, name="options_save"),
     path("impostazioni/dominio/verifica/", senderdomain.verify, name="sender_domain_verify"),
     path("impostazioni/mail/salva/", covermail.save, name="covermail_save"),
     path("impostazioni/mail/ripristina/", covermail.restore_default, name="covermail_restore"),
@@ -29,4 +30,6 @@ urlpatterns = [
     path("invii/<int:pk>/riprova/", reports.delivery_retry, name="delivery_retry"),
     path("invii/<int:pk>/smart-mail/", reports.delivery_smart_mail, name="delivery_smart_mail"),
     path("invii/<int:pk>/riattiva/", reports.delivery_reactivate, name="delivery_reactivate"),
+    path("invii/<int:pk>/annulla/", reports.delivery_cancel, name="delivery_cancel"),
+    path("invii/<int:pk>/invia-ora/", reports.delivery_send_now, name="delivery_send_now"),
 ]

@@ -28,6 +28,7 @@ CARDS: dict[str, str] = {
     "channel": "channel",
     "sender_domain": "sender-domain",
     "smtp": "smtp",
+    "options": "sending-options",
 }
 
 
