@@ -322,16 +322,18 @@ class DeliveryEvent(models.Model):
         """The text in the active language: the product's own sentences are stored in
         Italian (the source language) and translated when shown; a server's reply matches
         no catalogue entry and stays as it was."""
-        from django.utils.translation import gettext, ngettext
+        from django.utils.translation import gettext
 
         params = dict(self.text_params or {})
         msgid = str(params.pop("_msgid", "") or self.text)
         plural = str(params.pop("_plural", "") or "")
         if not msgid:
             return ""
+        # Both forms are catalogue entries of their own (``gettext_noop``): the form is
+        # chosen by the count, as in Italian and English (one, other).
+        if plural and params.get("count") != 1:
+            msgid = plural
         try:
-            if plural:
-                return ngettext(msgid, plural, int(params.get("count", 1))) % params
             return gettext(msgid) % params if params else gettext(msgid)
         except (KeyError, TypeError, ValueError):
             return self.text

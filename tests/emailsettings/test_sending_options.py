@@ -297,3 +297,25 @@ def test_a_server_reply_is_shown_as_it_was(invoice):
     )
     with translation.override("en"):
         assert event.display_text == "250 2.0.0 Ok: queued as 1234 (100%)"
+
+
+@pytest.mark.django_db
+def test_a_timeline_text_with_a_count_takes_the_right_form_in_english(invoice):
+    delivery = services.queue_invoice_email(invoice)
+    for count, italian, english in [
+        (1, "1 volta prima", "1 time before"),
+        (3, "3 volte prima", "3 times before"),
+    ]:
+        text = lifecycle.EventText(
+            "L'invio si è interrotto %(count)d volta prima che il messaggio partisse: "
+            "non viene più ritentato. Il messaggio non è partito.",
+            {"count": count},
+            plural="L'invio si è interrotto %(count)d volte prima che il messaggio partisse: "
+            "non viene più ritentato. Il messaggio non è partito.",
+        )
+        event = DeliveryEvent.objects.create(
+            delivery=delivery, kind=EventKind.ATTEMPT, **text.columns()
+        )
+        assert italian in event.text
+        with translation.override("en"):
+            assert english in event.display_text
