@@ -124,6 +124,15 @@ class ScheduleForm(forms.Form):
         from ..schedule import MAX_DAYS_AHEAD
 
         cleaned = super().clean() or self.cleaned_data
+        typed = (self.data.get("invia_il") or "").strip()
+        if cleaned.get("quando") == self.NOW and typed:
+            # Never send now what was meant for later (the page's script picks the option
+            # as soon as a date is typed; without it, ask).
+            self.add_error(
+                "invia_il",
+                _("Hai scritto una data: scegli «Invia il…» oppure cancella la data."),
+            )
+            return cleaned
         if cleaned.get("quando") != self.LATER:
             cleaned["send_at"] = None
             return cleaned

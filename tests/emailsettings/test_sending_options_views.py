@@ -249,6 +249,10 @@ def test_sending_at_a_date_schedules_every_row(logged_client, practitioner, invo
             "Scegli una data e un&#x27;ora future.",
         ),
         ({"quando": "programma", "invia_il": "2099-01-01T09:00"}, "al massimo 366 giorni"),
+        (
+            {"quando": "ora", "invia_il": "2099-01-01T09:00"},
+            "Hai scritto una data: scegli «Invia il…» oppure cancella la data.",
+        ),
     ],
 )
 @pytest.mark.django_db
