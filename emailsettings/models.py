@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, TextChoices
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -33,6 +33,13 @@ class EmailSettings(models.Model):
     )
     subject_template = models.CharField(_("oggetto"), max_length=1000, blank=True)
     body_template = models.TextField(_("testo"), blank=True)
+    # A separate message to the practitioner for every invoice mail (never Cc or Bcc).
+    copy_to_self = models.BooleanField(_("ricevi una copia di ogni fattura"), default=False)
+    # The sending window (see emailsettings/schedule.py): weekdays as digits, Monday = 0
+    # ("01234" = Monday to Friday), hours in the practice's time zone; no days, no window.
+    window_days = models.CharField(_("giorni di invio"), max_length=7, blank=True)
+    window_start = models.TimeField(_("dalle"), null=True, blank=True)
+    window_end = models.TimeField(_("alle"), null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = OwnedQuerySet.as_manager()
@@ -154,6 +161,16 @@ class DeliveryStatus(models.TextChoices):
     SUPPRESSED = "suppressed", _("bloccata (indirizzo sospeso)")
     HELD = "held", _("trattenuta (casella da correggere)")
     UNKNOWN = "unknown", _("esito sconosciuto")
+    SCHEDULED = "scheduled", _("programmata")
+    CANCELLED = "cancelled", _("annullata")
+
+
+class RecipientRole(TextChoices):
+    """Who a delivery goes to: each address is its own row and its own message."""
+
+    PATIENT = "patient", _("paziente")
+    EXTRA = "extra", _("altro destinatario")
+    COPY = "copy", _("copia per te")
 
 
 class Phase(models.TextChoices):
@@ -194,6 +211,9 @@ class Delivery(models.Model):
         max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED
     )
     recipient = models.EmailField(max_length=254)
+    role = models.CharField(
+        max_length=10, choices=RecipientRole.choices, default=RecipientRole.PATIENT
+    )
     # Snapshot for the report, so the list needs no join to search by name.
     patient_name = models.CharField(max_length=200, blank=True)
     invoice_number = models.CharField(max_length=20, blank=True)
@@ -215,6 +235,8 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # When a ``scheduled`` row is released to the queue (a chosen time or the window).
+    scheduled_for = models.DateTimeField(null=True, blank=True)
     # End of the last wait for the Smart Mail daily quota: the retry max age counts from here
     # (not from created_at), so waiting for the quota never uses up the retry window.
     quota_wait_until = models.DateTimeField(null=True, blank=True)
@@ -241,6 +263,11 @@ class Delivery(models.Model):
             ),
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
             models.Index(fields=["invoice", "-created_at"], name="delivery_invoice"),
+            models.Index(
+                fields=["scheduled_for"],
+                condition=Q(status="scheduled"),
+                name="delivery_scheduled_due",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -255,6 +282,10 @@ class Delivery(models.Model):
                 condition=Q(last_error_class="")
                 | Q(last_error_class__in=[value for value, _label in ErrorClass.choices]),
                 name="delivery_error_class_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(role__in=[value for value, _label in RecipientRole.choices]),
+                name="delivery_role_valid",
             ),
         ]
 
@@ -292,6 +323,9 @@ class DeliveryEvent(models.Model):
     reply_code = models.PositiveIntegerField(null=True, blank=True)
     enhanced_code = models.CharField(max_length=20, blank=True)
     text = models.TextField(blank=True)
+    # For a text with values: its Italian source ("_msgid", "_plural") and the values, so
+    # the timeline shows it in the reader's language (see :attr:`display_text`).
+    text_params = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -299,6 +333,27 @@ class DeliveryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.status}"
+
+    @property
+    def display_text(self) -> str:
+        """The text in the active language: the product's own sentences are stored in
+        Italian (the source language) and translated when shown; a server's reply matches
+        no catalogue entry and stays as it was."""
+        from django.utils.translation import gettext
+
+        params = dict(self.text_params or {})
+        msgid = str(params.pop("_msgid", "") or self.text)
+        plural = str(params.pop("_plural", "") or "")
+        if not msgid:
+            return ""
+        # Both forms are catalogue entries of their own (``gettext_noop``): the form is
+        # chosen by the count, as in Italian and English (one, other).
+        if plural and params.get("count") != 1:
+            msgid = plural
+        try:
+            return gettext(msgid) % params if params else gettext(msgid)
+        except (KeyError, TypeError, ValueError):
+            return self.text
 
 
 class WebhookState(models.TextChoices):

@@ -71,6 +71,8 @@ _MEANINGS: dict[str, Any] = {
     DeliveryStatus.UNKNOWN: gettext_lazy(
         "esito sconosciuto: potrebbe essere partita, controlla prima di reinviare"
     ),
+    DeliveryStatus.SCHEDULED: gettext_lazy("partirà all'orario programmato"),
+    DeliveryStatus.CANCELLED: gettext_lazy("annullata prima di partire: non è stata inviata"),
 }
 _SENT_MEANINGS: dict[str, Any] = {
     Channel.SMTP: gettext_lazy("accettata dal tuo provider"),
@@ -90,6 +92,8 @@ _TONES: dict[str, str] = {
     DeliveryStatus.BOUNCED: "err",
     DeliveryStatus.COMPLAINED: "err",
     DeliveryStatus.SUPPRESSED: "err",
+    DeliveryStatus.SCHEDULED: "info",
+    DeliveryStatus.CANCELLED: "info",
 }
 
 # Which actions the page offers: the lifecycle's rules (emailsettings.delivery raises
@@ -104,6 +108,7 @@ def offered_actions(delivery: Delivery) -> dict[str, bool]:
         "can_resend": delivery.status in lifecycle.RESENDABLE,
         "can_retry": can_retry_now(delivery),
         "can_smart_mail": lifecycle.can_fall_back(delivery),
+        "can_cancel": delivery.status in lifecycle.CANCELLABLE,
         # A refused address is fixed on the patient card, not by another channel.
         "fix_patient": delivery.last_error_class
         in (
@@ -121,6 +126,17 @@ def status_meaning(*, status: str, channel: str) -> str:
     if status == DeliveryStatus.SENT:
         return str(_SENT_MEANINGS.get(channel, _SENT_MEANINGS[Channel.SMART_MAIL]))
     return str(_MEANINGS.get(status, status))
+
+
+def delivery_meaning(delivery: Delivery) -> str:
+    """:func:`status_meaning` of the row; a scheduled row says when it leaves."""
+    if delivery.status == DeliveryStatus.SCHEDULED and delivery.scheduled_for:
+        from psicogest.formatting import format_long_datetime
+
+        return _("programmata per %(when)s") % {
+            "when": format_long_datetime(delivery.scheduled_for)
+        }
+    return status_meaning(status=delivery.status, channel=delivery.channel)
 
 
 def status_tone(status: str) -> str:
@@ -327,7 +343,7 @@ def build_rows(*, deliveries: Iterable[Delivery], practitioner: Any) -> list[Rep
         error, detail = error_advice(
             delivery=delivery, preset_key=preset_key if delivery.channel == Channel.SMTP else None
         )
-        meaning = status_meaning(status=delivery.status, channel=delivery.channel)
+        meaning = delivery_meaning(delivery)
         rows.append(
             ReportRow(
                 delivery=delivery,

@@ -1,6 +1,16 @@
 from django.urls import path
 
-from .views import covermail, mailbox, reading, reports, senderdomain, sending, settings, smtp
+from .views import (
+    covermail,
+    mailbox,
+    options,
+    reading,
+    reports,
+    senderdomain,
+    sending,
+    settings,
+    smtp,
+)
 
 app_name = "emailsettings"
 
@@ -14,6 +24,7 @@ urlpatterns = [
     path("impostazioni/smtp/rileva/", smtp.autodetect, name="smtp_autodetect"),
     path("impostazioni/smtp/lettura/", reading.save_reading, name="reading_save"),
     path("impostazioni/canale/", smtp.save_channel, name="channel_save"),
+    path("impostazioni/opzioni/", options.save_options, name="options_save"),
     path("impostazioni/dominio/verifica/", senderdomain.verify, name="sender_domain_verify"),
     path("impostazioni/mail/salva/", covermail.save, name="covermail_save"),
     path("impostazioni/mail/ripristina/", covermail.restore_default, name="covermail_restore"),
@@ -31,4 +42,6 @@ urlpatterns = [
     path("invii/<int:pk>/smart-mail/", reports.delivery_smart_mail, name="delivery_smart_mail"),
     path("invii/<int:pk>/riattiva/", reports.delivery_reactivate, name="delivery_reactivate"),
     path("invii/<int:pk>/ricevute/<int:receipt_pk>/", reports.pec_receipt, name="pec_receipt"),
+    path("invii/<int:pk>/annulla/", reports.delivery_cancel, name="delivery_cancel"),
+    path("invii/<int:pk>/invia-ora/", reports.delivery_send_now, name="delivery_send_now"),
 ]

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
-from .models import Patient, Salutation
+from .models import InvoiceAddress, Patient, Salutation
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise as StrOrPromise
@@ -35,6 +35,10 @@ def _check_address(value: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
+# Other recipients a card may hold (a parent, a second payer): a few, not a mailing list.
+MAX_EXTRA_RECIPIENTS = 5
+
+
 def _address_field(label: StrOrPromise, help_text: StrOrPromise) -> forms.CharField:
     # A CharField, so that "one address only" is said before the generic email validator.
     return forms.CharField(
@@ -54,8 +58,27 @@ class PatientForm(forms.ModelForm):
     pec = _address_field(
         _("PEC"),
         _(
-            "Facoltativa. Un indirizzo PEC potrebbe rifiutare la posta ordinaria: le fatture "
-            "partono verso l'email qui sopra."
+            "Facoltativa. Un indirizzo PEC potrebbe rifiutare la posta ordinaria: scegli qui "
+            "sotto a quale indirizzo partono le fatture."
+        ),
+    )
+    invoice_address = forms.ChoiceField(
+        label=_("Invia le fatture a"),
+        # Missing from the post (an older page): the email, as before the choice existed.
+        required=False,
+        choices=InvoiceAddress.choices,
+        initial=InvoiceAddress.EMAIL,
+        widget=forms.RadioSelect,
+        help_text=_("Per un paziente con email e PEC: l'indirizzo a cui partono le fatture."),
+    )
+    extra_emails = forms.CharField(
+        label=_("Altri destinatari"),
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false"}),
+        help_text=_(
+            "Facoltativi, uno per riga (ad es. un genitore, chi paga la fattura): ognuno "
+            "riceve la sua mail, senza vedere gli altri indirizzi."
         ),
     )
 
@@ -80,7 +103,7 @@ class PatientForm(forms.ModelForm):
 
     class Meta:
         model = Patient
-        fields = ("first_name", "last_name", "company_name", "email", "pec")
+        fields = ("first_name", "last_name", "company_name", "email", "pec", "invoice_address")
         labels = {
             "first_name": _("Nome"),
             "last_name": _("Cognome"),
@@ -98,6 +121,8 @@ class PatientForm(forms.ModelForm):
         "company_name",
         "email",
         "pec",
+        "invoice_address",
+        "extra_emails",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -110,6 +135,7 @@ class PatientForm(forms.ModelForm):
                 self.initial["salutation_other"] = current
             else:
                 self.initial["salutation_choice"] = current
+            self.initial["extra_emails"] = "\n".join(self.instance.extra_recipients)
 
     def clean_email(self) -> str:
         return _check_address(self.cleaned_data.get("email") or "")
@@ -117,8 +143,41 @@ class PatientForm(forms.ModelForm):
     def clean_pec(self) -> str:
         return _check_address(self.cleaned_data.get("pec") or "")
 
+    def clean_invoice_address(self) -> str:
+        return self.cleaned_data.get("invoice_address") or InvoiceAddress.EMAIL
+
+    def clean_extra_emails(self) -> list[str]:
+        text = self.cleaned_data.get("extra_emails") or ""
+        addresses: list[str] = []
+        for line in text.replace(",", "\n").replace(";", "\n").splitlines():
+            if not line.strip():
+                continue
+            try:
+                address = _check_address(line)
+            except ValidationError as err:
+                raise ValidationError(
+                    _("«%(address)s» non è un indirizzo valido: scrivi un indirizzo per riga."),
+                    code="invalid",
+                    params={"address": line.strip()[:254]},
+                ) from err
+            if address.lower() not in (known.lower() for known in addresses):
+                addresses.append(address)
+        if len(addresses) > MAX_EXTRA_RECIPIENTS:
+            raise ValidationError(
+                _("Puoi aggiungere al massimo %(max)d altri destinatari."),
+                code="too_many",
+                params={"max": MAX_EXTRA_RECIPIENTS},
+            )
+        return addresses
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or self.cleaned_data
+        if cleaned.get("invoice_address") == InvoiceAddress.PEC and not cleaned.get("pec"):
+            if "pec" not in self.errors:
+                self.add_error(
+                    "pec",
+                    _("Scrivi l'indirizzo PEC, oppure scegli di inviare le fatture all'email."),
+                )
         choice = cleaned.get("salutation_choice", "")
         other = (cleaned.get("salutation_other") or "").strip()
         if choice == OTHER_SALUTATION:
@@ -138,6 +197,7 @@ class PatientForm(forms.ModelForm):
     def save(self, commit: bool = True) -> Patient:
         patient: Patient = super().save(commit=False)
         patient.salutation = self.cleaned_data["salutation"]
+        patient.extra_emails = self.cleaned_data.get("extra_emails") or []
         if commit:
             patient.save()
         return patient

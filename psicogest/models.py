@@ -92,6 +92,13 @@ class Salutation(models.TextChoices):
     CARA = "Cara", "Cara"
 
 
+class InvoiceAddress(models.TextChoices):
+    """Which of the patient's addresses invoices go to."""
+
+    EMAIL = "email", _("email")
+    PEC = "pec", _("PEC")
+
+
 class Patient(models.Model):
     """The patient card ("scheda paziente")."""
 
@@ -105,6 +112,15 @@ class Patient(models.Model):
     company_name = models.CharField(_("ragione sociale"), max_length=160, blank=True)
     email = models.EmailField(_("email"), blank=True)
     pec = models.EmailField(_("PEC"), blank=True)
+    invoice_address = models.CharField(
+        _("invia le fatture a"),
+        max_length=10,
+        choices=InvoiceAddress.choices,
+        default=InvoiceAddress.EMAIL,
+    )
+    # More addresses that each get their own copy of every invoice (a parent, a second
+    # payer): a list of strings, each its own delivery, never in Cc of one another.
+    extra_emails = models.JSONField(_("altri destinatari"), default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = OwnedQuerySet.as_manager()
@@ -117,6 +133,17 @@ class Patient(models.Model):
 
     def __str__(self) -> str:
         return self.display_name
+
+    @property
+    def invoice_recipient(self) -> str:
+        """The address invoices go to: the PEC when chosen, otherwise the email."""
+        chosen = self.pec if self.invoice_address == InvoiceAddress.PEC else self.email
+        return (chosen or "").strip()
+
+    @property
+    def extra_recipients(self) -> list[str]:
+        values = self.extra_emails if isinstance(self.extra_emails, list) else []
+        return [str(value).strip() for value in values if str(value).strip()]
 
     @property
     def is_company(self) -> bool:

@@ -1,5 +1,9 @@
 """What the practitioner (the report) and the mailbox do to deliveries: resend, retry now,
-send with Smart Mail, reactivate an address; hold a broken mailbox's queue and resume it.
+send with Smart Mail, reactivate an address, cancel a scheduled mail or send it now; hold
+a broken mailbox's queue and resume it.
+
+Timeline texts are stored in Italian (``gettext_noop``) whatever the request's language,
+and translated when shown.
 
 Each action is allowed only in the states the lifecycle names and raises
 :class:`~emailsettings.exceptions.ActionNotAllowed` otherwise; each change is one
@@ -13,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from ..exceptions import ActionNotAllowed
 from ..identity import smart_mail_identity
@@ -22,11 +26,12 @@ from ..models import (
     Delivery,
     DeliveryStatus,
     MailboxStatus,
+    RecipientRole,
     SmtpAccount,
     SuppressedAddress,
 )
 from . import lifecycle, publish
-from .queueing import check_recipient, create_deliveries
+from .queueing import Recipient, check_recipient, create_deliveries, is_valid_address
 
 if TYPE_CHECKING:
     from psicogest.models import Practitioner
@@ -77,7 +82,7 @@ def retry_now(*, delivery: Delivery) -> Delivery:
     return _requeue(
         delivery,
         allowed=lifecycle.RETRY_NOW,
-        text=_("Nuovo tentativo richiesto dal professionista."),
+        text=gettext_noop("Nuovo tentativo richiesto dal professionista."),
     )
 
 
@@ -90,7 +95,7 @@ def send_with_smart_mail(*, delivery: Delivery) -> Delivery:
     return _requeue(
         delivery,
         allowed=lifecycle.FALLBACK,
-        text=_("Il professionista ha scelto di inviarla con Smart Mail."),
+        text=gettext_noop("Il professionista ha scelto di inviarla con Smart Mail."),
         channel=Channel.SMART_MAIL,
         fallback_to_smart_mail=True,
         from_header=identity.from_header[:300],
@@ -104,17 +109,54 @@ def resend(*, delivery: Delivery) -> Delivery:
     if delivery.status not in lifecycle.RESENDABLE:
         raise ActionNotAllowed(delivery.status)
     invoice = delivery.invoice
-    recipient = check_recipient(invoice)
+    recipient = _resend_recipient(delivery)
     created = create_deliveries(
-        invoices=[invoice], recipients={invoice.pk: recipient}, resend_of=delivery
+        invoices=[invoice], recipients={invoice.pk: [recipient]}, resend_of=delivery
     )[0]
     if created.resend_of_id == delivery.pk and created.created_at >= delivery.created_at:
         lifecycle.transition(
             Delivery.objects.filter(pk=delivery.pk),
             to=delivery.status,
-            text=_("Reinvio richiesto dal professionista."),
+            text=gettext_noop("Reinvio richiesto dal professionista."),
         )
     return created
+
+
+def _resend_recipient(delivery: Delivery) -> Recipient:
+    """The patient's row goes to the card's current address; another recipient's row and
+    the practitioner's copy to the same address as before."""
+    from ..exceptions import InvalidRecipient
+
+    if delivery.role == RecipientRole.PATIENT:
+        return Recipient(check_recipient(delivery.invoice))
+    check_recipient(delivery.invoice)  # the PDF is still needed
+    if not is_valid_address(delivery.recipient):
+        raise InvalidRecipient(delivery.recipient)
+    return Recipient(delivery.recipient, delivery.role)
+
+
+def cancel_scheduled(*, delivery: Delivery) -> Delivery:
+    """A scheduled mail that has not left yet is cancelled: it will not be sent."""
+    moved = lifecycle.transition(
+        Delivery.objects.filter(pk=delivery.pk, status__in=lifecycle.CANCELLABLE),
+        to=DeliveryStatus.CANCELLED,
+        text=gettext_noop("Invio programmato annullato dal professionista."),
+        changes={"scheduled_for": None},
+    )
+    if not moved:
+        raise ActionNotAllowed(delivery.status)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def send_now(*, delivery: Delivery) -> Delivery:
+    """A scheduled mail leaves at once instead of at its time."""
+    return _requeue(
+        delivery,
+        allowed=lifecycle.CANCELLABLE,
+        text=gettext_noop("Invio anticipato dal professionista: messa in coda."),
+        scheduled_for=None,
+    )
 
 
 def reactivate_address(*, practitioner: Practitioner, address: str) -> int:
@@ -138,7 +180,7 @@ def hold_pending(*, practitioner_id: int) -> int:
     moved = lifecycle.transition(
         _smtp_rows(practitioner_id, (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)),
         to=DeliveryStatus.HELD,
-        text=_("Trattenuta: la casella SMTP personale va corretta prima dell'invio."),
+        text=gettext_noop("Trattenuta: la casella SMTP personale va corretta prima dell'invio."),
         changes={"next_attempt_at": None},
     )
     return len(moved)
@@ -149,7 +191,7 @@ def resume_held(*, practitioner_id: int) -> int:
     moved = lifecycle.transition(
         _smtp_rows(practitioner_id, (DeliveryStatus.HELD,)),
         to=DeliveryStatus.QUEUED,
-        text=_("La casella funziona di nuovo: invio ripreso."),
+        text=gettext_noop("La casella funziona di nuovo: invio ripreso."),
         changes={"queued_at": timezone.now(), "next_attempt_at": None},
     )
     publish.publish_ids_on_commit(moved)

@@ -17,16 +17,17 @@ import datetime
 import logging
 import random
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .. import conf
 from ..failures import NO_FAILURE_COLUMNS, ErrorClass, Failure
-from ..models import Delivery, DeliveryEvent, DeliveryStatus, EventKind, Phase
+from ..models import Delivery, DeliveryEvent, DeliveryStatus, EventKind, Phase, RecipientRole
 from .senders import Accepted
 
 logger = logging.getLogger(__name__)
@@ -35,9 +36,20 @@ S = DeliveryStatus
 # On its way: the report refreshes these rows by themselves.
 IN_FLIGHT = (S.QUEUED, S.SENDING, S.DEFERRED)
 # A second request for the same invoice returns the pending delivery (double click).
-PENDING = (*IN_FLIGHT, S.HELD)
+PENDING = (*IN_FLIGHT, S.HELD, S.SCHEDULED)
 # Nothing more will happen by itself; the message bodies may be purged.
-FINISHED = (S.SENT, S.DELIVERED, S.FAILED, S.BOUNCED, S.COMPLAINED, S.SUPPRESSED, S.UNKNOWN)
+FINISHED = (
+    S.SENT,
+    S.DELIVERED,
+    S.FAILED,
+    S.BOUNCED,
+    S.COMPLAINED,
+    S.SUPPRESSED,
+    S.UNKNOWN,
+    S.CANCELLED,
+)
+# Waiting for its time: "Annulla" and "Invia ora" until it leaves.
+CANCELLABLE = (S.SCHEDULED,)
 RESENDABLE = FINISHED
 # "Riprova ora": a wait that can be cut short.
 RETRY_NOW = (S.DEFERRED, S.HELD)
@@ -69,19 +81,52 @@ def can_fall_back(delivery: Delivery) -> bool:
     return delivery.status == S.HELD or delivery.last_error_class in MAILBOX_CLASSES
 
 
+# --- event texts -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventText:
+    """A timeline sentence with values: stored in Italian (the source language), with its
+    source and values in ``text_params`` so the timeline shows it in the reader's language
+    (``DeliveryEvent.display_text``). Sentences without values are passed as plain
+    ``gettext_noop`` strings and translated the same way."""
+
+    msgid: str
+    params: dict[str, Any] = field(default_factory=dict)
+    plural: str = ""
+
+    def columns(self) -> dict[str, Any]:
+        count = int(self.params.get("count", 1))
+        source = self.plural if self.plural and count != 1 else self.msgid
+        params: dict[str, Any] = {"_msgid": self.msgid, **self.params}
+        if self.plural:
+            params["_plural"] = self.plural
+        return {"text": source % self.params, "text_params": params}
+
+
+def _text_columns(text: str | EventText) -> dict[str, Any]:
+    if isinstance(text, EventText):
+        return text.columns()
+    return {"text": str(text), "text_params": {}}
+
+
 # --- creating rows ---------------------------------------------------------------------------
 
 
 def create(entries: Sequence[tuple[Delivery, bool, bool]]) -> list[Delivery]:
     """Insert new rows, each ``(delivery, held, suppressed)``, with their first event; the
-    status follows: ``suppressed`` (never sent), ``held`` (the mailbox needs fixing) or
-    ``queued``. Call inside the queueing transaction."""
+    status follows: ``suppressed`` (never sent), ``scheduled`` (its ``scheduled_for`` is
+    still to come), ``held`` (the mailbox needs fixing) or ``queued``. Call inside the
+    queueing transaction."""
     now = timezone.now()
     rows = []
     for delivery, held, suppressed in entries:
         if suppressed:
             delivery.status = S.SUPPRESSED
             delivery.last_error_class = ErrorClass.SUPPRESSED
+        elif delivery.scheduled_for is not None and delivery.scheduled_for > now:
+            # A broken mailbox is found again when the row leaves, and holds it then.
+            delivery.status = S.SCHEDULED
         elif held:
             delivery.status = S.HELD
         else:
@@ -102,14 +147,17 @@ def create(entries: Sequence[tuple[Delivery, bool, bool]]) -> list[Delivery]:
 
 
 def _first_event_text(status: str) -> str:
+    # Stored in Italian whatever the request's language; translated when shown.
     if status == S.SUPPRESSED:
-        return _(
+        return gettext_noop(
             "Non inviata: l'indirizzo è sospeso dopo un rimbalzo o una segnalazione. "
             "Riattivalo per inviare di nuovo."
         )
     if status == S.HELD:
-        return _("Trattenuta: la casella SMTP personale va corretta prima dell'invio.")
-    return _("Messa in coda.")
+        return gettext_noop("Trattenuta: la casella SMTP personale va corretta prima dell'invio.")
+    if status == S.SCHEDULED:
+        return gettext_noop("Programmata: partirà all'orario scelto.")
+    return gettext_noop("Messa in coda.")
 
 
 # --- changing a status -----------------------------------------------------------------------
@@ -119,7 +167,7 @@ def transition(
     rows: QuerySet[Delivery],
     *,
     to: str,
-    text: str,
+    text: str | EventText,
     kind: str = EventKind.ACTION,
     failure: Failure | None = None,
     phase: str = "",
@@ -155,7 +203,7 @@ def transition(
                 phase=(phase or (failure.phase if failure else ""))[:20],
                 reply_code=failure.code if failure else None,
                 enhanced_code=failure.enhanced[:20] if failure else "",
-                text=text,
+                **_text_columns(text),
             )
             for pk in ids
         )
@@ -182,6 +230,25 @@ def claim(pk: int, *, phase: str = Phase.CONNECT) -> Delivery | None:
     if not claimed:
         return None
     return Delivery.objects.select_related("invoice", "practitioner").get(pk=pk)
+
+
+def release_scheduled(*, now: datetime.datetime, limit: int = 5000) -> list[int]:
+    """Scheduled rows whose time has come go to the queue (one event each); returns their
+    ids for publishing."""
+    due = list(
+        Delivery.objects.filter(status=S.SCHEDULED, scheduled_for__lte=now)
+        .order_by("scheduled_for")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not due:
+        return []
+    return transition(
+        Delivery.objects.filter(pk__in=due, status=S.SCHEDULED, scheduled_for__lte=now),
+        to=S.QUEUED,
+        text=gettext_noop("È arrivato l'orario programmato: messa in coda."),
+        changes={"queued_at": now},
+        now=now,
+    )
 
 
 def wake_due(ids: Sequence[int], *, now: datetime.datetime) -> int:
@@ -251,22 +318,23 @@ def record(delivery: Delivery, result: Accepted | Failure) -> str:
         if result.esp_message_id:
             fields["esp_message_id"] = result.esp_message_id[:255]
         event = {"reply_code": result.code, "enhanced_code": result.enhanced[:20]}
-        text = result.reply or _("Accettata dal server.")
+        text: str | EventText = result.reply or gettext_noop("Accettata dal server.")
         event_phase: str = Phase.DONE
     else:
         status, failure = next_status(delivery, result)
-        text = result.reply or str(dict(ErrorClass.choices).get(failure.error_class, ""))
+        reply = result.reply or str(dict(ErrorClass.choices).get(failure.error_class, ""))
+        text = reply
         if status == S.DEFERRED:
             next_at = _retry_at(delivery, failure, now)
             if _expired(delivery, next_at):
                 status, failure = S.FAILED, failure.with_class(ErrorClass.EXPIRED)
-                text = _("Tentativi esauriti: %(reply)s") % {"reply": text}
+                text = EventText(gettext_noop("Tentativi esauriti: %(reply)s"), {"reply": reply})
             else:
                 fields["next_attempt_at"] = next_at
-                text = _("%(reply)s — nuovo tentativo tra %(seconds)d secondi.") % {
-                    "reply": text,
-                    "seconds": round((next_at - now).total_seconds()),
-                }
+                text = EventText(
+                    gettext_noop("%(reply)s — nuovo tentativo tra %(seconds)d secondi."),
+                    {"reply": reply, "seconds": round((next_at - now).total_seconds())},
+                )
         fields.update(failure.columns(), phase=failure.phase or delivery.phase)
         event = {"reply_code": failure.code, "enhanced_code": failure.enhanced[:20]}
         event_phase = failure.phase
@@ -286,10 +354,10 @@ def record(delivery: Delivery, result: Accepted | Failure) -> str:
             kind=EventKind.ATTEMPT,
             status=status,
             phase=(event_phase or "")[:20],
-            text=text,
+            **_text_columns(text),
             **event,
         )
-        if status == S.SENT:
+        if status == S.SENT and delivery.role != RecipientRole.COPY:
             from psicogest.models import Invoice
 
             Invoice.objects.filter(pk=delivery.invoice_id).update(last_emailed_at=now)
@@ -298,7 +366,7 @@ def record(delivery: Delivery, result: Accepted | Failure) -> str:
     return status
 
 
-def defer_rows(ids: Iterable[int], failure: Failure, *, text: str) -> list[int]:
+def defer_rows(ids: Iterable[int], failure: Failure, *, text: str | EventText) -> list[int]:
     """Rows of a batch not yet tried share the session's temporary failure: they wait."""
     now = timezone.now()
     next_at = now + datetime.timedelta(seconds=backoff_seconds(1, retry_after=failure.retry_after))

@@ -4,6 +4,7 @@
   is retried with the same Message-ID — at most ``EMAILSETTINGS_MAX_CRASHES`` times, then it
   is ``failed`` as a poison row (with an operator log line); after the data was sent it is
   ``unknown``, never re-sent without the practitioner's choice.
+- Scheduled rows whose time has come are released to the queue and published.
 - Due ``deferred`` rows go back to ``queued`` and are published.
 - Rows ``queued`` for too long were probably never published (broker down): published again.
 - :func:`purge_bodies` drops old message bodies; the delivery records stay.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_noop, ngettext
 
 from .. import conf
 from ..failures import ErrorClass, Failure
@@ -35,6 +36,7 @@ class SweepResult:
     poisoned: int = 0
     due: int = 0
     stale: int = 0
+    released: int = 0
 
 
 def sweep(*, limit: int = 5000) -> SweepResult:
@@ -65,7 +67,7 @@ def sweep(*, limit: int = 5000) -> SweepResult:
                     reply=_("Invio interrotto dopo la consegna del messaggio al server."),
                     after_data=True,
                 ),
-                text=_(
+                text=gettext_noop(
                     "L'invio si è interrotto dopo che il messaggio era stato consegnato al "
                     "server: potrebbe essere arrivato. Non viene reinviato automaticamente."
                 ),
@@ -89,14 +91,17 @@ def sweep(*, limit: int = 5000) -> SweepResult:
                     )
                     % {"count": crashes + 1},
                 ),
-                text=ngettext(
-                    "L'invio si è interrotto %(count)d volta prima che il messaggio partisse: "
-                    "non viene più ritentato. Il messaggio non è partito.",
-                    "L'invio si è interrotto %(count)d volte prima che il messaggio partisse: "
-                    "non viene più ritentato. Il messaggio non è partito.",
-                    crashes + 1,
-                )
-                % {"count": crashes + 1},
+                text=lifecycle.EventText(
+                    gettext_noop(
+                        "L'invio si è interrotto %(count)d volta prima che il messaggio "
+                        "partisse: non viene più ritentato. Il messaggio non è partito."
+                    ),
+                    {"count": crashes + 1},
+                    plural=gettext_noop(
+                        "L'invio si è interrotto %(count)d volte prima che il messaggio "
+                        "partisse: non viene più ritentato. Il messaggio non è partito."
+                    ),
+                ),
                 changes=changes,
                 now=now,
             )
@@ -114,12 +119,16 @@ def sweep(*, limit: int = 5000) -> SweepResult:
                 to=DeliveryStatus.QUEUED,
                 kind=EventKind.ATTEMPT,
                 phase=phase,
-                text=_("L'invio si è interrotto prima del messaggio: verrà ritentato."),
+                text=gettext_noop("L'invio si è interrotto prima del messaggio: verrà ritentato."),
                 changes=changes,
                 now=now,
             )
             result.requeued_after_crash += len(moved)
             to_publish.extend(moved)
+
+    released = lifecycle.release_scheduled(now=now, limit=limit)
+    result.released = len(released)
+    to_publish.extend(released)
 
     due = list(
         Delivery.objects.filter(status=DeliveryStatus.DEFERRED, next_attempt_at__lte=now)

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .. import conf
 from ..failures import ErrorClass, Failure
@@ -195,7 +195,7 @@ def _apply(stored: WebhookEvent, delivery: Delivery) -> None:
         return
     status, failure = _outcome(stored)
     if failure is None:
-        text = stored.text or _("Consegna confermata dal servizio di invio.")
+        text = stored.text or gettext_noop("Consegna confermata dal servizio di invio.")
     else:
         text = stored.text or str(dict(ErrorClass.choices).get(failure.error_class, ""))
     with transaction.atomic():

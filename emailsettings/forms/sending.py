@@ -81,3 +81,74 @@ class DeliveryBatchForm(forms.Form):
         max_count=MAX_BATCH_SIZE,
         error_messages={"required": _("Nessun invio da seguire.")},
     )
+
+
+class ScheduleForm(forms.Form):
+    """When the confirmed invoices leave: now, or at a date and time ("Invia il …")."""
+
+    NOW = "ora"
+    LATER = "programma"
+
+    quando = forms.ChoiceField(
+        label=_("Quando"),
+        # Missing (an older page, a script): at once.
+        required=False,
+        choices=[(NOW, _("Invia subito")), (LATER, _("Invia il…"))],
+        initial=NOW,
+        widget=forms.RadioSelect,
+        error_messages={"invalid_choice": _("Scegli se inviare subito o a una data.")},
+    )
+    invia_il = forms.DateTimeField(
+        label=_("Data e ora di invio"),
+        required=False,
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%d/%m/%Y %H:%M"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        error_messages={
+            "invalid": _("Scrivi data e ora come 25/12/2026 09:30."),
+        },
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        from django.utils import timezone
+
+        now = timezone.localtime()
+        self.fields["invia_il"].widget.attrs["min"] = now.strftime("%Y-%m-%dT%H:%M")
+
+    def clean(self) -> dict[str, Any]:
+        import datetime
+
+        from django.utils import timezone
+
+        from ..schedule import MAX_DAYS_AHEAD
+
+        cleaned = super().clean() or self.cleaned_data
+        typed = (self.data.get("invia_il") or "").strip()
+        if cleaned.get("quando") == self.NOW and typed:
+            # Never send now what was meant for later (the page's script picks the option
+            # as soon as a date is typed; without it, ask).
+            self.add_error(
+                "invia_il",
+                _("Hai scritto una data: scegli «Invia il…» oppure cancella la data."),
+            )
+            return cleaned
+        if cleaned.get("quando") != self.LATER:
+            cleaned["send_at"] = None
+            return cleaned
+        when = cleaned.get("invia_il")
+        if when is None:
+            if "invia_il" not in self.errors:
+                self.add_error("invia_il", _("Scegli la data e l'ora di invio."))
+            return cleaned
+        now = timezone.now()
+        if when <= now:
+            self.add_error("invia_il", _("Scegli una data e un'ora future."))
+        elif when > now + datetime.timedelta(days=MAX_DAYS_AHEAD):
+            self.add_error(
+                "invia_il",
+                _("Puoi programmare l'invio al massimo %(days)d giorni avanti.")
+                % {"days": MAX_DAYS_AHEAD},
+            )
+        cleaned["send_at"] = when
+        return cleaned

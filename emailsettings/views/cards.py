@@ -30,6 +30,7 @@ CARDS: dict[str, str] = {
     "smtp": "smtp",
     # The mailbox-reading option, inside the SMTP card.
     "reading": "smtp-reading",
+    "options": "sending-options",
 }
 
 

@@ -287,6 +287,20 @@ def delivery_smart_mail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def delivery_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    return _run_action(
+        request, pk, "cancel_scheduled", _("Invio programmato annullato: la fattura non partirà.")
+    )
+
+
+@login_required
+@require_POST
+def delivery_send_now(request: HttpRequest, pk: int) -> HttpResponse:
+    return _run_action(request, pk, "send_now", _("La fattura è in coda e parte subito."))
+
+
+@login_required
+@require_POST
 def delivery_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
     delivery = _owned_delivery(request, pk)
     from .. import delivery as delivery_services

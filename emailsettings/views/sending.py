@@ -9,6 +9,7 @@ or a re-submitted form); these views only choose, confirm and show.
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from psicogest.models import Invoice
 
-from ..forms.sending import DeliveryBatchForm, InvoiceSelectionForm
+from ..forms.sending import DeliveryBatchForm, InvoiceSelectionForm, ScheduleForm
 from ..models import (
     Channel,
     Delivery,
@@ -38,7 +39,7 @@ from ..models import (
     SuppressedAddress,
 )
 from ..rendering import cover_mail_templates_for, render_cover_mail
-from ..report import is_in_flight, status_meaning, status_tone
+from ..report import delivery_meaning, is_in_flight, status_tone
 
 # How the progress page groups the statuses of a batch.
 SENT_STATUSES = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED})
@@ -63,6 +64,8 @@ class SendRow:
     problem: str
     pec_warning: bool
     suppressed: bool = False
+    # The card's other recipients: each gets its own message.
+    others: tuple[str, ...] = ()
     # What the rendered cover mail lacks for this patient ("non ha un saluto impostato").
     warnings: tuple[str, ...] = ()
 
@@ -100,11 +103,11 @@ def _is_pec(recipient: str, invoice: Invoice) -> bool:
 
 def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
     """Each invoice with its recipient and subject, or why it cannot be sent."""
-    from ..delivery import check_recipient
+    from ..delivery import invoice_recipients
     from ..exceptions import InvalidRecipient
 
     subject_template, body_template = cover_mail_templates_for(request.user)  # type: ignore[arg-type]
-    addresses = [(invoice.patient.email or "").strip().lower() for invoice in invoices]
+    addresses = [invoice.patient.invoice_recipient.lower() for invoice in invoices]
     suppressed = set(
         SuppressedAddress.objects.owned_by(request.user)  # type: ignore[arg-type]
         .annotate(lowered=Lower("address"))
@@ -113,10 +116,13 @@ def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
     )
     rows = []
     for invoice in invoices:
+        others: tuple[str, ...] = ()
         try:
-            recipient, problem = check_recipient(invoice), ""
+            first, *rest = invoice_recipients(invoice)
+            recipient, problem = first.address, ""
+            others = tuple(entry.address for entry in rest)
         except InvalidRecipient as err:
-            recipient, problem = (invoice.patient.email or "").strip(), str(err)
+            recipient, problem = invoice.patient.invoice_recipient, str(err)
         subject, warnings = "", tuple[str, ...]()
         if not problem:
             rendered = render_cover_mail(
@@ -131,6 +137,7 @@ def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
                 problem=problem,
                 pec_warning=not problem and _is_pec(recipient, invoice),
                 suppressed=not problem and recipient.lower() in suppressed,
+                others=others,
                 warnings=warnings,
             )
         )
@@ -169,9 +176,26 @@ def send_confirm(request: HttpRequest) -> HttpResponse:
     invoices = _owned_invoices(request, form.cleaned_data["fattura"])
     rows = _rows(request, invoices)
     if request.method == "POST":
-        return _send(request, rows)
+        schedule = ScheduleForm(request.POST)
+        if not schedule.is_valid():
+            # Shown again with the error and the selection: nothing is lost.
+            return _confirm_page(request, rows, schedule, status=400)
+        return _send(request, rows, send_at=schedule.cleaned_data["send_at"])
+    return _confirm_page(request, rows, ScheduleForm())
+
+
+def _confirm_page(
+    request: HttpRequest, rows: list[SendRow], schedule: ScheduleForm, *, status: int = 200
+) -> HttpResponse:
+    from psicogest.formatting import format_long_datetime
+
+    from ..delivery.queueing import copy_address
+    from ..schedule import release_time, sending_window
+
     sendable = [row for row in rows if row.sendable]
     channel, account = _channel(request)
+    window = sending_window(request.user)  # type: ignore[arg-type]
+    release = release_time(window=window, send_at=None)
     return render(
         request,
         "emailsettings/send_confirm.html",
@@ -183,12 +207,21 @@ def send_confirm(request: HttpRequest) -> HttpResponse:
             "mailbox": account,
             "mailbox_broken": account is not None and account.status == MailboxStatus.BROKEN,
             "pec_count": sum(row.pec_warning for row in sendable),
+            "schedule_form": schedule,
+            "window_text": window.describe() if window else "",
+            "window_release": format_long_datetime(release) if release else "",
+            "copy_to": copy_address(request.user),  # type: ignore[arg-type]
         },
+        status=status,
     )
 
 
-def _send(request: HttpRequest, rows: list[SendRow]) -> HttpResponse:
-    from ..delivery import queue_invoice_emails
+def _send(
+    request: HttpRequest, rows: list[SendRow], *, send_at: datetime.datetime | None
+) -> HttpResponse:
+    from psicogest.formatting import format_long_datetime
+
+    from ..delivery import queue_invoice_batch
     from ..exceptions import InvalidRecipient
 
     sendable = [row.invoice for row in rows if row.sendable]
@@ -201,7 +234,7 @@ def _send(request: HttpRequest, rows: list[SendRow]) -> HttpResponse:
         )
         return redirect(confirm_url([row.invoice.pk for row in rows]))
     try:
-        deliveries = queue_invoice_emails(sendable)
+        deliveries = queue_invoice_batch(sendable, send_at=send_at)
     except InvalidRecipient as err:
         messages.error(request, _("Nessuna fattura è stata inviata. %(reason)s") % {"reason": err})
         return redirect(confirm_url([row.invoice.pk for row in rows]))
@@ -218,15 +251,27 @@ def _send(request: HttpRequest, rows: list[SendRow]) -> HttpResponse:
                 "reasons": " ".join(row.problem for row in refused),
             },
         )
-    messages.success(
-        request,
-        ngettext(
-            "%(count)d fattura messa in coda per l'invio.",
-            "%(count)d fatture messe in coda per l'invio.",
-            len(deliveries),
+    scheduled = [d.scheduled_for for d in deliveries if d.status == DeliveryStatus.SCHEDULED]
+    if scheduled:
+        messages.success(
+            request,
+            ngettext(
+                "%(count)d fattura programmata: partirà %(when)s.",
+                "%(count)d fatture programmate: partiranno %(when)s.",
+                len(sendable),
+            )
+            % {"count": len(sendable), "when": format_long_datetime(min(filter(None, scheduled)))},
         )
-        % {"count": len(deliveries)},
-    )
+    else:
+        messages.success(
+            request,
+            ngettext(
+                "%(count)d fattura messa in coda per l'invio.",
+                "%(count)d fatture messe in coda per l'invio.",
+                len(sendable),
+            )
+            % {"count": len(sendable)},
+        )
     return redirect(progress_url([delivery.pk for delivery in deliveries]))
 
 
@@ -285,7 +330,7 @@ def progress_summary(deliveries: Sequence[Delivery]) -> dict[str, Any]:
                 "id": delivery.pk,
                 "status": delivery.status,
                 "label": str(DeliveryStatus(delivery.status).label),
-                "meaning": status_meaning(status=delivery.status, channel=delivery.channel),
+                "meaning": delivery_meaning(delivery),
                 "tone": status_tone(delivery.status),
                 "error": _row_error(delivery, preset_key),
             }
@@ -300,7 +345,17 @@ def _done_text(by_status: Counter[str]) -> str:
     failed = sum(by_status[status] for status in FAILED_STATUSES)
     held = by_status[DeliveryStatus.HELD]
     unknown = by_status[DeliveryStatus.UNKNOWN]
+    scheduled = by_status[DeliveryStatus.SCHEDULED]
     parts = []
+    if scheduled:
+        parts.append(
+            ngettext(
+                "%(n)d invio programmato: lo trovi nell'elenco invii, dove puoi annullarlo",
+                "%(n)d invii programmati: li trovi nell'elenco invii, dove puoi annullarli",
+                scheduled,
+            )
+            % {"n": scheduled}
+        )
     if sent:
         parts.append(ngettext("%(n)d fattura inviata", "%(n)d fatture inviate", sent) % {"n": sent})
     if held:
@@ -332,7 +387,7 @@ def _done_text(by_status: Counter[str]) -> str:
         )
     if not parts:
         return _("Nessuna fattura inviata.")
-    if sent and not (held or failed or unknown):
+    if sent and not (held or failed or unknown or scheduled):
         return _("Invio completato: %(what)s.") % {"what": parts[0]}
     return "; ".join(parts) + "."
 

@@ -14,7 +14,7 @@ from django.shortcuts import render
 
 from ..limits import smart_mail_quota
 from ..rendering import HTML_PART_STYLES
-from . import covermail, reading, senderdomain, smtp
+from . import covermail, options, reading, senderdomain, smtp
 from .cards import messages_by_card
 
 
@@ -28,6 +28,7 @@ def render_settings_page(
     context.update(smtp.section_context(request, **section_overrides))
     context.update(senderdomain.section_context(request, **section_overrides))
     context.update(reading.section_context(request))
+    context.update(options.section_context(request, **section_overrides))
     context["smart_mail_quota"] = smart_mail_quota(practitioner=request.user)  # type: ignore[arg-type]
     context["card_messages"], context["page_messages"] = messages_by_card(request)
     response = render(request, "emailsettings/settings.html", context, status=status)

@@ -59,8 +59,14 @@ def _redacted(text: str, account: SmtpAccount) -> str:
 
 
 # Invoices waiting to leave through the mailbox; once it is deleted the outbox holds them
-# ("Nessuna casella SMTP personale configurata") until the practitioner decides.
-WAITING_FOR_MAILBOX = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.HELD)
+# ("Nessuna casella SMTP personale configurata") until the practitioner decides — a
+# scheduled one when its time comes.
+WAITING_FOR_MAILBOX = (
+    DeliveryStatus.QUEUED,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.HELD,
+    DeliveryStatus.SCHEDULED,
+)
 
 
 def waiting_for_mailbox(request: HttpRequest) -> int:

@@ -58,6 +58,15 @@
     });
   });
 
+  // --- confirmation: a date typed in "Invia il…" chooses that option -------------------------
+  document.querySelectorAll("form.send-form input[name=invia_il]").forEach((input) => {
+    const later = input.form.querySelector("input[name=quando][value=programma]");
+    if (!later) return;
+    const choose = () => { if (input.value) later.checked = true; };
+    input.addEventListener("input", choose);
+    input.addEventListener("change", choose);
+  });
+
   // --- progress page --------------------------------------------------------------------
   const progress = document.getElementById("send-progress");
   if (!progress) return;

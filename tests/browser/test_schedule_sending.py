@@ -1,0 +1,83 @@
+"""A practitioner schedules an invoice for tomorrow from the confirmation page in Chromium,
+reads "programmata per …" in the report and cancels it from the detail page."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from emailsettings.models import Delivery, DeliveryStatus, RecipientRole
+from tests.conftest import login, save_screenshot
+from tests.factories import InvoiceFactory, PatientFactory, PractitionerFactory
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "password-di-prova"
+
+
+def test_schedule_for_tomorrow_read_it_in_the_report_and_cancel_it(
+    page, live_server, transactional_db
+):
+    practitioner = PractitionerFactory(email="maria@example.test")
+    invoice = InvoiceFactory(
+        patient=PatientFactory(
+            practitioner=practitioner,
+            first_name="Anna",
+            last_name="Russo",
+            email="anna@example.test",
+            extra_emails=["mamma.russo@example.test"],
+        ),
+        number="1/2026",
+    )
+    tomorrow = (timezone.localtime() + datetime.timedelta(days=1)).replace(
+        hour=9, minute=30, second=0, microsecond=0
+    )
+
+    login(page, live_server, practitioner.email, PASSWORD)
+    page.goto(f"{live_server.url}/email/invio/?fattura={invoice.pk}")
+    assert "mamma.russo@example.test" in page.locator("table.send-table").inner_text()
+
+    # A date in the past is refused on the same page; the selection stays.
+    page.get_by_label("Invia il…").check()
+    page.fill("#id_invia_il", "2020-01-01T09:00")
+    page.get_by_role("button", name="Invia 1 fattura").click()
+    page.wait_for_load_state()
+    assert "Scegli una data e un'ora future." in page.locator("#send-schedule").inner_text()
+    assert page.locator('input[name="fattura"]').count() == 1
+    assert not Delivery.objects.exists()
+    save_screenshot(page, "schedule-1-refused")
+
+    # Typing the date alone picks "Invia il…".
+    page.get_by_label("Invia subito").check()
+    page.fill("#id_invia_il", tomorrow.strftime("%Y-%m-%dT%H:%M"))
+    assert page.get_by_label("Invia il…").is_checked()
+    page.get_by_role("button", name="Invia 1 fattura").click()
+
+    page.wait_for_url("**/email/invio/avanzamento/?*")
+    assert "1 fattura programmata: partirà" in page.locator(".messages").inner_text()
+    assert "9:30" in page.locator(".messages").inner_text()
+    rows = list(Delivery.objects.order_by("pk"))
+    assert [row.role for row in rows] == [RecipientRole.PATIENT, RecipientRole.EXTRA]
+    assert {row.status for row in rows} == {DeliveryStatus.SCHEDULED}
+    assert {row.scheduled_for for row in rows} == {tomorrow}
+    save_screenshot(page, "schedule-2-progress")
+
+    page.goto(f"{live_server.url}/email/invii/")
+    listing = page.locator("table").first.inner_text()
+    assert "programmata per" in listing
+    assert "altro destinatario" in listing
+    page.locator(f"#invio-{rows[0].pk} td.when a").click()
+    page.wait_for_url(f"**/email/invii/{rows[0].pk}/**")
+    assert "programmata per" in page.locator("#stato").inner_text().lower()
+    page.get_by_text("Annulla l'invio programmato").click()
+    page.get_by_role("button", name="Sì, annulla l'invio").click()
+    page.wait_for_load_state()
+    assert "Invio programmato annullato" in page.content()
+    assert page.locator("#stato .badge").inner_text() == "annullata"
+    save_screenshot(page, "schedule-3-cancelled")
+
+    rows[0].refresh_from_db()
+    rows[1].refresh_from_db()
+    assert (rows[0].status, rows[1].status) == (DeliveryStatus.CANCELLED, DeliveryStatus.SCHEDULED)
