@@ -166,3 +166,45 @@ def warmup_daily_quota() -> int:
 def smart_mail_daily_quota() -> int:
     """Smart Mail messages per rolling 24 hours after the warm-up; 0 = no daily limit."""
     return max(0, int(_number("EMAILSETTINGS_SMART_MAIL_DAILY_QUOTA", 2000)))
+
+
+# --- OAuth 2.0 for Google and Microsoft mailboxes (emailsettings/oauth.py) ---------------
+
+
+def oauth_client(provider: str) -> tuple[str, str]:
+    """The platform's registered app for ``provider`` ("google", "microsoft"): client id and
+    secret from ``GOOGLE_OAUTH_CLIENT_ID`` / ``…_SECRET`` and ``MICROSOFT_OAUTH_…``."""
+    prefix = provider.upper()
+    return (
+        _text(f"{prefix}_OAUTH_CLIENT_ID", "").strip(),
+        _text(f"{prefix}_OAUTH_CLIENT_SECRET", "").strip(),
+    )
+
+
+def oauth_redirect_base_url() -> str:
+    """The public origin the providers send the practitioner back to (no trailing slash)."""
+    return _text("EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL", "").strip().rstrip("/")
+
+
+def oauth_endpoint_overrides(provider: str) -> dict[str, str]:
+    """``EMAILSETTINGS_OAUTH_ENDPOINTS[provider]``: endpoints that replace the provider's
+    public ones (``authorize_url``, ``token_url``, ``jwks_url``, ``revoke_url``,
+    ``issuer``)."""
+    overrides = getattr(settings, "EMAILSETTINGS_OAUTH_ENDPOINTS", None) or {}
+    found = overrides.get(provider) if isinstance(overrides, dict) else None
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def oauth_http_timeout_seconds() -> float:
+    """Connect and read timeout of every call to a provider's token or key endpoint."""
+    return _number("EMAILSETTINGS_OAUTH_HTTP_TIMEOUT_SECONDS", 10)
+
+
+def oauth_refresh_margin_seconds() -> float:
+    """An access token expiring sooner than this is refreshed before it is used."""
+    return _number("EMAILSETTINGS_OAUTH_REFRESH_MARGIN_SECONDS", 300)
+
+
+def oauth_flow_max_age_seconds() -> float:
+    """How long the practitioner has to come back from the consent page."""
+    return _number("EMAILSETTINGS_OAUTH_FLOW_MAX_AGE_SECONDS", 600)

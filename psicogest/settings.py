@@ -326,6 +326,17 @@ EMAILSETTINGS_SMTP_EXTRA_CA_FILE = env.str(
     "EMAILSETTINGS_SMTP_EXTRA_CA_FILE",
     default="" if PRODUCTION else str(VAR_DIR / "devsmtp" / "ca.pem"),
 )
+# "Accedi con Google / Microsoft" (personal SMTP over OAuth 2.0): the platform's registered
+# apps (README, "OAuth per Gmail e Microsoft"). A provider whose id or secret is empty is not
+# offered. The redirect base is the public origin the providers send the practitioner back
+# to (the callback path is appended); the endpoints may be overridden with a JSON object
+# {"google": {"token_url": …}, …} — the tests point them at a local authorization server.
+GOOGLE_OAUTH_CLIENT_ID = env.str("GOOGLE_OAUTH_CLIENT_ID", default="")
+GOOGLE_OAUTH_CLIENT_SECRET = env.str("GOOGLE_OAUTH_CLIENT_SECRET", default="")
+MICROSOFT_OAUTH_CLIENT_ID = env.str("MICROSOFT_OAUTH_CLIENT_ID", default="")
+MICROSOFT_OAUTH_CLIENT_SECRET = env.str("MICROSOFT_OAUTH_CLIENT_SECRET", default="")
+EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL = env.str("EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL", default="")
+EMAILSETTINGS_OAUTH_ENDPOINTS = env.json("EMAILSETTINGS_OAUTH_ENDPOINTS", default={})
 # The "Server di test locale" preset, offered only outside production.
 EMAILSETTINGS_LOCAL_TEST_SERVER = (
     None
