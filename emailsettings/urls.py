@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import covermail, mailbox, reports, senderdomain, sending, settings, smtp
+from .views import covermail, mailbox, oauth, reports, senderdomain, sending, settings, smtp
 
 app_name = "emailsettings"
 
@@ -12,6 +12,9 @@ urlpatterns = [
     path("impostazioni/smtp/prova/", mailbox.test_mail, name="mailbox_test"),
     path("impostazioni/smtp/stato/", mailbox.status, name="mailbox_status"),
     path("impostazioni/smtp/rileva/", smtp.autodetect, name="smtp_autodetect"),
+    path("impostazioni/smtp/accedi/<slug:provider_key>/", oauth.start, name="oauth_start"),
+    path("impostazioni/smtp/accedi-ritorno/", oauth.callback, name="oauth_callback"),
+    path("impostazioni/smtp/scollega/", oauth.disconnect, name="oauth_disconnect"),
     path("impostazioni/canale/", smtp.save_channel, name="channel_save"),
     path("impostazioni/dominio/verifica/", senderdomain.verify, name="sender_domain_verify"),
     path("impostazioni/mail/salva/", covermail.save, name="covermail_save"),
