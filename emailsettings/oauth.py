@@ -120,6 +120,23 @@ def configured_providers() -> tuple[Provider, ...]:
     return tuple(provider for provider in PROVIDERS if provider.configured)
 
 
+def with_consent_pages(policy: str) -> str:
+    """``policy`` whose ``form-action`` also allows the configured providers' consent pages:
+    browsers apply ``form-action`` to the redirect that follows the "Accedi con …" POST."""
+    from urllib.parse import urlsplit
+
+    origins = sorted(
+        {
+            f"{parts.scheme}://{parts.netloc}"
+            for provider in configured_providers()
+            if (parts := urlsplit(provider.endpoint("authorize_url"))).netloc
+        }
+    )
+    if not origins or "form-action 'self'" not in policy:
+        return policy
+    return policy.replace("form-action 'self'", "form-action 'self' " + " ".join(origins), 1)
+
+
 def redirect_uri() -> str:
     """The callback the platform registered with every provider."""
     return conf.oauth_redirect_base_url() + reverse("emailsettings:oauth_callback")

@@ -53,6 +53,7 @@ from joserfc.jwk import KeySet, RSAKey
 CLIENT_ID = "psicogest-test-client"
 CLIENT_SECRET = "segreto-del-client-di-prova"
 REDIRECT_BASE = "http://testserver"
+CALLBACK_PATH = "/email/impostazioni/smtp/accedi-ritorno/"
 
 
 @dataclass
@@ -481,22 +482,26 @@ def callback_path(location: str) -> str:
     return parts.path + "?" + parts.query
 
 
-def configure(settings: Any, provider: str, server: LocalAuthorizationServer) -> None:
+def configure(
+    settings: Any, provider: str, server: LocalAuthorizationServer, *, base: str = REDIRECT_BASE
+) -> None:
     """Point the product's ``provider`` at ``server``: settings only."""
     setattr(settings, f"{provider.upper()}_OAUTH_CLIENT_ID", CLIENT_ID)
     setattr(settings, f"{provider.upper()}_OAUTH_CLIENT_SECRET", CLIENT_SECRET)
-    settings.EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL = REDIRECT_BASE
+    settings.EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL = base
     endpoints = dict(getattr(settings, "EMAILSETTINGS_OAUTH_ENDPOINTS", {}) or {})
     endpoints[provider] = server.endpoints()
     settings.EMAILSETTINGS_OAUTH_ENDPOINTS = endpoints
 
 
-def worker_env(provider: str, server: LocalAuthorizationServer) -> dict[str, str]:
+def worker_env(
+    provider: str, server: LocalAuthorizationServer, *, base: str = REDIRECT_BASE
+) -> dict[str, str]:
     """The same configuration for a real worker process (its settings read the environment)."""
     return {
         f"{provider.upper()}_OAUTH_CLIENT_ID": CLIENT_ID,
         f"{provider.upper()}_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
-        "EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL": REDIRECT_BASE,
+        "EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL": base,
         "EMAILSETTINGS_OAUTH_ENDPOINTS": json.dumps({provider: server.endpoints()}),
     }
 
@@ -508,9 +513,7 @@ def oauth_server_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[.
     servers: list[LocalAuthorizationServer] = []
 
     def start(**kwargs: Any) -> LocalAuthorizationServer:
-        kwargs.setdefault(
-            "redirect_uri", REDIRECT_BASE + "/email/impostazioni/smtp/accedi-ritorno/"
-        )
+        kwargs.setdefault("redirect_uri", REDIRECT_BASE + CALLBACK_PATH)
         server = LocalAuthorizationServer(**kwargs).start()
         servers.append(server)
         return server
