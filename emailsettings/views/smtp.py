@@ -240,6 +240,8 @@ def oauth_context(account: SmtpAccount | None, *, selected_preset: str) -> dict[
     )
     return {
         "smtp_oauth_buttons": buttons,
+        # The selected preset connects through a configured provider (usable without password).
+        "smtp_selected_oauth": any(button["shown"] for button in buttons),
         "smtp_oauth_connected": connected,
     }
 
@@ -285,6 +287,10 @@ def switch_to_smart_mail(request: HttpRequest) -> int:
 @require_POST
 def delete_mailbox(request: HttpRequest) -> HttpResponse:
     waiting = waiting_for_mailbox(request)
+    account = _account(request)
+    if account is not None and account.uses_oauth:
+        # Revoked at the provider first (a call to it: outside the transaction).
+        oauth.disconnect_mailbox(account=account)
     with transaction.atomic():
         deleted, _rows = SmtpAccount.objects.owned_by(request.user).delete()  # type: ignore[arg-type]
         switched = switch_to_smart_mail(request)

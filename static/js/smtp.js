@@ -42,7 +42,9 @@
       notes.hidden = !message;
       notesHelp.hidden = !(entry && entry.help_url);
       if (entry && entry.help_url) notesHelp.href = entry.help_url;
-      notes.classList.toggle("smtp-notes-unusable", Boolean(entry && !entry.usable));
+      // A provider refusing passwords is usable through its "Accedi con …" button.
+      const viaOauth = Boolean(data.oauth && data.oauth[key]);
+      notes.classList.toggle("smtp-notes-unusable", Boolean(entry && !entry.usable && !viaOauth));
       showOauth(key);
     }
 

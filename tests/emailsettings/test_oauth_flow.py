@@ -415,3 +415,32 @@ def test_a_refresh_the_provider_cannot_answer_is_temporary(connected, oauth_prov
         oauth.access_token(connected)
     assert excinfo.value.failure.error_class == ErrorClass.TEMPORARY
     assert excinfo.value.failure.is_temporary
+
+
+@pytest.mark.django_db
+def test_deleting_a_connected_mailbox_also_revokes_it(logged_client, connected, oauth_provider):
+    logged_client.post(reverse("emailsettings:smtp_delete"))
+    assert not SmtpAccount.objects.filter(pk=connected.pk).exists()
+    assert oauth_provider.revocations == 1
+
+
+@pytest.mark.django_db
+def test_outlook_is_usable_through_the_button_when_microsoft_is_configured(
+    logged_client, settings, practitioner
+):
+    SmtpAccount.objects.create(
+        practitioner=practitioner,
+        email="luca@outlook.test",
+        preset="outlook",
+        host="smtp-mail.outlook.com",
+        port=587,
+        security="starttls",
+        username="luca@outlook.test",
+    )
+    page = logged_client.get(reverse("emailsettings:settings")).content.decode()
+    assert "smtp-notes-unusable" in page
+    settings.MICROSOFT_OAUTH_CLIENT_ID, settings.MICROSOFT_OAUTH_CLIENT_SECRET = "id", "secret"
+    page = logged_client.get(reverse("emailsettings:settings")).content.decode()
+    assert "smtp-notes-unusable" not in page
+    assert 'id="smtp-oauth-microsoft-button"' in page
+    assert 'value="outlook" data-oauth-preset' in page
