@@ -58,6 +58,14 @@ def check_personal_smtp_guard(app_configs: Any = None, **kwargs: Any) -> list[Er
                 id="emailsettings.E003",
             )
         )
+    if conf.local_test_oauth_server() is not None:
+        errors.append(
+            Error(
+                "EMAILSETTINGS_LOCAL_OAUTH_SERVER is set in production.",
+                hint='The "provider di prova" is for development only.',
+                id="emailsettings.E013",
+            )
+        )
     if conf.local_test_server() is not None:
         errors.append(
             Error(

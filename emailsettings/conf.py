@@ -171,9 +171,21 @@ def smart_mail_daily_quota() -> int:
 # --- OAuth 2.0 for Google and Microsoft mailboxes (emailsettings/oauth.py) ---------------
 
 
+def local_test_oauth_server() -> dict | None:
+    """The "provider di prova" of ``make run`` (development only): ``{"url", "client_id",
+    "client_secret"}``."""
+    return getattr(settings, "EMAILSETTINGS_LOCAL_OAUTH_SERVER", None)
+
+
 def oauth_client(provider: str) -> tuple[str, str]:
     """The platform's registered app for ``provider`` ("google", "microsoft"): client id and
-    secret from ``GOOGLE_OAUTH_CLIENT_ID`` / ``…_SECRET`` and ``MICROSOFT_OAUTH_…``."""
+    secret from ``GOOGLE_OAUTH_CLIENT_ID`` / ``…_SECRET`` and ``MICROSOFT_OAUTH_…``; the
+    "provider di prova" ("local") from ``EMAILSETTINGS_LOCAL_OAUTH_SERVER``."""
+    if provider == "local":
+        server = local_test_oauth_server()
+        if not isinstance(server, dict):
+            return "", ""
+        return str(server.get("client_id") or ""), str(server.get("client_secret") or "")
     prefix = provider.upper()
     return (
         _text(f"{prefix}_OAUTH_CLIENT_ID", "").strip(),

@@ -107,17 +107,48 @@ PROVIDERS: tuple[Provider, ...] = (
 )
 
 
+def local_provider() -> Provider | None:
+    """The "provider di prova" of ``make run`` for the "Server di test locale" preset: only
+    while ``EMAILSETTINGS_LOCAL_OAUTH_SERVER`` is set (development), never in production."""
+    from .presets import LOCAL_KEY
+
+    server = conf.local_test_oauth_server()
+    if not isinstance(server, dict) or not server.get("url"):
+        return None
+    url = str(server["url"]).rstrip("/")
+    return Provider(
+        key="local",
+        label=_("provider di prova"),
+        button=_("Accedi con il provider di prova"),
+        presets=(LOCAL_KEY,),
+        authorize_url=url + "/authorize",
+        token_url=url + "/token",
+        jwks_url=url + "/jwks",
+        revoke_url=url + "/revoke",
+        issuer=url,
+        scopes=("openid", "email", "smtp"),
+    )
+
+
+def available_providers() -> tuple[Provider, ...]:
+    """PROVIDERS, plus the provider di prova in development."""
+    local = local_provider()
+    return (local, *PROVIDERS) if local else PROVIDERS
+
+
 def get_provider(key: str | None) -> Provider | None:
-    return next((provider for provider in PROVIDERS if provider.key == key), None)
+    return next((provider for provider in available_providers() if provider.key == key), None)
 
 
 def provider_for_preset(preset_key: str | None) -> Provider | None:
     """The provider that serves a preset (Gmail → Google), configured or not."""
-    return next((provider for provider in PROVIDERS if preset_key in provider.presets), None)
+    return next(
+        (provider for provider in available_providers() if preset_key in provider.presets), None
+    )
 
 
 def configured_providers() -> tuple[Provider, ...]:
-    return tuple(provider for provider in PROVIDERS if provider.configured)
+    return tuple(provider for provider in available_providers() if provider.configured)
 
 
 def with_consent_pages(policy: str) -> str:

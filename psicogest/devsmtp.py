@@ -542,11 +542,23 @@ class DripServer(SilentServer):
                 self.open_now -= 1
 
 
-def serve_forever(*, directory: Path, host: str, port: int) -> None:
-    """Run the development server until interrupted (``manage.py run_smtp_test_server``)."""
+def serve_forever(
+    *,
+    directory: Path,
+    host: str,
+    port: int,
+    xoauth2: Callable[[str, str], bool] | None = None,
+) -> None:
+    """Run the development server until interrupted (``manage.py run_smtp_test_server``);
+    ``xoauth2`` also accepts the bearer tokens it approves (the provider di prova's)."""
     ca = LocalCA.create(directory)
     server = SmtpTestServer(
-        ca=ca, tls="starttls", host=host, port=port, mailbox_dir=directory / "mailbox"
+        ca=ca,
+        tls="starttls",
+        host=host,
+        port=port,
+        mailbox_dir=directory / "mailbox",
+        xoauth2=xoauth2,
     ).start()
     print(  # noqa: T201
         f"Server SMTP di test su {host}:{port} (STARTTLS, qualsiasi utente e password); "
