@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 
 @register()
@@ -58,6 +58,14 @@ def check_personal_smtp_guard(app_configs: Any = None, **kwargs: Any) -> list[Er
                 id="emailsettings.E003",
             )
         )
+    if conf.local_test_oauth_server() is not None:
+        errors.append(
+            Error(
+                "EMAILSETTINGS_LOCAL_OAUTH_SERVER is set in production.",
+                hint='The "provider di prova" is for development only.',
+                id="emailsettings.E013",
+            )
+        )
     if conf.local_test_server() is not None:
         errors.append(
             Error(
@@ -96,3 +104,63 @@ def check_smart_mail_backend(app_configs: Any = None, **kwargs: Any) -> list[War
             )
         )
     return warnings
+
+
+@register()
+def check_oauth_providers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """ "Accedi con Google / Microsoft": each provider needs both halves of its app, and a
+    configured one the public redirect base URL (HTTPS in production)."""
+    from django.conf import settings
+
+    from . import conf
+    from .oauth import ENDPOINT_NAMES, PROVIDERS
+
+    production = getattr(settings, "DJANGO_ENV", "development") == "production"
+    found: list[CheckMessage] = []
+    configured = []
+    for provider in PROVIDERS:
+        prefix = provider.key.upper()
+        client_id, client_secret = conf.oauth_client(provider.key)
+        if client_id and client_secret:
+            configured.append(provider)
+        elif client_id or client_secret:
+            missing = f"{prefix}_OAUTH_CLIENT_SECRET" if client_id else f"{prefix}_OAUTH_CLIENT_ID"
+            found.append(
+                Warning(
+                    f'{missing} is empty: "{provider.button}" is not offered.',
+                    hint=f"Set both {prefix}_OAUTH_CLIENT_ID and {prefix}_OAUTH_CLIENT_SECRET "
+                    "from the app registered for PsicoGest (README, OAuth section).",
+                    id="emailsettings.W010",
+                )
+            )
+        if production and client_id:
+            for name in ENDPOINT_NAMES:
+                url = provider.endpoint(name)
+                if name != "issuer" and url and not url.startswith("https://"):
+                    found.append(
+                        Error(
+                            f"The {provider.key} OAuth {name} is not HTTPS: {url}",
+                            hint="Remove the override from EMAILSETTINGS_OAUTH_ENDPOINTS.",
+                            id="emailsettings.E011",
+                        )
+                    )
+    base = conf.oauth_redirect_base_url()
+    if configured and not base:
+        found.append(
+            Warning(
+                "EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL is empty: the providers cannot send "
+                "the practitioner back.",
+                hint="Set it to the public origin, e.g. https://app.psicogest.it; register "
+                "<origin>/email/impostazioni/smtp/accedi-ritorno/ as the redirect URI.",
+                id="emailsettings.W012",
+            )
+        )
+    elif configured and production and not base.startswith("https://"):
+        found.append(
+            Error(
+                "EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL is not HTTPS in production.",
+                hint="Google and Microsoft accept only HTTPS redirect URIs outside localhost.",
+                id="emailsettings.E012",
+            )
+        )
+    return found

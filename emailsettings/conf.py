@@ -181,3 +181,57 @@ def bounce_watch_days() -> float:
 def mailbox_read_interval_seconds() -> float:
     """How often a mailbox with recent sends is read (doubled after each failed read)."""
     return _number("EMAILSETTINGS_MAILBOX_READ_INTERVAL_SECONDS", 300)
+
+
+# --- OAuth 2.0 for Google and Microsoft mailboxes (emailsettings/oauth.py) ---------------
+
+
+def local_test_oauth_server() -> dict | None:
+    """The "provider di prova" of ``make run`` (development only): ``{"url", "client_id",
+    "client_secret"}``."""
+    return getattr(settings, "EMAILSETTINGS_LOCAL_OAUTH_SERVER", None)
+
+
+def oauth_client(provider: str) -> tuple[str, str]:
+    """The platform's registered app for ``provider`` ("google", "microsoft"): client id and
+    secret from ``GOOGLE_OAUTH_CLIENT_ID`` / ``…_SECRET`` and ``MICROSOFT_OAUTH_…``; the
+    "provider di prova" ("local") from ``EMAILSETTINGS_LOCAL_OAUTH_SERVER``."""
+    if provider == "local":
+        server = local_test_oauth_server()
+        if not isinstance(server, dict):
+            return "", ""
+        return str(server.get("client_id") or ""), str(server.get("client_secret") or "")
+    prefix = provider.upper()
+    return (
+        _text(f"{prefix}_OAUTH_CLIENT_ID", "").strip(),
+        _text(f"{prefix}_OAUTH_CLIENT_SECRET", "").strip(),
+    )
+
+
+def oauth_redirect_base_url() -> str:
+    """The public origin the providers send the practitioner back to (no trailing slash)."""
+    return _text("EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL", "").strip().rstrip("/")
+
+
+def oauth_endpoint_overrides(provider: str) -> dict[str, str]:
+    """``EMAILSETTINGS_OAUTH_ENDPOINTS[provider]``: endpoints that replace the provider's
+    public ones (``authorize_url``, ``token_url``, ``jwks_url``, ``revoke_url``,
+    ``issuer``)."""
+    overrides = getattr(settings, "EMAILSETTINGS_OAUTH_ENDPOINTS", None) or {}
+    found = overrides.get(provider) if isinstance(overrides, dict) else None
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def oauth_http_timeout_seconds() -> float:
+    """Connect and read timeout of every call to a provider's token or key endpoint."""
+    return _number("EMAILSETTINGS_OAUTH_HTTP_TIMEOUT_SECONDS", 10)
+
+
+def oauth_refresh_margin_seconds() -> float:
+    """An access token expiring sooner than this is refreshed before it is used."""
+    return _number("EMAILSETTINGS_OAUTH_REFRESH_MARGIN_SECONDS", 300)
+
+
+def oauth_flow_max_age_seconds() -> float:
+    """How long the practitioner has to come back from the consent page."""
+    return _number("EMAILSETTINGS_OAUTH_FLOW_MAX_AGE_SECONDS", 600)

@@ -16,10 +16,21 @@ def mailbox_banner(request: HttpRequest) -> dict[str, Any]:
 
     account = (
         SmtpAccount.objects.filter(practitioner=user, status=MailboxStatus.BROKEN)
-        .only("id", "email", "last_error")
+        .only("id", "email", "last_error", "status", "auth_method", "oauth_provider")
         .first()
     )
-    return {"broken_mailbox": account, "webhooks_unprotected": _webhooks_unprotected(request)}
+    reconnect = ""
+    if account is not None and account.needs_reconnect:
+        from .oauth import get_provider
+
+        provider = get_provider(account.oauth_provider)
+        reconnect = str(provider.label) if provider else ""
+    return {
+        "broken_mailbox": account,
+        # "Ricollega il tuo account Google": the provider's name, when that is the problem.
+        "reconnect_provider": reconnect,
+        "webhooks_unprotected": _webhooks_unprotected(request),
+    }
 
 
 def _webhooks_unprotected(request: HttpRequest) -> bool:

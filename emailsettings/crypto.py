@@ -1,4 +1,4 @@
-"""Encryption of stored secrets (the personal mailbox password).
+"""Encryption of stored secrets (the personal mailbox password, its OAuth tokens).
 
 The keys come from ``EMAILSETTINGS_ENCRYPTION_KEYS``, newest first: the first key encrypts,
 every key decrypts (``cryptography``'s MultiFernet). To rotate: put a new key first, run
@@ -39,6 +39,8 @@ SETTING_NAME = "EMAILSETTINGS_ENCRYPTION_KEYS"
 
 # Purposes: part of every derived key, so part of the stored data.
 SMTP_PASSWORD = "smtp-password"
+OAUTH_REFRESH_TOKEN = "oauth-refresh-token"
+OAUTH_ACCESS_TOKEN = "oauth-access-token"
 
 _INFO_PREFIX = b"psicogest/"
 # No "/" in a purpose: the info string must split back into one (purpose, owner) pair.

@@ -82,6 +82,11 @@ class RateLimited(EmailSettingsError):
         super().__init__(message)
 
 
+class OAuthFlowError(EmailSettingsError):
+    """ "Accedi con Google / Microsoft" did not complete (refused, expired, tampered, the
+    provider unreachable); ``str(exc)`` is Italian text for the page, never a token."""
+
+
 class InvalidRecipient(EmailSettingsError, ValueError):
     """The invoice cannot be emailed to its patient (no address, or not a valid one);
     ``str(exc)`` is Italian text for the page."""

@@ -27,6 +27,10 @@ class ErrorClass(models.TextChoices):
     APP_PASSWORD_REQUIRED = "app_password_required", _("Serve una password per le app")
     OAUTH_REQUIRED = "oauth_required", _("Accesso con password non consentito")
     SUSPICIOUS_LOGIN = "suspicious_login", _("Accesso bloccato come sospetto")
+    # OAuth: the grant is gone (revoked, expired, password changed): connect again.
+    OAUTH_RECONNECT = "oauth_reconnect", _("Account da ricollegare")
+    # Microsoft 5.7.139 "SmtpClientAuthentication is disabled": only the IT admin can fix it.
+    SMTP_AUTH_DISABLED = "smtp_auth_disabled", _("Invio SMTP disattivato dall'amministratore")
     TLS_FAILED = "tls_failed", _("Errore di sicurezza (TLS)")
     STARTTLS_MISSING = "starttls_missing", _("Impostazione di sicurezza errata")
     CERTIFICATE_INVALID = "certificate_invalid", _("Certificato del server non valido")
@@ -69,6 +73,8 @@ CONFIGURATION_CLASSES = frozenset(
         ErrorClass.APP_PASSWORD_REQUIRED,
         ErrorClass.OAUTH_REQUIRED,
         ErrorClass.SUSPICIOUS_LOGIN,
+        ErrorClass.OAUTH_RECONNECT,
+        ErrorClass.SMTP_AUTH_DISABLED,
         ErrorClass.TLS_FAILED,
         ErrorClass.STARTTLS_MISSING,
         ErrorClass.CERTIFICATE_INVALID,

@@ -9,7 +9,7 @@ app password is created, sending limits) live on the presets (``emailsettings/pr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext_lazy as _
@@ -29,6 +29,8 @@ class Advice:
     steps: tuple[str, ...] = ()
     # The failure is one Smart Mail avoids (password logins refused, domain policy).
     suggest_smart_mail: bool = False
+    # The provider ("google", "microsoft") whose "Accedi con …" button solves it.
+    suggest_oauth: str = ""
 
 
 SUSPICIOUS_LOGIN_EXPLANATION = _(
@@ -65,6 +67,14 @@ def _has(reply: str, *needles: str) -> bool:
 
 def _family(provider: Preset | None) -> str:
     return provider.family if provider is not None else ""
+
+
+def _with_google_login(advice: Advice, provider: Preset | None) -> Advice:
+    """For a Google mailbox, "Accedi con Google" avoids the app password altogether."""
+    if _family(provider) != "google":
+        return advice
+    step = str(_('Oppure premi "Accedi con Google" qui sotto: non serve la password per le app.'))
+    return replace(advice, steps=(*advice.steps, step), suggest_oauth="google")
 
 
 def _app_password(provider: Preset | None, name: str) -> Advice:
@@ -162,6 +172,13 @@ def _auth_failed(provider: Preset | None, name: str) -> Advice:
 
 
 def _oauth_required(provider: Preset | None, name: str, reply: str) -> Advice:
+    if _family(provider) == "google":
+        return Advice(
+            title=str(_("Google non consente l'accesso con password")),
+            text=str(_("Google accetta da PsicoGest solo l'accesso con il tuo account Google.")),
+            steps=(str(_('Premi "Accedi con Google" qui sotto e conferma l\'accesso.')),),
+            suggest_oauth="google",
+        )
     if _family(provider) != "microsoft" and provider is not None:
         return Advice(
             title=str(_("%(provider)s non consente l'accesso con password") % {"provider": name}),
@@ -175,20 +192,7 @@ def _oauth_required(provider: Preset | None, name: str, reply: str) -> Advice:
             suggest_smart_mail=True,
         )
     if _has(reply, "SmtpClientAuthentication is disabled"):
-        return Advice(
-            title=str(_("L'invio da programmi è disattivato per la tua organizzazione")),
-            text=str(
-                _(
-                    "L'amministratore di Microsoft 365 ha disattivato l'invio con SMTP "
-                    "autenticato (SmtpClientAuthentication) per il tenant o per la casella."
-                )
-            ),
-            steps=(
-                str(_('Chiedi al reparto IT di abilitare "SMTP autenticato" per la tua casella.')),
-                str(_("Nel frattempo puoi inviare con Smart Mail.")),
-            ),
-            suggest_smart_mail=True,
-        )
+        return _smtp_auth_disabled()
     if _has(reply, "security defaults"):
         return Advice(
             title=str(_("La tua organizzazione blocca l'accesso con password")),
@@ -199,10 +203,12 @@ def _oauth_required(provider: Preset | None, name: str, reply: str) -> Advice:
                 )
             ),
             steps=(
+                str(_('Premi "Accedi con Microsoft" qui sotto: non serve la password.')),
                 str(_("Chiedi al reparto IT di consentire SMTP autenticato per la casella.")),
                 str(_("Oppure usa Smart Mail.")),
             ),
             suggest_smart_mail=True,
+            suggest_oauth="microsoft",
         )
     return Advice(
         title=str(_("Microsoft non consente più l'accesso con password")),
@@ -214,15 +220,80 @@ def _oauth_required(provider: Preset | None, name: str, reply: str) -> Advice:
             )
         ),
         steps=(
-            str(_("Scegli Smart Mail come modalità di invio: funziona senza la tua password.")),
             str(
                 _(
-                    "Per una casella aziendale Microsoft 365 puoi anche chiedere al reparto IT di "
-                    "abilitare SMTP autenticato."
+                    'Premi "Accedi con Microsoft" qui sotto e conferma l\'accesso: la casella '
+                    "si collega senza password."
+                )
+            ),
+            str(_("Oppure scegli Smart Mail come modalità di invio.")),
+        ),
+        suggest_smart_mail=True,
+        suggest_oauth="microsoft",
+    )
+
+
+def _smtp_auth_disabled() -> Advice:
+    """Microsoft 5.7.139 "SmtpClientAuthentication is disabled": with a password or with
+    OAuth alike, only the organisation's administrator can turn SMTP AUTH on again."""
+    return Advice(
+        title=str(_("L'invio da programmi è disattivato per la tua organizzazione")),
+        text=str(
+            _(
+                "L'amministratore di Microsoft 365 ha disattivato l'invio con SMTP autenticato "
+                "(SmtpClientAuthentication) per l'organizzazione o per la tua casella: "
+                "nessun programma può inviare dalla casella, nemmeno con l'accesso Microsoft."
+            )
+        ),
+        steps=(
+            str(
+                _(
+                    'Chiedi al reparto IT di abilitare "SMTP autenticato" solo per la tua '
+                    "casella: interfaccia di amministrazione di Microsoft 365 → Utenti → Utenti "
+                    "attivi → la tua casella → Posta → Gestisci app di posta elettronica → "
+                    '"SMTP autenticato".'
+                )
+            ),
+            str(
+                _(
+                    "In PowerShell l'amministratore può usare: Set-CASMailbox -Identity "
+                    "<indirizzo> -SmtpClientAuthenticationDisabled $false (vale anche se "
+                    "l'organizzazione lo tiene disattivato per tutti gli altri)."
+                )
+            ),
+            str(
+                _(
+                    'Poi premi di nuovo "Verifica connessione". Nel frattempo puoi inviare con '
+                    "Smart Mail."
                 )
             ),
         ),
         suggest_smart_mail=True,
+    )
+
+
+def _oauth_reconnect(provider: Preset | None) -> Advice:
+    from .oauth import provider_for_preset
+
+    oauth_provider = provider_for_preset(provider.key if provider else None)
+    name = str(oauth_provider.label) if oauth_provider else str(_("il tuo account"))
+    return Advice(
+        title=str(_("Ricollega il tuo account %(provider)s") % {"provider": name}),
+        text=str(
+            _(
+                "L'accesso di PsicoGest alla tua casella è scaduto o è stato revocato (ad "
+                "esempio dopo un cambio di password o dalla pagina di sicurezza "
+                "dell'account): le fatture in coda sono trattenute, nessuna è andata persa."
+            )
+        ),
+        steps=(
+            str(
+                _('Premi "%(button)s" qui sotto e conferma l\'accesso.')
+                % {"button": oauth_provider.button if oauth_provider else _("Accedi")}
+            ),
+            str(_("Dopo la verifica le fatture trattenute ripartono da sole.")),
+        ),
+        suggest_oauth=oauth_provider.key if oauth_provider else "",
     )
 
 
@@ -641,10 +712,14 @@ def advice(
     )
     title_name = _sentence(name)
 
+    if error_class == ErrorClass.OAUTH_RECONNECT:
+        return _oauth_reconnect(provider)
+    if error_class == ErrorClass.SMTP_AUTH_DISABLED:
+        return _smtp_auth_disabled()
     if error_class == ErrorClass.OAUTH_REQUIRED:
         return _oauth_required(provider, title_name, reply)
     if error_class == ErrorClass.APP_PASSWORD_REQUIRED:
-        return _app_password(provider, title_name)
+        return _with_google_login(_app_password(provider, title_name), provider)
     if error_class == ErrorClass.SUSPICIOUS_LOGIN:
         first = (
             str(_('Apri Gmail nel browser e conferma l\'avviso di sicurezza ("Sì, ero io").'))
@@ -662,7 +737,7 @@ def advice(
             steps=(first, str(_('Torna qui e premi di nuovo "Verifica connessione".'))),
         )
     if error_class == ErrorClass.AUTH_FAILED:
-        return _auth_failed(provider, title_name)
+        return _with_google_login(_auth_failed(provider, title_name), provider)
     if error_class == ErrorClass.AUTH_UNAVAILABLE:
         return Advice(
             title=str(_("Il server non offre l'accesso con nome utente e password")),

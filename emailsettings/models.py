@@ -6,6 +6,8 @@ The database is the source of truth for every delivery; Celery only executes.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q, TextChoices
@@ -57,6 +59,11 @@ class Security(models.TextChoices):
     STARTTLS = "starttls", _("STARTTLS (porta 587)")
 
 
+class AuthMethod(models.TextChoices):
+    PASSWORD = "password", _("password")
+    OAUTH = "oauth", _("accesso con Google o Microsoft (OAuth)")
+
+
 class MailboxStatus(models.TextChoices):
     UNVERIFIED = "unverified", _("non verificata")
     OK = "ok", _("funzionante")
@@ -64,7 +71,9 @@ class MailboxStatus(models.TextChoices):
 
 
 class SmtpAccount(models.Model):
-    """The practitioner's own mailbox. The password is stored only encrypted."""
+    """The practitioner's own mailbox. It logs in with a password or, for Google and
+    Microsoft mailboxes, with OAuth 2.0 (``auth_method``); the password and the tokens are
+    stored only encrypted, bound to the practitioner (``emailsettings.crypto``)."""
 
     practitioner = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="smtp_account"
@@ -77,6 +86,14 @@ class SmtpAccount(models.Model):
     security = models.CharField(_("sicurezza"), max_length=10, choices=Security.choices)
     username = models.CharField(_("nome utente"), max_length=255)
     password_encrypted = models.TextField(blank=True, editable=False)
+    auth_method = models.CharField(
+        _("accesso"), max_length=10, choices=AuthMethod.choices, default=AuthMethod.PASSWORD
+    )
+    # "google" | "microsoft" while connected with OAuth (emailsettings.oauth.PROVIDERS).
+    oauth_provider = models.CharField(max_length=20, blank=True, editable=False)
+    oauth_refresh_token_encrypted = models.TextField(blank=True, editable=False)
+    oauth_access_token_encrypted = models.TextField(blank=True, editable=False)
+    oauth_access_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     status = models.CharField(
         max_length=20, choices=MailboxStatus.choices, default=MailboxStatus.UNVERIFIED
     )
@@ -117,6 +134,9 @@ class SmtpAccount(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=["unverified", "ok", "broken"]), name="smtp_status_valid"
             ),
+            models.CheckConstraint(
+                condition=Q(auth_method__in=["password", "oauth"]), name="smtp_auth_method_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -147,6 +167,67 @@ class SmtpAccount(models.Model):
     @property
     def has_password(self) -> bool:
         return bool(self.password_encrypted)
+
+    @property
+    def uses_oauth(self) -> bool:
+        return self.auth_method == AuthMethod.OAUTH
+
+    @property
+    def has_credentials(self) -> bool:
+        """A password, or an OAuth connection: the mailbox can try to log in."""
+        if self.uses_oauth:
+            return bool(self.oauth_refresh_token_encrypted)
+        return self.has_password
+
+    @property
+    def needs_reconnect(self) -> bool:
+        """The OAuth grant was refused (revoked, expired): "da ricollegare"."""
+        return (
+            self.uses_oauth
+            and self.status == MailboxStatus.BROKEN
+            and (self.last_error or {}).get("error_class") == ErrorClass.OAUTH_RECONNECT
+        )
+
+    def set_oauth_tokens(
+        self, *, access_token: str, expires_at: datetime | None, refresh_token: str | None
+    ) -> None:
+        """Store the tokens encrypted and bound to the practitioner; ``refresh_token=None``
+        keeps the stored one (Google sends it only at the first consent)."""
+        from .crypto import OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN, encrypt_for
+
+        owner = self.practitioner_id
+        self.oauth_access_token_encrypted = (
+            encrypt_for(access_token, owner_id=owner, purpose=OAUTH_ACCESS_TOKEN)
+            if access_token
+            else ""
+        )
+        self.oauth_access_token_expires_at = expires_at
+        if refresh_token is not None:
+            self.oauth_refresh_token_encrypted = (
+                encrypt_for(refresh_token, owner_id=owner, purpose=OAUTH_REFRESH_TOKEN)
+                if refresh_token
+                else ""
+            )
+
+    def get_oauth_tokens(self) -> tuple[str, str]:
+        """(access token, refresh token), "" for a missing one;
+        :class:`~emailsettings.crypto.DecryptionError` when a key was dropped."""
+        from .crypto import OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN, decrypt_for
+
+        owner = self.practitioner_id
+        access = self.oauth_access_token_encrypted
+        refresh = self.oauth_refresh_token_encrypted
+        return (
+            decrypt_for(access, owner_id=owner, purpose=OAUTH_ACCESS_TOKEN) if access else "",
+            decrypt_for(refresh, owner_id=owner, purpose=OAUTH_REFRESH_TOKEN) if refresh else "",
+        )
+
+    def clear_oauth(self) -> None:
+        self.auth_method = AuthMethod.PASSWORD
+        self.oauth_provider = ""
+        self.oauth_refresh_token_encrypted = ""
+        self.oauth_access_token_encrypted = ""
+        self.oauth_access_token_expires_at = None
 
 
 class DeliveryStatus(models.TextChoices):

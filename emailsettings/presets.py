@@ -82,7 +82,9 @@ class Preset:
 
 
 _APP_PASSWORD_GOOGLE = _(
-    "Serve una password per le app: attiva la verifica in due passaggi sull'account Google, "
+    'Il modo più semplice è "Accedi con Google", quando il pulsante è disponibile: niente '
+    "password da copiare. Altrimenti serve una password per le app: attiva la verifica in "
+    "due passaggi sull'account Google, "
     "poi crea una password per le app su myaccount.google.com/apppasswords e incollala qui. "
     "La normale password dell'account non è più accettata. Al primo accesso Google può "
     "segnalare un accesso sospetto dalla Germania: sono i server di PsicoGest (Francoforte), "
@@ -114,7 +116,8 @@ PRESETS: tuple[Preset, ...] = (
         security="ssl",
         login_notes=_(
             "Casella Google Workspace (dominio del tuo studio): dal 2024 Google non accetta più "
-            "la password dell'account dalle app. Attiva la verifica in due passaggi e crea una "
+            'la password dell\'account dalle app. Usa "Accedi con Google" se disponibile, '
+            "oppure attiva la verifica in due passaggi e crea una "
             "password per le app (se non compare, chiedi all'amministratore di Workspace di "
             "consentirla). Nome utente: l'indirizzo completo."
         ),
@@ -143,8 +146,8 @@ PRESETS: tuple[Preset, ...] = (
         login_notes=_(
             "Non utilizzabile con la password: dal 16 settembre 2024 Microsoft accetta per "
             "Outlook.com, Hotmail e Live solo l'accesso OAuth, e una password viene rifiutata "
-            "(errore 535 5.7.139). Usa Smart Mail: le risposte dei pazienti arrivano comunque "
-            "alla tua casella."
+            '(errore 535 5.7.139). Usa "Accedi con Microsoft"; se il pulsante non c\'è, usa '
+            "Smart Mail: le risposte dei pazienti arrivano comunque alla tua casella."
         ),
         family="microsoft",
     ),
@@ -158,11 +161,13 @@ PRESETS: tuple[Preset, ...] = (
         security="starttls",
         rate_limit_per_minute=30,
         login_notes=_(
-            "L'invio con password (SMTP AUTH) va abilitato per la singola casella e spesso "
-            "l'amministratore lo tiene disattivato; con l'autenticazione a più fattori la "
-            "password non basta. Microsoft lo disattiverà per impostazione predefinita dalla "
-            "fine di dicembre 2026 e lo rimuoverà nel 2027: se la verifica fallisce chiedi al "
-            'reparto IT di abilitare "SMTP autenticato", oppure usa Smart Mail.'
+            'Consigliato: "Accedi con Microsoft", se il pulsante è disponibile. Microsoft '
+            "disattiva l'invio con password (SMTP AUTH di base) per impostazione predefinita "
+            "dalla fine di dicembre 2026 e lo rimuoverà nel 2027; con l'autenticazione a più "
+            "fattori la password già non basta. In ogni caso l'invio SMTP autenticato va "
+            "abilitato per la singola casella e spesso l'amministratore lo tiene disattivato: "
+            'se la verifica fallisce chiedi al reparto IT di abilitare "SMTP autenticato", '
+            "oppure usa Smart Mail."
         ),
         family="microsoft",
         reply_markers=("outlook", "office365", "microsoft"),

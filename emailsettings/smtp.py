@@ -212,10 +212,17 @@ _REPLY_RULES: tuple[tuple[re.Pattern[str], frozenset[str] | None, str], ...] = t
             None,
             ErrorClass.SUSPICIOUS_LOGIN,
         ),
-        # Microsoft: basic auth disabled, SMTP AUTH off for the tenant, security defaults.
+        # Microsoft 5.7.139 "SmtpClientAuthentication is disabled for the Tenant": the admin
+        # turned SMTP AUTH off, for passwords and OAuth alike.
+        (
+            r"smtpclientauthentication is disabled|smtp ?auth(entication)? is disabled",
+            None,
+            ErrorClass.SMTP_AUTH_DISABLED,
+        ),
+        # Microsoft: basic (password) auth disabled, security defaults.
         (
             r"5\.7\.139\b|5\.7\.30\b|basic authentication is (disabled|not supported)"
-            r"|smtpclientauthentication is disabled|security defaults",
+            r"|security defaults",
             None,
             ErrorClass.OAUTH_REQUIRED,
         ),
@@ -554,6 +561,7 @@ def open_connection(
     timeout: float = DEFAULT_TIMEOUT,
     on_phase: PhaseCallback | None = None,
     preset_key: str | None = None,
+    oauth_token: str = "",
 ) -> smtplib.SMTP:
     """Connect, secure, EHLO and log in; return the ready connection.
 
@@ -561,10 +569,13 @@ def open_connection(
     offer it is refused before any credential is sent). ``timeout`` applies to the connect
     and to every command. Raises a :class:`~emailsettings.exceptions.DeliveryError` subclass
     whose ``failure`` never contains the password.
+
+    With ``oauth_token`` the login is SASL XOAUTH2 (the password is not used); a refused
+    token is an ``auth_failed`` failure, whatever the provider's wording.
     """
     if security not in ("ssl", "starttls"):
         raise ValueError(f"Unsupported SMTP security {security!r}: use 'ssl' or 'starttls'.")
-    secrets = [password]
+    secrets = [password, oauth_token]
     phase = "connect"
     if on_phase is not None:
         on_phase(phase)
@@ -625,12 +636,26 @@ def open_connection(
                 username=username,
                 password=password,
                 context=context,
+                oauth_token=oauth_token,
             )
     except (OSError, smtplib.SMTPException, ValueError) as err:
         phase = connection.phase
         close_quietly(connection)
-        raise _fail(err, phase=phase, preset_key=preset_key, secrets=secrets) from err
+        failed = _fail(err, phase=phase, preset_key=preset_key, secrets=secrets)
+        if oauth_token and _token_refused(failed.failure):
+            # Gmail words a refused token like a refused password (535 5.7.8).
+            failed = DeliveryError.for_failure(failed.failure.with_class(ErrorClass.AUTH_FAILED))
+        raise failed from err
     return connection
+
+
+def _token_refused(failure: Failure) -> bool:
+    return (
+        failure.phase == "auth"
+        and failure.code is not None
+        and failure.reply_class == "5"
+        and failure.error_class in (ErrorClass.AUTH_FAILED, ErrorClass.APP_PASSWORD_REQUIRED)
+    )
 
 
 def _prepare(
@@ -640,6 +665,7 @@ def _prepare(
     username: str,
     password: str,
     context: ssl.SSLContext,
+    oauth_token: str = "",
 ) -> None:
     """EHLO, STARTTLS when chosen (required before any credential), EHLO again, AUTH."""
     connection.set_phase("connect")
@@ -652,7 +678,10 @@ def _prepare(
             )
         connection.starttls(context=context)
         connection.ehlo()
-    if username:
+    if oauth_token:
+        connection.set_phase("auth")
+        login_xoauth2(connection, username, oauth_token)
+    elif username:
         connection.set_phase("auth")
         login(connection, username, password)
 
@@ -677,11 +706,31 @@ def login(connection: smtplib.SMTP, username: str, password: str) -> None:
     connection.auth(mechanism, authobject, initial_response_ok=True)
 
 
+def login_xoauth2(connection: smtplib.SMTP, username: str, token: str) -> None:
+    """AUTH XOAUTH2 once (Google's and Microsoft's SASL mechanism), the bearer token in the
+    initial response. A refusal comes as ``334 <base64 JSON>``: the empty answer lets the
+    server end with its 535 (answering the challenge again would make smtplib loop)."""
+    if not connection.has_extn("auth"):
+        raise AuthUnavailable("The server offers no AUTH (SMTP AUTH extension missing).")
+    offered = connection.esmtp_features.get("auth", "").upper().split()
+    if "XOAUTH2" not in offered:
+        raise AuthUnavailable(f"XOAUTH2 not offered among: {' '.join(offered)[:200]}")
+    initial = f"user={username}\x01auth=Bearer {token}\x01\x01"
+
+    def respond(challenge: bytes | None = None) -> str:
+        return initial if challenge is None else ""
+
+    connection.auth("XOAUTH2", respond, initial_response_ok=True)
+
+
 def connection_for(
     account: SmtpAccount, *, timeout: float = DEFAULT_TIMEOUT, on_phase: PhaseCallback | None = None
 ) -> smtplib.SMTP:
     """:func:`open_connection` for a stored mailbox (the password is decrypted here)."""
     from .crypto import DecryptionError
+
+    if account.uses_oauth:
+        return _oauth_connection(account, timeout=timeout, on_phase=on_phase)
 
     try:
         password = account.get_password()
@@ -704,6 +753,40 @@ def connection_for(
         on_phase=on_phase,
         preset_key=account.preset,
     )
+
+
+def _oauth_connection(
+    account: SmtpAccount, *, timeout: float, on_phase: PhaseCallback | None
+) -> smtplib.SMTP:
+    """XOAUTH2 with a token from :func:`emailsettings.oauth.access_token`; a token the
+    server refuses is refreshed once and tried on a new connection (each connection makes
+    one AUTH attempt). Refused again, the mailbox must be connected again."""
+    from . import oauth
+
+    rejected = ""
+    for attempt in (1, 2):
+        token = oauth.access_token(account, rejected=rejected)
+        try:
+            return open_connection(
+                host=account.host,
+                port=account.port,
+                security=account.security,
+                username=account.username,
+                password="",
+                timeout=timeout,
+                on_phase=on_phase,
+                preset_key=account.preset,
+                oauth_token=token,
+            )
+        except DeliveryError as err:
+            if err.failure.error_class != ErrorClass.AUTH_FAILED or err.failure.phase != "auth":
+                raise
+            if attempt == 2:
+                raise DeliveryError.for_failure(
+                    err.failure.with_class(ErrorClass.OAUTH_RECONNECT)
+                ) from err
+            rejected = token
+    raise AssertionError("unreachable")
 
 
 # --- the transaction --------------------------------------------------------------------

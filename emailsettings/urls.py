@@ -3,6 +3,7 @@ from django.urls import path
 from .views import (
     covermail,
     mailbox,
+    oauth,
     options,
     reading,
     reports,
@@ -23,6 +24,9 @@ urlpatterns = [
     path("impostazioni/smtp/stato/", mailbox.status, name="mailbox_status"),
     path("impostazioni/smtp/rileva/", smtp.autodetect, name="smtp_autodetect"),
     path("impostazioni/smtp/lettura/", reading.save_reading, name="reading_save"),
+    path("impostazioni/smtp/accedi/<slug:provider_key>/", oauth.start, name="oauth_start"),
+    path("impostazioni/smtp/accedi-ritorno/", oauth.callback, name="oauth_callback"),
+    path("impostazioni/smtp/scollega/", oauth.disconnect, name="oauth_disconnect"),
     path("impostazioni/canale/", smtp.save_channel, name="channel_save"),
     path("impostazioni/opzioni/", options.save_options, name="options_save"),
     path("impostazioni/dominio/verifica/", senderdomain.verify, name="sender_domain_verify"),

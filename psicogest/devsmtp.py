@@ -17,14 +17,21 @@ connection, e.g. ``"421 4.7.0 Try later"``), per RCPT (``rcpt_reply(address, att
 per DATA (``data_replies``, consumed one per message; ``"drop"`` closes the connection after
 the data without answering), and the AUTH failure text. ``SilentServer`` accepts
 connections and never answers (timeouts).
+
+``xoauth2=check`` also offers AUTH XOAUTH2 (Google's and Microsoft's SASL mechanism):
+``check(user, token)`` decides; a refused token gets the providers' ``334`` error
+challenge, then ``535``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import datetime
 import email
 import ipaddress
+import json
 import select
 import socket
 import ssl
@@ -37,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -279,6 +286,35 @@ class _Handler:
         return "250 2.0.0 OK: queued"
 
 
+# What Gmail answers to a refused bearer token (a base64 JSON challenge, then 535).
+XOAUTH2_ERROR = {"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"}
+XOAUTH2_FAILURE = "535 5.7.8 Username and Password not accepted. Learn more at 5.7.8 (test)"
+
+
+class _XOAuth2Handler(_Handler):
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        if len(args) > 1:
+            response: Any = args[1].encode()
+        else:
+            response = await server.challenge_auth("", encode_to_b64=False)
+            if response is MISSING:
+                return AuthResult(success=False)
+        try:
+            text = base64.b64decode(response, validate=True).decode()
+            fields = dict(part.split("=", 1) for part in text.split("\x01") if "=" in part)
+            user, token = fields["user"], fields["auth"].removeprefix("Bearer ")
+        except (binascii.Error, UnicodeError, ValueError, KeyError):
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Bad XOAUTH2")
+        with self.server._lock:
+            self.server.auth_attempts.append(user)
+        check = self.server.xoauth2
+        if check is not None and check(user, token):
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        error = base64.b64encode(json.dumps(XOAUTH2_ERROR).encode())
+        await server.challenge_auth(error, encode_to_b64=False)
+        return AuthResult(success=False, handled=False, message=XOAUTH2_FAILURE)
+
+
 class _ScriptedSMTP(SMTP):
     def __init__(self, *args: Any, test_server: SmtpTestServer, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -324,6 +360,7 @@ class SmtpTestServer:
         cert: str = "server",
         mailbox_dir: Path | None = None,
         smtputf8: bool = True,
+        xoauth2: Callable[[str, str], bool] | None = None,
     ) -> None:
         if tls != "none" and ca is None:
             raise ValueError("TLS needs a LocalCA")
@@ -337,6 +374,7 @@ class SmtpTestServer:
         self.mailbox_dir = mailbox_dir
         # Offer SMTPUTF8 (RFC 6531), as aiosmtpd's controller does by default.
         self.smtputf8 = smtputf8
+        self.xoauth2 = xoauth2
         self.messages: list[Received] = []
         self.auth_attempts: list[str] = []
         self.connections = 0
@@ -359,8 +397,9 @@ class SmtpTestServer:
         elif self.tls == "implicit":
             assert self.ca is not None
             ssl_context = self.ca.server_context(self.cert)
+        handler = _XOAuth2Handler(self) if self.xoauth2 is not None else _Handler(self)
         self._controller = _ScriptedController(
-            _Handler(self),
+            handler,
             test_server=self,
             hostname=self.host,
             port=self.port,
@@ -503,11 +542,23 @@ class DripServer(SilentServer):
                 self.open_now -= 1
 
 
-def serve_forever(*, directory: Path, host: str, port: int) -> None:
-    """Run the development server until interrupted (``manage.py run_smtp_test_server``)."""
+def serve_forever(
+    *,
+    directory: Path,
+    host: str,
+    port: int,
+    xoauth2: Callable[[str, str], bool] | None = None,
+) -> None:
+    """Run the development server until interrupted (``manage.py run_smtp_test_server``);
+    ``xoauth2`` also accepts the bearer tokens it approves (the provider di prova's)."""
     ca = LocalCA.create(directory)
     server = SmtpTestServer(
-        ca=ca, tls="starttls", host=host, port=port, mailbox_dir=directory / "mailbox"
+        ca=ca,
+        tls="starttls",
+        host=host,
+        port=port,
+        mailbox_dir=directory / "mailbox",
+        xoauth2=xoauth2,
     ).start()
     print(  # noqa: T201
         f"Server SMTP di test su {host}:{port} (STARTTLS, qualsiasi utente e password); "

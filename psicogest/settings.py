@@ -330,6 +330,28 @@ EMAILSETTINGS_SMTP_EXTRA_CA_FILE = env.str(
     "EMAILSETTINGS_SMTP_EXTRA_CA_FILE",
     default="" if PRODUCTION else str(VAR_DIR / "devsmtp" / "ca.pem"),
 )
+# "Accedi con Google / Microsoft" (personal SMTP over OAuth 2.0): the platform's registered
+# apps (README, "OAuth per Gmail e Microsoft"). A provider whose id or secret is empty is not
+# offered. The redirect base is the public origin the providers send the practitioner back
+# to (the callback path is appended); the endpoints may be overridden with a JSON object
+# {"google": {"token_url": …}, …} — the tests point them at a local authorization server.
+GOOGLE_OAUTH_CLIENT_ID = env.str("GOOGLE_OAUTH_CLIENT_ID", default="")
+GOOGLE_OAUTH_CLIENT_SECRET = env.str("GOOGLE_OAUTH_CLIENT_SECRET", default="")
+MICROSOFT_OAUTH_CLIENT_ID = env.str("MICROSOFT_OAUTH_CLIENT_ID", default="")
+MICROSOFT_OAUTH_CLIENT_SECRET = env.str("MICROSOFT_OAUTH_CLIENT_SECRET", default="")
+EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL = env.str("EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL", default="")
+EMAILSETTINGS_OAUTH_ENDPOINTS = env.json("EMAILSETTINGS_OAUTH_ENDPOINTS", default={})
+# The "provider di prova" started by "make run" (manage.py run_oauth_test_server), offered as
+# "Accedi con il provider di prova" for the "Server di test locale" preset; never in production.
+EMAILSETTINGS_LOCAL_OAUTH_SERVER = (
+    None
+    if PRODUCTION
+    else {
+        "url": f"http://127.0.0.1:{env.int('LOCAL_OAUTH_PORT', default=8765)}",
+        "client_id": "psicogest-sviluppo",
+        "client_secret": "segreto-di-sviluppo",
+    }
+)
 # The "Server di test locale" preset, offered only outside production.
 EMAILSETTINGS_LOCAL_TEST_SERVER = (
     None

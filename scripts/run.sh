@@ -14,6 +14,9 @@ fi
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
 SMTP_PORT="${LOCAL_SMTP_PORT:-1025}"
+# The "provider di prova" behind "Accedi con il provider di prova" (local preset).
+export LOCAL_OAUTH_PORT="${LOCAL_OAUTH_PORT:-8765}"
+export EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL="${EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL:-http://$HOST:$PORT}"
 VAR="${PSICOGEST_VAR_DIR:-$PWD/var}"
 mkdir -p "$VAR/logs"
 
@@ -83,6 +86,7 @@ make_was_signalled() {
   (( (16#$mask & 0x7) != 0 ))  # SIGHUP, SIGINT or SIGQUIT
 }
 
+start_service oauth python manage.py run_oauth_test_server --host 127.0.0.1 --port "$LOCAL_OAUTH_PORT"
 start_service smtp python manage.py run_smtp_test_server --host 127.0.0.1 --port "$SMTP_PORT"
 start_service worker celery -A psicogest worker --beat --loglevel=INFO --concurrency=2 \
   --schedule="$VAR/celerybeat-schedule" --without-gossip --without-mingle
@@ -102,10 +106,11 @@ cat <<MSG
   PsicoGest è pronto:  http://$HOST:$PORT/
   Accesso demo:        demo@psicogest.test  /  demo
 
-  Server SMTP di test: 127.0.0.1:$SMTP_PORT (STARTTLS, qualsiasi utente e password)
+  Server SMTP di test: 127.0.0.1:$SMTP_PORT (STARTTLS, qualsiasi utente e password,
+                       o "Accedi con il provider di prova" su 127.0.0.1:$LOCAL_OAUTH_PORT)
                        posta ricevuta in $VAR/devsmtp/mailbox/
   Smart Mail (locale): file .eml in $VAR/smartmail/
-  Log:                 $VAR/logs/ (web.log, worker.log, smtp.log)
+  Log:                 $VAR/logs/ (web.log, worker.log, smtp.log, oauth.log)
 
   Ctrl-C per fermare tutto.
 MSG

@@ -134,6 +134,11 @@ class SmtpAccountForm(forms.ModelForm):
         if self.instance.pk and self.instance.has_password:
             self.fields["password"].widget.attrs["placeholder"] = _("•••• salvata")
             self.fields["password"].help_text = _("Lascia vuoto per mantenere la password salvata.")
+        elif self.instance.pk and self.instance.uses_oauth:
+            self.fields["password"].help_text = _(
+                "La casella è collegata con l'accesso del provider: lascia vuoto. Una password "
+                "scritta qui sostituisce il collegamento."
+            )
         for name in ("email", "preset", "host", "port", "security", "username", "password"):
             self.fields[name].widget.attrs.setdefault("id", f"id_smtp_{name}")
         self.fields["sender_name"].widget.attrs.setdefault("id", "id_smtp_sender_name")
@@ -143,7 +148,7 @@ class SmtpAccountForm(forms.ModelForm):
         preset = presets.get_preset(key)
         if preset is None:
             raise ValidationError(_("Provider sconosciuto."), code="invalid")
-        if not preset.usable:
+        if not preset.usable and not self._keeps_oauth(key):
             raise ValidationError(
                 _(
                     "%(provider)s non consente l'invio con password da un server: usa Smart "
@@ -153,6 +158,17 @@ class SmtpAccountForm(forms.ModelForm):
                 params={"provider": preset.label},
             )
         return key
+
+    def _keeps_oauth(self, preset_key: str | None) -> bool:
+        """An OAuth mailbox saved without a password, on a preset its provider serves."""
+        from ..oauth import provider_for_preset
+
+        if not (self.instance.uses_oauth and self.instance.has_credentials):
+            return False
+        if self.data.get("password"):
+            return False
+        provider = provider_for_preset(preset_key)
+        return provider is not None and provider.key == self.instance.oauth_provider
 
     def clean_host(self) -> str:
         host: str = self.cleaned_data["host"].strip().rstrip(".").lower()
@@ -201,7 +217,10 @@ class SmtpAccountForm(forms.ModelForm):
             self._check_destination(host, port)
         if not cleaned.get("username") and cleaned.get("email"):
             cleaned["username"] = cleaned["email"]
-        if not cleaned.get("password") and not self.instance.has_password:
+        if not cleaned.get("password") and self._keeps_oauth(key):
+            # The login comes from the provider's identity, not from a typed field.
+            cleaned["email"] = cleaned["username"] = self.instance.email
+        elif not cleaned.get("password") and not self.instance.has_password:
             self.add_error(
                 "password",
                 _("Per sicurezza la password non viene conservata: scrivila di nuovo.")
@@ -257,6 +276,7 @@ class SmtpAccountForm(forms.ModelForm):
         password = self.cleaned_data.get("password")
         changed = bool(password) or any(name in self.changed_data for name in CONNECTION_FIELDS)
         if password:
+            account.clear_oauth()
             account.set_password(password)
         if changed:
             from ..mailbox import forget_checks
@@ -282,7 +302,7 @@ class ChannelForm(forms.ModelForm):
 
     def clean_channel(self) -> str:
         channel: str = self.cleaned_data["channel"]
-        if channel == Channel.SMTP and (self.account is None or not self.account.has_password):
+        if channel == Channel.SMTP and (self.account is None or not self.account.has_credentials):
             raise ValidationError(
                 _(
                     "Per inviare dalla tua casella configura prima l'SMTP personale qui sotto "

@@ -64,7 +64,9 @@ def _start(request: HttpRequest, kind: str) -> HttpResponse:
     account = _account(request)
     if account is None:
         return _refuse(request, _("Salva prima la configurazione SMTP."), 404)
-    if account.username and not account.has_password:
+    if account.uses_oauth and not account.has_credentials:
+        return _refuse(request, _("Collega di nuovo l'account prima di verificare."), 400)
+    if not account.uses_oauth and account.username and not account.has_password:
         return _refuse(request, _("Inserisci la password e salva prima di verificare."), 400)
     try:
         progress = start_check(account=account, kind=kind)

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from ..limits import smart_mail_quota
+from ..oauth import with_consent_pages
 from ..rendering import HTML_PART_STYLES
 from . import covermail, options, reading, senderdomain, smtp
 from .cards import messages_by_card
@@ -34,7 +35,7 @@ def render_settings_page(
     response = render(request, "emailsettings/settings.html", context, status=status)
     policy = getattr(settings, "CONTENT_SECURITY_POLICY", "")
     if policy:
-        response["Content-Security-Policy"] = with_mail_styles(policy)
+        response["Content-Security-Policy"] = with_consent_pages(with_mail_styles(policy))
     return response
 
 

@@ -28,7 +28,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import presets
+from .. import oauth, presets
 from ..autodetect import detect_provider
 from ..crypto import DecryptionError, mask
 from ..forms.smtp import ChannelForm, SmtpAccountForm, security_label
@@ -135,6 +135,12 @@ def presets_data() -> dict[str, Any]:
     return {
         "presets": {preset.key: preset.as_json() for preset in presets.available_presets()},
         "custom": presets.CUSTOM_KEY,
+        # Preset → the configured provider whose "Accedi con …" button it shows.
+        "oauth": {
+            key: provider.key
+            for provider in oauth.configured_providers()
+            for key in provider.presets
+        },
         # Translated here: the script has no message catalogue of its own.
         "messages": {
             "suggest": _("Ti suggeriamo: %(provider)s"),
@@ -195,19 +201,54 @@ def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
         last_error["reply"] = _redacted(str(last_error.get("reply") or ""), account)
         phase = str(last_error.get("phase") or "")
         last_error["phase_label"] = Phase(phase).label if phase in Phase.values else phase
+    selected_preset = form["preset"].value()
+    oauth_section = oauth_context(account, selected_preset=selected_preset)
+    tip = last_error_advice(account)
+    suggested = tip.suggest_oauth if tip else ""
     return {
+        **oauth_section,
+        # The "Accedi con …" button the advice proposes, when that provider is configured.
+        "smtp_advice_oauth": next(
+            (b for b in oauth_section["smtp_oauth_buttons"] if b["key"] == suggested), None
+        ),
         "smtp_account": account,
         "smtp_form": form,
         # The preset the form shows now (a failed POST keeps the submitted one).
         "smtp_selected_preset": presets.get_preset(form["preset"].value()),
         "smtp_presets_data": presets_data(),
         "smtp_last_error": last_error,
-        "smtp_advice": last_error_advice(account),
+        "smtp_advice": tip,
         "channel_form": channel_form,
         "channel": email_settings.channel if email_settings else Channel.SMART_MAIL,
         "smtp_channel_active": bool(email_settings and email_settings.channel == Channel.SMTP),
         "smtp_waiting": waiting_for_mailbox(request) if account else 0,
         "smtp_account_security": security_label(account.security) if account else "",
+    }
+
+
+def oauth_context(account: SmtpAccount | None, *, selected_preset: str) -> dict[str, Any]:
+    """The "Accedi con …" buttons of the configured providers (each shown for its presets,
+    with the preset it connects), and "Collegato come …" for a connected mailbox."""
+    buttons = [
+        {
+            "key": provider.key,
+            "label": provider.button,
+            "presets": " ".join(provider.presets),
+            "preset": selected_preset
+            if selected_preset in provider.presets
+            else provider.presets[0],
+            "shown": selected_preset in provider.presets,
+        }
+        for provider in oauth.configured_providers()
+    ]
+    connected = (
+        oauth.get_provider(account.oauth_provider) if account and account.uses_oauth else None
+    )
+    return {
+        "smtp_oauth_buttons": buttons,
+        # The selected preset connects through a configured provider (usable without password).
+        "smtp_selected_oauth": any(button["shown"] for button in buttons),
+        "smtp_oauth_connected": connected,
     }
 
 
@@ -239,17 +280,26 @@ def save_mailbox(request: HttpRequest) -> HttpResponse:
     return redirect(_section_url())
 
 
+def switch_to_smart_mail(request: HttpRequest) -> int:
+    """The mailbox can no longer send: invoices leave with Smart Mail (1 when switched)."""
+    return (
+        EmailSettings.objects.owned_by(request.user)  # type: ignore[arg-type]
+        .filter(channel=Channel.SMTP)
+        .update(channel=Channel.SMART_MAIL)
+    )
+
+
 @login_required
 @require_POST
 def delete_mailbox(request: HttpRequest) -> HttpResponse:
     waiting = waiting_for_mailbox(request)
+    account = _account(request)
+    if account is not None and account.uses_oauth:
+        # Revoked at the provider first (a call to it: outside the transaction).
+        oauth.disconnect_mailbox(account=account)
     with transaction.atomic():
         deleted, _rows = SmtpAccount.objects.owned_by(request.user).delete()  # type: ignore[arg-type]
-        switched = (
-            EmailSettings.objects.owned_by(request.user)  # type: ignore[arg-type]
-            .filter(channel=Channel.SMTP)
-            .update(channel=Channel.SMART_MAIL)
-        )
+        switched = switch_to_smart_mail(request)
     if deleted:
         card_message(request, "smtp", messages.SUCCESS, _("Configurazione SMTP eliminata."))
     if switched:

@@ -42,7 +42,23 @@
       notes.hidden = !message;
       notesHelp.hidden = !(entry && entry.help_url);
       if (entry && entry.help_url) notesHelp.href = entry.help_url;
-      notes.classList.toggle("smtp-notes-unusable", Boolean(entry && !entry.usable));
+      // A provider refusing passwords is usable through its "Accedi con …" button.
+      const viaOauth = Boolean(data.oauth && data.oauth[key]);
+      notes.classList.toggle("smtp-notes-unusable", Boolean(entry && !entry.usable && !viaOauth));
+      showOauth(key);
+    }
+
+    // "Accedi con Google / Microsoft": shown for the provider's presets, connecting the one
+    // chosen (its own form, outside this one, carries it).
+    function showOauth(key) {
+      document.querySelectorAll("[data-oauth-presets]").forEach((choice) => {
+        const served = choice.dataset.oauthPresets.split(" ");
+        choice.hidden = !served.includes(key);
+        const button = choice.querySelector("button[form]");
+        const target = button && document.getElementById(button.getAttribute("form"));
+        const input = target && target.querySelector("[data-oauth-preset]");
+        if (input && served.includes(key)) input.value = key;
+      });
     }
 
     function fillUsername() {

@@ -164,9 +164,15 @@ def test_system_checks_refuse_the_development_smtp_settings_in_production(settin
     settings.DJANGO_ENV = "production"
     settings.EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS = True
     settings.EMAILSETTINGS_LOCAL_TEST_SERVER = {"host": "localhost", "port": 1025}
-    assert check_ids(settings) == {"emailsettings.E003", "emailsettings.E004"}
+    settings.EMAILSETTINGS_LOCAL_OAUTH_SERVER = {"url": "http://127.0.0.1:8765"}
+    assert check_ids(settings) == {
+        "emailsettings.E003",
+        "emailsettings.E004",
+        "emailsettings.E013",
+    }
     settings.EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS = False
     settings.EMAILSETTINGS_LOCAL_TEST_SERVER = None
+    settings.EMAILSETTINGS_LOCAL_OAUTH_SERVER = None
     assert check_ids(settings) == set()
 
 

@@ -102,7 +102,7 @@ def test_microsoft_smtp_auth_disabled_is_classified_with_its_advice(
 
     account.refresh_from_db()
     assert account.status == MailboxStatus.BROKEN
-    assert account.last_error["error_class"] == ErrorClass.OAUTH_REQUIRED
+    assert account.last_error["error_class"] == ErrorClass.SMTP_AUTH_DISABLED
     assert account.last_error["enhanced"] == "5.7.139"
     tip = advice_for(account)
     assert tip.title

@@ -34,6 +34,7 @@ class MakeRun:
             PSICOGEST_VAR_DIR=str(var),
             PORT=str(free_port()),
             LOCAL_SMTP_PORT=str(free_port()),
+            LOCAL_OAUTH_PORT=str(free_port()),
             DJANGO_ENV="development",
         )
         self.proc = subprocess.Popen(
@@ -134,7 +135,7 @@ def test_stopping_make_run(make_run, tmp_path):
     output = run.finish()
     assert wait_gone(run) == []
     assert "PsicoGest fermato." in output and "si è fermato da solo" not in output
-    for name in ("web", "worker", "smtp"):
+    for name in ("web", "worker", "smtp", "oauth"):
         log = (tmp_path / "var" / "logs" / f"{name}.log").read_text()
         assert log.count(": avvio (make run) =====") == 2, name
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,5 +23,23 @@ class Command(BaseCommand):
         if settings.PRODUCTION:
             raise CommandError("The SMTP test server is for development only.")
         serve_forever(
-            directory=Path(settings.VAR_DIR) / "devsmtp", host=options["host"], port=options["port"]
+            directory=Path(settings.VAR_DIR) / "devsmtp",
+            host=options["host"],
+            port=options["port"],
+            xoauth2=self._provider_di_prova(),
+        )
+
+    @staticmethod
+    def _provider_di_prova() -> Callable[[str, str], bool] | None:
+        """AUTH XOAUTH2 with the tokens of make run's provider di prova, when it is set."""
+        from emailsettings.conf import local_test_oauth_server
+        from psicogest.devoauth import remote_bearer_check
+
+        server = local_test_oauth_server()
+        if not isinstance(server, dict):
+            return None
+        return remote_bearer_check(
+            str(server["url"]),
+            client_id=str(server["client_id"]),
+            client_secret=str(server["client_secret"]),
         )
