@@ -101,7 +101,14 @@ PROVIDERS: tuple[Provider, ...] = (
         token_url="https://login.microsoftonline.com/common/oauth2/v2.0/token",
         jwks_url="https://login.microsoftonline.com/common/discovery/v2.0/keys",
         issuer_prefix="https://login.microsoftonline.com/",
-        scopes=("openid", "email", "offline_access", "https://outlook.office.com/SMTP.Send"),
+        scopes=(
+            "openid",
+            "email",
+            "offline_access",
+            "https://outlook.office.com/SMTP.Send",
+            # Reading bounces and filing the Sent copy (emailsettings/imap.py).
+            "https://outlook.office.com/IMAP.AccessAsUser.All",
+        ),
         authorize_params=(("prompt", "select_account"),),
     ),
 )

@@ -19,7 +19,12 @@ import pytest
 
 # SMTP test servers, the test CA and mailbox accounts (see tests/smtp_fixtures.py); the
 # local OAuth authorization server (tests/oauth_server.py).
-pytest_plugins = ["tests.smtp_fixtures", "tests.mta_fixtures", "tests.oauth_server"]
+pytest_plugins = [
+    "tests.smtp_fixtures",
+    "tests.mta_fixtures",
+    "tests.oauth_server",
+    "tests.oauth_imap",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

@@ -17,9 +17,8 @@ from django.utils.translation import ngettext
 
 from ..alerts import alert_practitioner
 from ..guidance import Advice, advice
-from ..imap import ImapError, open_mailbox
+from ..imap import ImapError, open_for_account
 from ..models import Channel, Delivery, DeliveryStatus, EmailSettings, SmtpAccount
-from .mailreader import server_for
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +32,8 @@ def accounts_in_use() -> list[int]:
 
 
 def _imap_problem(account: SmtpAccount) -> str:
-    server = server_for(account)
-    if server is None:
-        return _("Indica il server IMAP della casella.")
     try:
-        client = open_mailbox(server, username=account.username, password=account.get_password())
+        client = open_for_account(account)
     except ImapError as err:
         return str(err)
     client.logout()

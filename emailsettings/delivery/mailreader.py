@@ -25,8 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import conf, presets
-from ..crypto import DecryptionError
-from ..imap import ImapError, ImapServer, open_mailbox
+from ..imap import ImapError, ImapServer, open_for_account
 from ..models import Channel, Delivery, MailboxFolderState, SmtpAccount
 from . import bounces, pec
 
@@ -176,22 +175,8 @@ def read_mailbox(account: SmtpAccount, *, now: datetime.datetime | None = None) 
     oldest = oldest_watched_send(account, now)
     if oldest is None:
         return _finish(account, now, ReadResult(ok=True))
-    server = server_for(account)
-    if server is None:
-        return _finish(
-            account, now, ReadResult(ok=False, error=_("Indica il server IMAP della casella."))
-        )
     try:
-        client = open_mailbox(server, username=account.username, password=account.get_password())
-    except DecryptionError:
-        return _finish(
-            account,
-            now,
-            ReadResult(
-                ok=False,
-                error=_("La password salvata non è più leggibile: inseriscila di nuovo."),
-            ),
-        )
+        client = open_for_account(account)
     except ImapError as err:
         return _finish(account, now, ReadResult(ok=False, error=str(err)))
     result = ReadResult(ok=True)

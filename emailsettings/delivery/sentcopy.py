@@ -18,8 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import presets
-from ..crypto import DecryptionError
-from ..imap import ImapError, open_mailbox
+from ..imap import ImapError, open_for_account
 from ..models import Delivery, EventKind, SentCopy, SentCopyState, SmtpAccount
 from . import lifecycle
 from .mailreader import server_for
@@ -74,14 +73,11 @@ def file_pending(account: SmtpAccount, *, now: datetime.datetime | None = None) 
     )
     if not due:
         return 0
-    server = server_for(account)
     try:
-        if server is None:
-            raise ImapError(_("Indica il server IMAP della casella."))
-        client = open_mailbox(server, username=account.username, password=account.get_password())
-    except (ImapError, DecryptionError) as err:
+        client = open_for_account(account)
+    except ImapError as err:
         for copy in due:
-            _failed(copy, str(err) if isinstance(err, ImapError) else "", now)
+            _failed(copy, str(err), now)
         return 0
     filed = 0
     try:
