@@ -139,7 +139,7 @@ def test_the_check_says_it_uses_the_saved_configuration_not_the_edited_fields(
     expect(config).to_contain_text("smtp.salvato.test, porta 587, STARTTLS")
     expect(warning).to_be_hidden()
 
-    section = page.locator("#smtp")
+    section = page.locator("#smtp-form")
     section.get_by_label("Server SMTP").fill("smtp.nuovo.test")
     expect(warning).to_be_visible()
     section.get_by_label("Server SMTP").fill("smtp.salvato.test")
