@@ -35,7 +35,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.utils.translation import gettext as _
 
@@ -455,9 +455,26 @@ class _PhaseMixin:
             return super().getreply()  # type: ignore[misc]
 
 
+def tcp_connection(
+    address: str, port: int, timeout: float, source_address: Any = None
+) -> socket.socket:
+    """A TCP connection with ``TCP_NODELAY``: without it Nagle's algorithm holds the last
+    small TLS record of each command (or of the message data) until the server's delayed
+    ACK arrives, about 40 ms a message whatever the server's speed."""
+    raw = socket.create_connection((address, port), timeout, source_address)
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # not a TCP socket (never expected); the stall is only slower
+        logger.info("TCP_NODELAY could not be set on the SMTP socket")
+    return raw
+
+
 class GuardedSMTP(_PhaseMixin, smtplib.SMTP):
     """An SMTP client that connects to a checked address while TLS verifies the host
     name (``smtplib`` takes the name for TLS from ``_host``)."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return tcp_connection(host, port, timeout, self.source_address)
 
     def __init__(
         self, *, server_hostname: str, timeout: float, on_phase: PhaseCallback | None
@@ -487,7 +504,7 @@ class GuardedSMTPSSL(_PhaseMixin, smtplib.SMTP_SSL):
         self._host = server_hostname
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        raw = socket.create_connection((host, port), timeout, self.source_address)
+        raw = tcp_connection(host, port, timeout, self.source_address)
         self.set_phase("tls")
         try:
             wrapped = self.context.wrap_socket(raw, server_hostname=self._host)
@@ -506,7 +523,7 @@ def _speaks_tls(address: str, port: int, *, server_hostname: str, timeout: float
     probe.check_hostname = False
     probe.verify_mode = ssl.CERT_NONE  # noqa: S501 (probe only, no data sent)
     try:
-        with socket.create_connection((address, port), timeout) as raw:
+        with tcp_connection(address, port, timeout) as raw:
             with probe.wrap_socket(raw, server_hostname=server_hostname):
                 return True
     except (OSError, ssl.SSLError):
