@@ -101,6 +101,11 @@ def smtp_send_timeout_seconds() -> float:
     return _number("EMAILSETTINGS_SMTP_SEND_TIMEOUT_SECONDS", 30)
 
 
+def smtp_pipelining() -> bool:
+    """SMTP PIPELINING (RFC 2920) with servers that offer it; off only to compare."""
+    return bool(getattr(settings, "EMAILSETTINGS_SMTP_PIPELINING", True))
+
+
 def smtp_rate_limit_per_minute() -> float:
     """Overrides every preset's pace when set (> 0); 0 keeps each preset's own limit."""
     return _number("EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE", 0)

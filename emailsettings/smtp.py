@@ -10,8 +10,9 @@ Everything that talks to a personal mailbox goes through here:
   second look-up, so DNS rebinding cannot redirect it), verify TLS against the configured
   host name, require STARTTLS when it is the chosen security, and log in. Nothing comes from
   Django's ``EMAIL_*`` settings.
-- :func:`send_message` runs MAIL / RCPT / DATA and reports each phase, so a caller knows
-  whether a failure came before or after the message data left.
+- :func:`send_message` runs MAIL / RCPT / DATA (pipelined, RFC 2920, when the server offers
+  it: :mod:`emailsettings.pipelining`) and reports each phase, so a caller knows whether a
+  failure came before or after the message data left. Every socket has ``TCP_NODELAY``.
 - :func:`classify` turns any exception into an :class:`~emailsettings.failures.Failure` following
   ``smtp-errors.md``; the exceptions of :mod:`emailsettings.exceptions` carry it.
 
@@ -381,6 +382,9 @@ class AuthUnavailable(smtplib.SMTPNotSupportedError):
 
 class AddressUnsupported(smtplib.SMTPException):
     """An address with a non-ASCII local part, and the server does not offer SMTPUTF8."""
+
+    # Which command the address was for ("mail": the sender, "rcpt": a recipient).
+    phase = "rcpt"
 
 
 class StarttlsMissing(smtplib.SMTPNotSupportedError):
@@ -763,6 +767,10 @@ def send_message(
     "rcpt", "data", then "data_sent" once the whole message is out — a failure after that
     raises :class:`~emailsettings.exceptions.UnknownOutcomeError`.
 
+    When the server offers PIPELINING (RFC 2920) the three commands go in one write and
+    only "data" is reported before it (see :mod:`emailsettings.pipelining`); each reply is
+    still checked and classified in its own phase.
+
     An 8-bit message is declared ``BODY=8BITMIME`` (RFC 6152) when the server offers it and
     re-encoded quoted-printable when it does not."""
     from .messages import seven_bit
@@ -777,21 +785,47 @@ def send_message(
             options.append("BODY=8BITMIME")
         else:
             data = seven_bit(data)
-    _envelope(
-        connection,
-        from_addr,
-        to_addrs,
-        on_phase=on_phase,
-        preset_key=preset_key,
-        mail_options=options,
-    )
+    if connection.has_extn("pipelining") and conf.smtp_pipelining():
+        from .pipelining import pipelined_envelope
+
+        pipelined_envelope(
+            connection,
+            from_addr,
+            to_addrs,
+            on_phase=on_phase,
+            preset_key=preset_key,
+            mail_options=options,
+        )
+    else:
+        _envelope(
+            connection,
+            from_addr,
+            to_addrs,
+            on_phase=on_phase,
+            preset_key=preset_key,
+            mail_options=options,
+        )
+        _notify(on_phase, "data")
+        try:
+            connection.putcmd("data")
+            code, reply = connection.getreply()
+            if code != 354:
+                raise smtplib.SMTPDataError(code, reply)
+        except (OSError, smtplib.SMTPException) as err:
+            raise _fail(err, phase="data", preset_key=preset_key, secrets=()) from err
+    return _send_data(connection, data, on_phase=on_phase, preset_key=preset_key)
+
+
+def _send_data(
+    connection: smtplib.SMTP,
+    data: bytes,
+    *,
+    on_phase: PhaseCallback | None,
+    preset_key: str | None,
+) -> SendReply:
+    """The message data after the server's 354, and its final reply."""
     phase = "data"
-    _notify(on_phase, phase)
     try:
-        connection.putcmd("data")
-        code, reply = connection.getreply()
-        if code != 354:
-            raise smtplib.SMTPDataError(code, reply)
         # RFC 5321 4.5.2: CRLF line ends, and a leading "." doubled (dot-stuffing).
         payload = re.sub(rb"(?m)^\.", b"..", re.sub(rb"\r\n|\n|\r", b"\r\n", data))
         if not payload.endswith(b"\r\n"):
@@ -849,6 +883,30 @@ def envelope_address(address: str, *, smtputf8: bool) -> str:
     return f"{local}@{domain}" if local else domain
 
 
+def envelope_parts(
+    connection: smtplib.SMTP,
+    from_addr: str,
+    to_addrs: list[str],
+    mail_options: list[str] | None = None,
+) -> tuple[str, list[str], list[str]]:
+    """The sender, the recipients and the MAIL options as they go on the wire (IDNA
+    domains, ``SMTPUTF8`` when a local part needs it); :class:`AddressUnsupported` (its
+    ``phase`` says which command) when an address cannot go."""
+    options = list(mail_options or ())
+    smtputf8 = connection.has_extn("smtputf8")
+    if smtputf8 and not all(
+        address.rpartition("@")[0].isascii() for address in (from_addr, *to_addrs)
+    ):
+        options.append("SMTPUTF8")
+    try:
+        sender = envelope_address(from_addr, smtputf8=smtputf8)
+    except AddressUnsupported as err:
+        err.phase = "mail"
+        raise
+    recipients = [envelope_address(address, smtputf8=smtputf8) for address in to_addrs]
+    return sender, recipients, options
+
+
 def _envelope(
     connection: smtplib.SMTP,
     from_addr: str,
@@ -858,30 +916,22 @@ def _envelope(
     preset_key: str | None,
     mail_options: list[str] | None = None,
 ) -> None:
-    options = list(mail_options or ())
-    smtputf8 = connection.has_extn("smtputf8")
-    if smtputf8 and not all(
-        address.rpartition("@")[0].isascii() for address in (from_addr, *to_addrs)
-    ):
-        options.append("SMTPUTF8")
     phase = "mail"
     _notify(on_phase, phase)
     try:
-        sender = envelope_address(from_addr, smtputf8=smtputf8)
+        sender, recipients, options = envelope_parts(connection, from_addr, to_addrs, mail_options)
         code, reply = connection.mail(sender, options)
         if code != 250:
             _rset_quietly(connection)
             raise smtplib.SMTPSenderRefused(code, reply, sender)
         phase = "rcpt"
         _notify(on_phase, phase)
-        for address in to_addrs:
-            recipient = envelope_address(address, smtputf8=smtputf8)
+        for address, recipient in zip(to_addrs, recipients, strict=True):
             code, reply = connection.rcpt(recipient)
             if code not in (250, 251):
                 _rset_quietly(connection)
                 raise smtplib.SMTPRecipientsRefused({address: (code, reply)})
     except AddressUnsupported as err:
-        _rset_quietly(connection)
-        raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err
+        raise _fail(err, phase=err.phase, preset_key=preset_key, secrets=()) from err
     except (OSError, smtplib.SMTPException, UnicodeError) as err:
         raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err

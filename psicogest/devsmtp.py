@@ -237,6 +237,16 @@ class _Handler:
     def __init__(self, server: SmtpTestServer) -> None:
         self.server = server
 
+    async def handle_EHLO(  # noqa: N802 (aiosmtpd hook name)
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list:
+        session.host_name = hostname
+        if self.server.pipelining:
+            # aiosmtpd reads commands line by line, so a pipelined group is served in order;
+            # it only does not say so in its EHLO.
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(  # noqa: N802 (aiosmtpd hook name)
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
@@ -310,6 +320,7 @@ class SmtpTestServer:
     ``tls``: "starttls" (offered; required before AUTH), "implicit" (TLS from the first
     byte, like port 465) or "none" (no TLS at all). ``users``: accepted credentials;
     ``None`` accepts any. ``cert``: the name of a certificate issued by ``ca``.
+    ``pipelining``: also offer PIPELINING in the EHLO reply.
     """
 
     def __init__(
@@ -324,6 +335,7 @@ class SmtpTestServer:
         cert: str = "server",
         mailbox_dir: Path | None = None,
         smtputf8: bool = True,
+        pipelining: bool = False,
     ) -> None:
         if tls != "none" and ca is None:
             raise ValueError("TLS needs a LocalCA")
@@ -337,6 +349,8 @@ class SmtpTestServer:
         self.mailbox_dir = mailbox_dir
         # Offer SMTPUTF8 (RFC 6531), as aiosmtpd's controller does by default.
         self.smtputf8 = smtputf8
+        # Offer PIPELINING (RFC 2920), as Postfix does.
+        self.pipelining = pipelining
         self.messages: list[Received] = []
         self.auth_attempts: list[str] = []
         self.connections = 0

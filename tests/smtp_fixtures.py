@@ -8,7 +8,8 @@ Registered for every test through ``pytest_plugins`` in ``tests/conftest.py``.
 - ``trust_local_ca``: sets ``EMAILSETTINGS_SMTP_EXTRA_CA_FILE`` to the CA, so the guarded
   connection trusts the test servers. Every server fixture below uses it. A real Celery
   worker needs it too: ``celery_worker_factory(EMAILSETTINGS_SMTP_EXTRA_CA_FILE=local_ca.ca_file)``.
-- ``smtp_server_factory(tls="starttls"|"implicit"|"none", users=…, behaviour=…, cert=…)``
+- ``smtp_server_factory(tls="starttls"|"implicit"|"none", users=…, behaviour=…, cert=…,
+  pipelining=False)``
   starts a :class:`~psicogest.devsmtp.SmtpTestServer` (stopped after the test);
   ``smtp_server``: one STARTTLS server accepting :data:`SMTP_USER` / :data:`SMTP_PASSWORD`.
 - ``silent_server``: accepts TCP connections and never answers (timeouts).
@@ -56,6 +57,7 @@ def smtp_server_factory(trust_local_ca: LocalCA) -> Iterator[Callable[..., SmtpT
         cert: str = "server",
         host: str = "127.0.0.1",
         smtputf8: bool = True,
+        pipelining: bool = False,
     ) -> SmtpTestServer:
         server = SmtpTestServer(
             ca=trust_local_ca,
@@ -65,6 +67,7 @@ def smtp_server_factory(trust_local_ca: LocalCA) -> Iterator[Callable[..., SmtpT
             cert=cert,
             host=host,
             smtputf8=smtputf8,
+            pipelining=pipelining,
         )
         server.start()
         servers.append(server)
