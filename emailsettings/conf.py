@@ -127,6 +127,12 @@ def mailbox_worker_slots() -> int:
     return max(1, int(_number("EMAILSETTINGS_MAILBOX_WORKER_SLOTS", 1)))
 
 
+def dispatch_reservation_seconds() -> float:
+    """How long a published batch keeps its practitioner's slot reserved before it starts
+    (a task the broker lost frees the slot after this)."""
+    return max(1.0, _number("EMAILSETTINGS_DISPATCH_RESERVATION_SECONDS", 300))
+
+
 def mailbox_unreachable_seconds() -> float:
     """A personal mailbox unreachable (refused, unknown host, no answer) this long becomes a
     mailbox problem: its queue is held and the practitioner told."""

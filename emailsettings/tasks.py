@@ -60,11 +60,12 @@ def send_test_mail_task(account_id: int) -> None:
 
 
 @shared_task(name="emailsettings.send_deliveries")
-def send_deliveries_task(delivery_ids: list[int]) -> None:
-    """Send a batch of deliveries (one practitioner's, one connection)."""
+def send_deliveries_task(delivery_ids: list[int], slot: str = "") -> None:
+    """Send a batch of deliveries (one practitioner's, one connection); ``slot`` is the
+    worker slot reserved for it when it was published."""
     from .delivery.worker import send_batch
 
-    send_batch(delivery_ids=[int(pk) for pk in delivery_ids])
+    send_batch(delivery_ids=[int(pk) for pk in delivery_ids], slot=str(slot or ""))
 
 
 @shared_task(name="emailsettings.sweep_deliveries")
