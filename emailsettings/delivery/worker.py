@@ -156,6 +156,10 @@ def _send_group(
     from .actions import hold_pending
 
     senders = _Senders(practitioner_id)
+    # One query for the batch's rows: each claim is then one UPDATE (lifecycle.claim).
+    snapshots = Delivery.objects.select_related("invoice", "practitioner").in_bulk(
+        [pk for pk, _channel in items]
+    )
     # Once the mailbox is broken or unreachable, the batch's other SMTP rows share that fate
     # without another connection attempt: held or deferred.
     smtp_blocked = False
@@ -180,10 +184,16 @@ def _send_group(
                     result.handed_over.extend(remaining)
                     return
                 open_session = sender is not None and sender.session_open
-                delivery = lifecycle.claim(pk, phase=Phase.MAIL if open_session else Phase.CONNECT)
+                delivery = lifecycle.claim(
+                    pk,
+                    phase=Phase.MAIL if open_session else Phase.CONNECT,
+                    snapshot=snapshots.get(pk),
+                )
             else:
                 sender = senders.smart_mail()
-                delivery = _claim_smart_mail(pk, practitioner_id, sender, deadline, result)
+                delivery = _claim_smart_mail(
+                    pk, practitioner_id, sender, deadline, result, snapshot=snapshots.get(pk)
+                )
                 if delivery is _HAND_OVER:
                     result.handed_over.extend(remaining)
                     return
@@ -230,7 +240,13 @@ _HAND_OVER = Delivery()  # sentinel: the batch's deadline would pass while waiti
 
 
 def _claim_smart_mail(
-    pk: int, practitioner_id: int, sender: Sender, deadline: float, result: BatchResult
+    pk: int,
+    practitioner_id: int,
+    sender: Sender,
+    deadline: float,
+    result: BatchResult,
+    *,
+    snapshot: Delivery | None = None,
 ) -> Delivery | None:
     """The daily quota first (no token spent on a row that waits), then the practitioner's
     pace, then check-and-claim under the quota."""
@@ -248,7 +264,7 @@ def _claim_smart_mail(
             if _defer_for_quota(pk, quota):
                 result.outcomes[pk] = DeliveryStatus.DEFERRED
             return None
-        return lifecycle.claim(pk, phase=Phase.CONNECT)
+        return lifecycle.claim(pk, phase=Phase.CONNECT, snapshot=snapshot)
 
 
 def _smart_mail_quota(practitioner_id: int, *, lock: bool = False) -> limits.Quota:
