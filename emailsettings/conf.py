@@ -106,6 +106,11 @@ def smtp_send_timeout_seconds() -> float:
     return _number("EMAILSETTINGS_SMTP_SEND_TIMEOUT_SECONDS", 30)
 
 
+def smtp_pipelining() -> bool:
+    """SMTP PIPELINING (RFC 2920) with servers that offer it; off only to compare."""
+    return bool(getattr(settings, "EMAILSETTINGS_SMTP_PIPELINING", True))
+
+
 def smtp_rate_limit_per_minute() -> float:
     """Overrides every preset's pace when set (> 0); 0 keeps each preset's own limit."""
     return _number("EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE", 0)
@@ -125,6 +130,12 @@ def max_internal_errors() -> int:
 def mailbox_worker_slots() -> int:
     """Batches of one practitioner that may run at the same time (worker slots they hold)."""
     return max(1, int(_number("EMAILSETTINGS_MAILBOX_WORKER_SLOTS", 1)))
+
+
+def dispatch_reservation_seconds() -> float:
+    """How long a published batch keeps its practitioner's slot reserved before it starts
+    (a task the broker lost frees the slot after this)."""
+    return max(1.0, _number("EMAILSETTINGS_DISPATCH_RESERVATION_SECONDS", 300))
 
 
 def mailbox_unreachable_seconds() -> float:

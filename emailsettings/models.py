@@ -385,6 +385,32 @@ class Delivery(models.Model):
         return f"{codes} {text}".strip()
 
 
+class DeliveryCount(models.Model):
+    """How many of a practitioner's deliveries are in each status, per channel.
+
+    Kept by database triggers on ``Delivery`` (migration ``0007_perf_delivery_counts``: every
+    insert, delete and change of status or channel, whoever writes it), so the report's
+    "all time" counters read a few rows instead of counting a whole history. Never written
+    by the application."""
+
+    practitioner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    status = models.CharField(max_length=20, choices=DeliveryStatus.choices)
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["practitioner", "channel", "status"], name="delivery_count_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.practitioner_id} {self.channel} {self.status}: {self.n}"
+
+
 class EventKind(models.TextChoices):
     QUEUED = "queued", _("messa in coda")
     ATTEMPT = "attempt", _("tentativo")

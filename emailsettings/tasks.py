@@ -60,13 +60,15 @@ def send_test_mail_task(account_id: int) -> None:
 
 
 @shared_task(name="emailsettings.send_deliveries")
-def send_deliveries_task(delivery_ids: list[int]) -> None:
-    """Send a batch of deliveries (one practitioner's, one connection)."""
+def send_deliveries_task(delivery_ids: list[int], slot: str = "") -> None:
+    """Send a batch of deliveries (one practitioner's, one connection); ``slot`` is the
+    worker slot reserved for it when it was published. Then the practitioner hears of held
+    or failed invoices, and the Sent copies are filed."""
     from .delivery.health import after_batch
     from .delivery.worker import send_batch
 
     ids = [int(pk) for pk in delivery_ids]
-    send_batch(delivery_ids=ids)
+    send_batch(delivery_ids=ids, slot=str(slot or ""))
     after_batch(ids)
     _file_sent_copies_soon()
 

@@ -244,6 +244,16 @@ class _Handler:
     def __init__(self, server: SmtpTestServer) -> None:
         self.server = server
 
+    async def handle_EHLO(  # noqa: N802 (aiosmtpd hook name)
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list:
+        session.host_name = hostname
+        if self.server.pipelining:
+            # aiosmtpd reads commands line by line, so a pipelined group is served in order;
+            # it only does not say so in its EHLO.
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(  # noqa: N802 (aiosmtpd hook name)
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
     ) -> str:
@@ -346,6 +356,7 @@ class SmtpTestServer:
     ``tls``: "starttls" (offered; required before AUTH), "implicit" (TLS from the first
     byte, like port 465) or "none" (no TLS at all). ``users``: accepted credentials;
     ``None`` accepts any. ``cert``: the name of a certificate issued by ``ca``.
+    ``pipelining``: also offer PIPELINING in the EHLO reply.
     """
 
     def __init__(
@@ -361,6 +372,7 @@ class SmtpTestServer:
         mailbox_dir: Path | None = None,
         smtputf8: bool = True,
         xoauth2: Callable[[str, str], bool] | None = None,
+        pipelining: bool = False,
     ) -> None:
         if tls != "none" and ca is None:
             raise ValueError("TLS needs a LocalCA")
@@ -375,6 +387,8 @@ class SmtpTestServer:
         # Offer SMTPUTF8 (RFC 6531), as aiosmtpd's controller does by default.
         self.smtputf8 = smtputf8
         self.xoauth2 = xoauth2
+        # Offer PIPELINING (RFC 2920), as Postfix does.
+        self.pipelining = pipelining
         self.messages: list[Received] = []
         self.auth_attempts: list[str] = []
         self.connections = 0

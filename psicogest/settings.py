@@ -301,6 +301,7 @@ for _name in (
     "EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE",
     "EMAILSETTINGS_MAX_CRASHES",
     "EMAILSETTINGS_MAILBOX_WORKER_SLOTS",
+    "EMAILSETTINGS_DISPATCH_RESERVATION_SECONDS",
     "EMAILSETTINGS_MAX_INTERNAL_ERRORS",
     "EMAILSETTINGS_MAILBOX_UNREACHABLE_SECONDS",
     "EMAILSETTINGS_WEBHOOK_PENDING_SECONDS",
@@ -314,6 +315,8 @@ for _name in (
 ):
     if env.str(_name, default=""):
         globals()[_name] = env.float(_name)
+# SMTP PIPELINING (RFC 2920) with servers that offer it; off only to compare (bench/wire.py).
+EMAILSETTINGS_SMTP_PIPELINING = env.bool("EMAILSETTINGS_SMTP_PIPELINING", default=True)
 EMAILSETTINGS_PLATFORM_FROM = env.str(
     "EMAILSETTINGS_PLATFORM_FROM", default="fatture@mail.psicogest.test"
 )

@@ -9,7 +9,8 @@ Registered for every test through ``pytest_plugins`` in ``tests/conftest.py``.
   connection trusts the test servers. Every server fixture below uses it. A real Celery
   worker needs it too: ``celery_worker_factory(EMAILSETTINGS_SMTP_EXTRA_CA_FILE=local_ca.ca_file)``.
 - ``smtp_server_factory(tls="starttls"|"implicit"|"none", users=…, behaviour=…, cert=…,
-  xoauth2=check)`` (``check(user, token)`` also offers AUTH XOAUTH2)
+  xoauth2=check, pipelining=False)`` (``check(user, token)`` also offers AUTH XOAUTH2;
+  ``pipelining=True`` offers PIPELINING, RFC 2920)
   starts a :class:`~psicogest.devsmtp.SmtpTestServer` (stopped after the test);
   ``smtp_server``: one STARTTLS server accepting :data:`SMTP_USER` / :data:`SMTP_PASSWORD`.
 - ``silent_server``: accepts TCP connections and never answers (timeouts).
@@ -58,6 +59,7 @@ def smtp_server_factory(trust_local_ca: LocalCA) -> Iterator[Callable[..., SmtpT
         host: str = "127.0.0.1",
         smtputf8: bool = True,
         xoauth2: Callable[[str, str], bool] | None = None,
+        pipelining: bool = False,
     ) -> SmtpTestServer:
         server = SmtpTestServer(
             ca=trust_local_ca,
@@ -68,6 +70,7 @@ def smtp_server_factory(trust_local_ca: LocalCA) -> Iterator[Callable[..., SmtpT
             host=host,
             smtputf8=smtputf8,
             xoauth2=xoauth2,
+            pipelining=pipelining,
         )
         server.start()
         servers.append(server)

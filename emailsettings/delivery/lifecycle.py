@@ -210,24 +210,35 @@ def transition(
     return ids
 
 
-def claim(pk: int, *, phase: str = Phase.CONNECT) -> Delivery | None:
+def claim(
+    pk: int, *, phase: str = Phase.CONNECT, snapshot: Delivery | None = None
+) -> Delivery | None:
     """``queued`` (or due ``deferred``) → ``sending`` with a lease, counting the attempt;
     ``None`` if another worker has it or it is no longer waiting. No event: the attempt's
-    event is written with its outcome (:func:`record`)."""
+    event is written with its outcome (:func:`record`).
+
+    ``snapshot``: the row as the batch loaded it (with its invoice and practitioner). When
+    the row has not changed since (same ``updated_at`` and ``attempts``) the claim is one
+    ``UPDATE`` and the snapshot is returned, brought up to date; otherwise the row is
+    claimed and loaded again."""
     now = timezone.now()
-    claimed = (
-        Delivery.objects.filter(pk=pk)
-        .filter(waiting(now))
-        .update(
-            status=S.SENDING,
-            phase=phase,
-            attempts=F("attempts") + 1,
-            lease_expires_at=now + datetime.timedelta(seconds=conf.lease_seconds()),
-            next_attempt_at=None,
-            updated_at=now,
-        )
-    )
-    if not claimed:
+    lease = now + datetime.timedelta(seconds=conf.lease_seconds())
+    changes: dict[str, Any] = {
+        "status": S.SENDING,
+        "phase": phase,
+        "lease_expires_at": lease,
+        "next_attempt_at": None,
+        "updated_at": now,
+    }
+    rows = Delivery.objects.filter(pk=pk).filter(waiting(now))
+    if snapshot is not None:
+        unchanged = rows.filter(updated_at=snapshot.updated_at, attempts=snapshot.attempts)
+        if unchanged.update(attempts=F("attempts") + 1, **changes):
+            for name, value in changes.items():
+                setattr(snapshot, name, value)
+            snapshot.attempts += 1
+            return snapshot
+    if not rows.update(attempts=F("attempts") + 1, **changes):
         return None
     return Delivery.objects.select_related("invoice", "practitioner").get(pk=pk)
 

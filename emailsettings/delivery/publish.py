@@ -16,8 +16,8 @@ from typing import Any
 
 from django.db import transaction
 
-from .. import conf
 from ..models import Delivery
+from .dispatch import Batch, Dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -54,25 +54,36 @@ def on_commit(action: Callable[[], Any]) -> None:
     transaction.on_commit(action)
 
 
-def batches(rows: Iterable[tuple[int, int, str]]) -> list[list[int]]:
-    """Delivery ids grouped by practitioner and channel, at most ``batch_size`` each: one
-    task, and one SMTP connection, per batch."""
-    groups: OrderedDict[tuple[int, str], list[int]] = OrderedDict()
-    for pk, practitioner_id, channel in rows:
-        groups.setdefault((practitioner_id, channel), []).append(pk)
-    size = conf.batch_size()
-    return [ids[i : i + size] for ids in groups.values() for i in range(0, len(ids), size)]
+def publish_batches(dispatcher: Dispatcher, practitioner_id: int, batches: list[Batch]) -> int:
+    """One send task per batch (its ids, and the slot reserved for it); returns how many
+    went out. After a broker failure the rest are not tried and their reserved slots are
+    given back: the rows stay ``queued`` for the sweeper."""
+    for index, batch in enumerate(batches):
+        args: list[Any] = [batch.ids, batch.token] if batch.token else [batch.ids]
+        if not publish_task(SEND_TASK, args):
+            dispatcher.cancel(practitioner_id, [b.token for b in batches[index:]])
+            return index
+    return len(batches)
 
 
 def publish_deliveries(rows: Iterable[tuple[int, int, str]]) -> int:
     """Publish send tasks for ``(id, practitioner_id, channel)`` rows; returns how many
-    tasks went out. After one broker failure the rest are left to the sweeper: each failed
-    publish waits on the socket timeout, which should not be paid per batch."""
+    tasks went out. Each practitioner's rows join its backlog and only as many batches as it
+    has free worker slots are published now (:mod:`.dispatch`): the others follow one by
+    one as its batches end, so practitioners take turns. After one broker failure the rest
+    are left to the sweeper: each failed publish waits on the socket timeout, which should
+    not be paid per batch."""
+    groups: OrderedDict[int, list[int]] = OrderedDict()
+    for pk, practitioner_id, _channel in rows:
+        groups.setdefault(practitioner_id, []).append(pk)
+    dispatcher = Dispatcher()
     published = 0
-    for ids in batches(rows):
-        if not publish_task(SEND_TASK, [ids]):
+    for practitioner_id, ids in groups.items():
+        batches = dispatcher.enqueue(practitioner_id, ids)
+        done = publish_batches(dispatcher, practitioner_id, batches)
+        published += done
+        if done < len(batches):
             break
-        published += 1
     return published
 
 

@@ -224,9 +224,10 @@ class SmtpSender:
 
     The connection (guarded: TLS verified, authenticated, destination checked) comes from
     :func:`emailsettings.smtp.connection_for`; it is opened on the first message and reused
-    until the batch ends or the server drops it. MAIL, RCPT and DATA are issued one by one so
-    that the moment the message data goes out — after which a lost reply means "maybe sent"
-    — is known exactly and recorded before it happens.
+    until the batch ends or the server drops it. MAIL, RCPT and DATA go in one write when the
+    server offers PIPELINING (:mod:`emailsettings.pipelining`), one by one otherwise; the
+    message data goes only after the server's 354, so the moment it leaves — after which a
+    lost reply means "maybe sent" — is known exactly and recorded before it happens.
     """
 
     def __init__(self, *, account: SmtpAccount) -> None:

@@ -35,6 +35,7 @@ from ..models import (
     SmtpAccount,
 )
 from . import lifecycle, publish
+from .dispatch import Dispatcher
 from .senders import Accepted, Sender, SmartMailSender, SmtpSender
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class BatchResult:
     outcomes: dict[int, str] = field(default_factory=dict)
     sessions_opened: int = 0
     handed_over: list[int] = field(default_factory=list)
-    # Waiting for a worker slot of their practitioner (see limits.WorkerSlots).
+    # Waiting for a worker slot of their practitioner (see dispatch.Dispatcher).
     parked: list[int] = field(default_factory=list)
 
 
@@ -90,9 +91,12 @@ class _Senders:
                     logger.info("Closing a sender failed: %s", type(err).__name__)
 
 
-def send_batch(*, delivery_ids: Sequence[int], time_budget: float | None = None) -> BatchResult:
+def send_batch(
+    *, delivery_ids: Sequence[int], time_budget: float | None = None, slot: str = ""
+) -> BatchResult:
     """Send the given deliveries (normally one practitioner's, one channel's); rows that are
-    not waiting to be sent (already claimed, sent, held…) are skipped."""
+    not waiting to be sent (already claimed, sent, held…) are skipped. ``slot``: the worker
+    slot :mod:`.dispatch` reserved for this batch when it was published."""
     from .. import conf
 
     result = BatchResult()
@@ -106,16 +110,17 @@ def send_batch(*, delivery_ids: Sequence[int], time_budget: float | None = None)
     groups: OrderedDict[int, list[tuple[int, str]]] = OrderedDict()
     for pk, practitioner_id, channel in rows:
         groups.setdefault(practitioner_id, []).append((pk, channel))
-    slots = limits.WorkerSlots()
+    dispatcher = Dispatcher()
     # A slot lives as long as a lease and is renewed at each row: a dead worker's slot
     # frees itself as soon as its rows may be retried.
     slot_ttl = conf.lease_seconds() + 5
     for practitioner_id, items in groups.items():
-        token = uuid.uuid4().hex
-        if not slots.acquire(practitioner_id, token, ttl=slot_ttl):
+        token = slot or uuid.uuid4().hex
+        if not dispatcher.acquire(practitioner_id, token, ttl=slot_ttl):
             # The practitioner's batches already hold their worker slots: this one waits
-            # for them instead of taking another slot from everybody else.
-            slots.park(practitioner_id, [pk for pk, _channel in items])
+            # in its backlog instead of taking another slot from everybody else.
+            batches = dispatcher.enqueue(practitioner_id, [pk for pk, _channel in items])
+            publish.publish_batches(dispatcher, practitioner_id, batches)
             result.parked.extend(pk for pk, _channel in items)
             continue
         try:
@@ -124,14 +129,18 @@ def send_batch(*, delivery_ids: Sequence[int], time_budget: float | None = None)
                 items,
                 deadline=deadline,
                 result=result,
-                keep_slot=functools.partial(slots.refresh, practitioner_id, token, ttl=slot_ttl),
+                keep_slot=functools.partial(
+                    dispatcher.refresh, practitioner_id, token, ttl=slot_ttl
+                ),
             )
         finally:
-            parked = slots.release(practitioner_id, token)
-            if parked:
-                publish.publish_ids(parked)
-    if result.handed_over:
-        publish.publish_ids(result.handed_over)
+            # Rows handed over (the time budget ran out) join the backlog first: being the
+            # oldest ids, they are the next batch.
+            mine = {pk for pk, _channel in items}
+            handed_over = [pk for pk in result.handed_over if pk in mine]
+            batches = dispatcher.enqueue(practitioner_id, handed_over) if handed_over else []
+            batches.extend(dispatcher.release(practitioner_id, token))
+            publish.publish_batches(dispatcher, practitioner_id, batches)
     return result
 
 
@@ -147,6 +156,10 @@ def _send_group(
     from .actions import hold_pending
 
     senders = _Senders(practitioner_id)
+    # One query for the batch's rows: each claim is then one UPDATE (lifecycle.claim).
+    snapshots = Delivery.objects.select_related("invoice", "practitioner").in_bulk(
+        [pk for pk, _channel in items]
+    )
     # Once the mailbox is broken or unreachable, the batch's other SMTP rows share that fate
     # without another connection attempt: held or deferred.
     smtp_blocked = False
@@ -171,10 +184,16 @@ def _send_group(
                     result.handed_over.extend(remaining)
                     return
                 open_session = sender is not None and sender.session_open
-                delivery = lifecycle.claim(pk, phase=Phase.MAIL if open_session else Phase.CONNECT)
+                delivery = lifecycle.claim(
+                    pk,
+                    phase=Phase.MAIL if open_session else Phase.CONNECT,
+                    snapshot=snapshots.get(pk),
+                )
             else:
                 sender = senders.smart_mail()
-                delivery = _claim_smart_mail(pk, practitioner_id, sender, deadline, result)
+                delivery = _claim_smart_mail(
+                    pk, practitioner_id, sender, deadline, result, snapshot=snapshots.get(pk)
+                )
                 if delivery is _HAND_OVER:
                     result.handed_over.extend(remaining)
                     return
@@ -221,7 +240,13 @@ _HAND_OVER = Delivery()  # sentinel: the batch's deadline would pass while waiti
 
 
 def _claim_smart_mail(
-    pk: int, practitioner_id: int, sender: Sender, deadline: float, result: BatchResult
+    pk: int,
+    practitioner_id: int,
+    sender: Sender,
+    deadline: float,
+    result: BatchResult,
+    *,
+    snapshot: Delivery | None = None,
 ) -> Delivery | None:
     """The daily quota first (no token spent on a row that waits), then the practitioner's
     pace, then check-and-claim under the quota."""
@@ -239,7 +264,7 @@ def _claim_smart_mail(
             if _defer_for_quota(pk, quota):
                 result.outcomes[pk] = DeliveryStatus.DEFERRED
             return None
-        return lifecycle.claim(pk, phase=Phase.CONNECT)
+        return lifecycle.claim(pk, phase=Phase.CONNECT, snapshot=snapshot)
 
 
 def _smart_mail_quota(practitioner_id: int, *, lock: bool = False) -> limits.Quota:

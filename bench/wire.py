@@ -1,0 +1,269 @@
+"""Benchmark of the SMTP wire: TCP_NODELAY, PIPELINING, and the cost of one delivery.
+
+The sink is Postfix's ``smtp-sink`` (C, announces PIPELINING) behind ``stunnel`` for TLS
+(implicit TLS, a certificate from the project's test CA): not the bottleneck. Debian
+packages ``postfix`` and ``stunnel4``; ``bench/run.sh`` installs them when missing, as
+``make test`` does for its services. The same 40 KB invoices go, on one connection each:
+
+* plain ``smtplib`` without and with ``TCP_NODELAY`` (the ceiling);
+* the product's SMTP layer (``emailsettings.smtp``: guarded connection, ``send_message``),
+  with and without PIPELINING;
+* the whole in-process pipeline, ``send_batch`` (claim → send → record in PostgreSQL), as
+  one worker process runs it: msg/s, SQL statements and CPU ms per delivery.
+
+Then the same at 30 ms round-trip time: the sink and stunnel run in a network namespace
+reached through a veth pair with ``tc netem`` (15 ms each way), which the benchmark
+creates and removes itself (root; a clear message where that is not allowed).
+
+Run: ``bench/run.sh bench/wire.py [--messages 300] [--latency-messages 60]``.
+Figures only, with their targets; never a timed assertion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import send_batch as base  # noqa: E402  (Django set up, the 40 KB invoices, bench rows)
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+
+from emailsettings import delivery as services  # noqa: E402
+from emailsettings import smtp  # noqa: E402
+from emailsettings.messages import build_message, message_bytes  # noqa: E402
+from emailsettings.models import Delivery, DeliveryStatus, SmtpAccount  # noqa: E402
+from psicogest.devsmtp import LocalCA, free_port  # noqa: E402
+
+NETNS = "psicogest-bench"
+HOST_SIDE, NS_SIDE = "10.203.0.1", "10.203.0.2"
+TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.I)
+
+
+def run(*command: str) -> None:
+    subprocess.run(command, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def tls_sink(ca: LocalCA, *, address: str, netns: str | None = None) -> Iterator[int]:
+    """smtp-sink on the namespace's loopback, stunnel (implicit TLS) on ``address``."""
+    for binary in ("/usr/sbin/smtp-sink", "/usr/bin/stunnel4"):
+        if not Path(binary).exists():
+            raise SystemExit(f"{binary} is missing: bench/run.sh installs postfix and stunnel4")
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    sink_port, tls_port = free_port(), free_port()
+    config = base.WORK / f"stunnel-{tls_port}.conf"
+    config.write_text(
+        "foreground = yes\npid =\n[smtps]\n"
+        f"accept = {address}:{tls_port}\nconnect = 127.0.0.1:{sink_port}\n"
+        f"cert = {ca.directory / 'bench.pem'}\nkey = {ca.directory / 'bench.key'}\n"
+    )
+    sink = subprocess.Popen(
+        [*prefix, "/usr/sbin/smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "256"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    tunnel = subprocess.Popen(
+        [*prefix, "/usr/bin/stunnel4", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection((address, tls_port), 1):
+                break
+            time.sleep(0.1)
+        yield tls_port
+    finally:
+        for proc in (tunnel, sink):
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def latency(rtt_ms: float) -> Iterator[bool]:
+    """A namespace behind a veth pair delaying each way by half ``rtt_ms``; yields False
+    (with the reason printed) where namespaces or netem are not allowed."""
+    half = f"{rtt_ms / 2:g}ms"
+    steps = [
+        ("ip", "netns", "add", NETNS),
+        ("ip", "link", "add", "psgb0", "type", "veth", "peer", "name", "psgb1"),
+        ("ip", "link", "set", "psgb1", "netns", NETNS),
+        ("ip", "addr", "add", f"{HOST_SIDE}/24", "dev", "psgb0"),
+        ("ip", "link", "set", "psgb0", "up"),
+        ("ip", "netns", "exec", NETNS, "ip", "addr", "add", f"{NS_SIDE}/24", "dev", "psgb1"),
+        ("ip", "netns", "exec", NETNS, "ip", "link", "set", "psgb1", "up"),
+        ("ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up"),
+        ("tc", "qdisc", "add", "dev", "psgb0", "root", "netem", "delay", half, "limit", "100000"),
+        ("ip", "netns", "exec", NETNS, "tc", "qdisc", "add", "dev", "psgb1", "root", "netem")
+        + ("delay", half, "limit", "100000"),
+    ]
+    try:
+        for step in steps:
+            run(*step)
+    except (subprocess.CalledProcessError, FileNotFoundError) as err:
+        detail = getattr(err, "stderr", b"") or b""
+        reason = detail.decode(errors="replace").strip() or str(err)
+        command = " ".join(getattr(err, "cmd", None) or ())
+        print(
+            "\n30 ms RTT: not measured — this machine does not allow the namespace, veth pair"
+            f" or netem qdisc the benchmark needs (`{command}`: {reason}). It needs root,"
+            " iproute2 and the kernel's sch_netem."
+        )
+        subprocess.run(["ip", "link", "del", "psgb0"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        subprocess.run(["ip", "link", "del", "psgb0"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+
+
+def smtplib_seconds(
+    address: str, port: int, messages: list[tuple[str, bytes]], *, nodelay: bool
+) -> float:
+    context = ssl.create_default_context(cafile=os.environ["EMAILSETTINGS_SMTP_EXTRA_CA_FILE"])
+    started = time.perf_counter()
+    with smtplib.SMTP_SSL(address, port, timeout=60, context=context) as client:
+        assert client.sock is not None
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if nodelay else 0)
+        for recipient, data in messages:
+            client.sendmail(base.MAILBOX, [recipient], data)
+    return time.perf_counter() - started
+
+
+def product_seconds(
+    address: str, port: int, messages: list[tuple[str, bytes]], *, pipelining: bool
+) -> float:
+    settings.EMAILSETTINGS_SMTP_PIPELINING = pipelining
+    started = time.perf_counter()
+    client = smtp.open_connection(host=address, port=port, security="ssl", username="", password="")
+    try:
+        for recipient, data in messages:
+            smtp.send_message(client, message=data, from_addr=base.MAILBOX, to_addrs=[recipient])
+    finally:
+        smtp.close_quietly(client)
+        settings.EMAILSETTINGS_SMTP_PIPELINING = True
+    return time.perf_counter() - started
+
+
+def pipeline(practitioner: object, address: str, port: int, count: int) -> dict[str, float]:
+    """send_batch in process for ``count`` fresh deliveries: rate, statements, CPU."""
+    SmtpAccount.objects.filter(practitioner=practitioner).update(
+        host=address, port=port, security="ssl", username=""
+    )
+    invoices = list(base.Invoice.objects.filter(practitioner=practitioner).order_by("pk")[:count])
+    Delivery.objects.filter(practitioner=practitioner).delete()
+    ids = [d.pk for d in services.queue_invoice_emails(invoices)]
+    cpu, wall = time.process_time(), time.perf_counter()
+    with CaptureQueriesContext(connection) as captured:
+        if os.environ.get("BENCH_PROFILE"):
+            import cProfile
+
+            cProfile.runctx(
+                "services.send_batch(delivery_ids=ids, time_budget=3600)",
+                globals(),
+                {"ids": ids, "services": services},
+                os.environ["BENCH_PROFILE"],
+            )
+        else:
+            services.send_batch(delivery_ids=ids, time_budget=3600)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    sent = Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENT).count()
+    statements = [q for q in captured.captured_queries if not TRANSACTION_CONTROL.match(q["sql"])]
+    return {
+        "sent": sent,
+        "rate": sent / wall,
+        "statements": len(statements) / max(sent, 1),
+        "round_trips": len(captured.captured_queries) / max(sent, 1),
+        "cpu_ms": 1000 * cpu / max(sent, 1),
+    }
+
+
+def section(title: str, address: str, port: int, messages: list, practitioner: object) -> None:
+    rate: Callable[[float], float] = lambda seconds: len(messages) / seconds  # noqa: E731
+    plain = rate(smtplib_seconds(address, port, messages, nodelay=False))
+    ceiling = rate(smtplib_seconds(address, port, messages, nodelay=True))
+    sequential = rate(product_seconds(address, port, messages, pipelining=False))
+    pipelined = rate(product_seconds(address, port, messages, pipelining=True))
+    batch = pipeline(practitioner, address, port, len(messages))
+    print(f"\n{title} — {len(messages)} messages of 40 KB, one TLS connection each run")
+    print(f"  smtplib, Nagle on (no TCP_NODELAY)       {plain:8.1f} msg/s")
+    print(f"  smtplib + TCP_NODELAY (the ceiling)      {ceiling:8.1f} msg/s")
+    print(f"  product SMTP layer, no PIPELINING        {sequential:8.1f} msg/s")
+    print(
+        f"  product SMTP layer, PIPELINING           {pipelined:8.1f} msg/s"
+        f"  = {pipelined / ceiling:.2f}× smtplib (target ≥ 1.5× at 30 ms)"
+    )
+    print(
+        f"  send_batch, one process (DB included)    {batch['rate']:8.1f} msg/s"
+        f"  = {batch['rate'] / ceiling:.2f}× ceiling (target ≥ 0.8×)"
+    )
+    print(
+        f"  SQL statements per delivery              {batch['statements']:8.1f}"
+        f"  (target ≤ 5; with BEGIN/COMMIT {batch['round_trips']:.1f})"
+    )
+    print(f"  CPU per delivery (send_batch process)    {batch['cpu_ms']:8.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--latency-messages", type=int, default=60)
+    args = parser.parse_args()
+    if not str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql"):
+        raise SystemExit("Set DATABASE_URL to a PostgreSQL database (bench/run.sh does).")
+    settings.MEDIA_ROOT = str(base.WORK / "media")
+    settings.EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS = True
+    call_command("migrate", verbosity=0)
+    ca = LocalCA.create(base.WORK / "ca")
+    ca.issue("bench", ("localhost", "127.0.0.1", HOST_SIDE, NS_SIDE))
+    count = max(args.messages, args.latency_messages)
+    print(f"Preparing {count} invoices with 40 KB PDFs…", flush=True)
+    practitioner, invoices = base.prepare(count, SimpleNamespace(port=465))
+    try:
+        rows = services.queue_invoice_emails(invoices)
+        messages = [(d.recipient, message_bytes(build_message(d))) for d in rows]
+        Delivery.objects.filter(practitioner=practitioner).delete()
+        with tls_sink(ca, address="127.0.0.1") as port:
+            section(
+                "Loopback (no added latency)",
+                "127.0.0.1",
+                port,
+                messages[: args.messages],
+                practitioner,
+            )
+        with latency(30) as allowed:
+            if allowed:
+                with tls_sink(ca, address=NS_SIDE, netns=NETNS) as port:
+                    section(
+                        "30 ms RTT (netns + veth + netem)",
+                        NS_SIDE,
+                        port,
+                        messages[: args.latency_messages],
+                        practitioner,
+                    )
+    finally:
+        base.remove_bench_rows()
+        shutil.rmtree(base.WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""What one delivery costs the database in a batch's steady state: at most five SQL
+statements (claim, the phase before the data, the outcome with its event and the invoice's
+"last emailed"), whatever the batch size. Counted with Django's ``CaptureQueriesContext`` on
+PostgreSQL, outside any test transaction (so each ``atomic`` block is the worker's own);
+the outcome's transaction adds its BEGIN and COMMIT, not counted as queries."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from emailsettings import delivery as services
+from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings
+from tests.factories import InvoiceFactory, PatientFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MAX_QUERIES_PER_DELIVERY = 5
+
+
+TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE SAVEPOINT)\b", re.I)
+
+
+def statements(captured: list[dict]) -> list[str]:
+    """The SQL statements that read or write rows (BEGIN, COMMIT and savepoints left out:
+    they frame the one transaction that writes an outcome with its event)."""
+    return [q["sql"] for q in captured if not TRANSACTION_CONTROL.match(q["sql"])]
+
+
+def queries_for_a_batch(practitioner, count: int) -> int:
+    invoices = [
+        InvoiceFactory(
+            patient=PatientFactory(practitioner=practitioner, email=f"p{n}@example.test")
+        )
+        for n in range(count)
+    ]
+    rows = services.queue_invoice_emails(invoices)
+    with CaptureQueriesContext(connection) as captured:
+        services.send_batch(delivery_ids=[row.pk for row in rows])
+    statuses = set(
+        Delivery.objects.filter(pk__in=[r.pk for r in rows]).values_list("status", flat=True)
+    )
+    assert statuses == {DeliveryStatus.SENT}
+    return len(statements(captured.captured_queries))
+
+
+def steady_state(practitioner) -> float:
+    # The difference between two batch sizes leaves out the batch's fixed costs (loading
+    # the rows and the mailbox, opening the session).
+    small, large = queries_for_a_batch(practitioner, 3), queries_for_a_batch(practitioner, 11)
+    return (large - small) / 8
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_smtp_delivery_costs_at_most_five_queries(
+    pipelining, settings, smtp_server_factory, smtp_account_factory, practitioner
+):
+    settings.EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE = 60000.0
+    smtp_account_factory(smtp_server_factory(pipelining=pipelining))
+    EmailSettings.objects.update_or_create(
+        practitioner=practitioner, defaults={"channel": Channel.SMTP}
+    )
+
+    per_delivery = steady_state(practitioner)
+
+    # Without PIPELINING the RCPT phase is one more write (it tells a dead worker's row
+    # apart while the envelope goes command by command).
+    assert per_delivery <= MAX_QUERIES_PER_DELIVERY + (0 if pipelining else 1), per_delivery

@@ -1,0 +1,158 @@
+"""Fair queues: a practitioner who queues many invoices does not delay the others.
+
+Each practitioner's rows wait in its backlog (Redis) and only as many of its batches as it
+has worker slots are in the broker at a time; when one ends, its next batch joins the
+queue behind everybody else's. Checked on the dispatcher itself (real Redis) and through
+the real path — ``queue_invoice_emails`` → publish → a Celery worker process → aiosmtpd —
+by the order the server received the messages (no timing assertions).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from emailsettings import delivery as services
+from emailsettings.delivery.dispatch import Dispatcher
+from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings
+from tests.conftest import wait_until
+from tests.factories import InvoiceFactory, PatientFactory, PractitionerFactory
+
+
+@pytest.fixture
+def small_batches(settings):
+    settings.EMAILSETTINGS_BATCH_SIZE = 5
+    settings.EMAILSETTINGS_MAILBOX_WORKER_SLOTS = 1
+
+
+def someone() -> int:
+    """A practitioner id no other test uses (the dispatcher's keys live in Redis)."""
+    return 10**9 + uuid.uuid4().int % 10**8
+
+
+# --- the dispatcher -----------------------------------------------------------------------
+
+
+def test_one_batch_per_slot_is_published_the_rest_waits_in_the_backlog(small_batches):
+    dispatcher, owner = Dispatcher(), someone()
+
+    [first] = dispatcher.enqueue(owner, list(range(1, 13)))
+    assert first.ids == [1, 2, 3, 4, 5] and first.token
+    # The slot is reserved for the published batch: more rows only join the backlog,
+    # once each however often they are added (the sweeper re-adds long-queued rows).
+    assert dispatcher.enqueue(owner, [13, 6, 7]) == []
+    assert dispatcher.acquire(owner, first.token, ttl=30) is True
+    # The slot is running now: nobody else gets it.
+    assert dispatcher.acquire(owner, "another-batch", ttl=30) is False
+
+    [second] = dispatcher.release(owner, first.token)
+    assert second.ids == [6, 7, 8, 9, 10]
+    assert dispatcher.acquire(owner, second.token, ttl=30) is True
+    [third] = dispatcher.release(owner, second.token)
+    assert third.ids == [11, 12, 13]
+    assert dispatcher.acquire(owner, third.token, ttl=30) is True
+    assert dispatcher.release(owner, third.token) == []
+
+
+def test_a_batch_that_starts_first_takes_a_waiting_batchs_reservation(small_batches):
+    dispatcher, owner = Dispatcher(), someone()
+    [waiting] = dispatcher.enqueue(owner, [1, 2, 3])
+
+    # Another batch of the practitioner (the sweeper's, a retry) starts before it.
+    assert dispatcher.acquire(owner, "early-batch", ttl=30) is True
+    # The waiting one, when it starts, finds no slot: its ids go back to the backlog and
+    # the batch that runs publishes them when it ends.
+    assert dispatcher.acquire(owner, waiting.token, ttl=30) is False
+    assert dispatcher.enqueue(owner, waiting.ids) == []
+    [after] = dispatcher.release(owner, "early-batch")
+    assert after.ids == [1, 2, 3]
+
+
+def test_practitioners_do_not_share_slots_and_a_cancelled_reservation_frees_the_slot(
+    small_batches, settings
+):
+    settings.EMAILSETTINGS_MAILBOX_WORKER_SLOTS = 2
+    dispatcher, big, small = Dispatcher(), someone(), someone()
+
+    batches = dispatcher.enqueue(big, list(range(100, 130)))
+    assert [b.ids for b in batches] == [[100, 101, 102, 103, 104], [105, 106, 107, 108, 109]]
+    [other] = dispatcher.enqueue(small, [1, 2])
+    assert other.ids == [1, 2]
+
+    # A publish that failed gives its slot back: the next enqueue publishes again.
+    dispatcher.cancel(big, [batches[1].token])
+    [again] = dispatcher.enqueue(big, [])
+    assert again.ids == [110, 111, 112, 113, 114]
+
+
+def test_a_dead_workers_slot_does_not_block_the_practitioner(small_batches):
+    dispatcher, owner = Dispatcher(), someone()
+    [lost] = dispatcher.enqueue(owner, [1, 2, 3])
+    assert dispatcher.enqueue(owner, [4]) == []
+    assert dispatcher.acquire(owner, lost.token, ttl=1) is True  # then the worker died
+
+    # Its slot expires: the backlog moves on (rows 1-3 are back to queued in the database
+    # once their leases expire, and the sweeper publishes them again).
+    [batch] = wait_until(lambda: dispatcher.enqueue(owner, []), timeout=5, interval=0.3)
+    assert batch.ids == [4]
+    assert lost.token != batch.token
+
+
+# --- through the worker -------------------------------------------------------------------
+
+BIG_INVOICES = 25  # five batches of five
+SMALL_PRACTITIONERS = 4
+SMALL_INVOICES = 5  # one batch each
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_small_practitioners_go_before_the_big_ones_second_batch(
+    small_batches, settings, local_ca, celery_worker_factory, smtp_server, smtp_account_factory
+):
+    settings.EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE = 60000.0
+
+    def practitioner_sending_to(domain: str, count: int) -> list[Delivery]:
+        owner = PractitionerFactory()
+        smtp_account_factory(smtp_server, practitioner=owner)
+        EmailSettings.objects.update_or_create(
+            practitioner=owner, defaults={"channel": Channel.SMTP}
+        )
+        invoices = [
+            InvoiceFactory(patient=PatientFactory(practitioner=owner, email=f"p{n}@{domain}"))
+            for n in range(count)
+        ]
+        return services.queue_invoice_emails(invoices)
+
+    # The month's end: the big practitioner queues first, the small ones right after;
+    # every task is in the broker before the worker starts, so the order is the dispatch's.
+    rows = practitioner_sending_to("grande.test", BIG_INVOICES)
+    for k in range(SMALL_PRACTITIONERS):
+        rows += practitioner_sending_to(f"piccolo{k}.test", SMALL_INVOICES)
+    celery_worker_factory(
+        EMAILSETTINGS_SMTP_EXTRA_CA_FILE=local_ca.ca_file,
+        EMAILSETTINGS_BATCH_SIZE="5",
+        EMAILSETTINGS_MAILBOX_WORKER_SLOTS="1",
+        EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE="60000",
+    )
+
+    ids = [row.pk for row in rows]
+    wait_until(
+        lambda: (
+            not Delivery.objects.filter(pk__in=ids).exclude(status=DeliveryStatus.SENT).exists()
+        ),
+        timeout=90,
+    )
+    order = [m.rcpt_tos[0].rsplit("@", 1)[1] for m in smtp_server.messages]
+    assert len(order) == len(ids)
+    big_positions = [i for i, domain in enumerate(order) if domain == "grande.test"]
+    small_positions = [i for i, domain in enumerate(order) if domain != "grande.test"]
+    # The big one's first batch, then every small practitioner, then the rest of the big.
+    assert big_positions[:5] == [0, 1, 2, 3, 4], order
+    assert max(small_positions) < big_positions[5], order
+    # Each practitioner's own invoices keep their order.
+    for k in range(SMALL_PRACTITIONERS):
+        domain = f"piccolo{k}.test"
+        mine = [m.rcpt_tos[0] for m in smtp_server.messages if m.rcpt_tos[0].endswith(domain)]
+        assert mine == [f"p{n}@{domain}" for n in range(SMALL_INVOICES)]
