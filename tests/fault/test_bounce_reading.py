@@ -13,25 +13,22 @@ a second read finds nothing new; a wrong password is a clear reason and a later 
 
 from __future__ import annotations
 
-import ssl
 from email.message import EmailMessage
 
-import imapclient
 import pytest
 
 from emailsettings import delivery as services
 from emailsettings.delivery import mailreader
 from emailsettings.failures import ErrorClass
 from emailsettings.models import (
-    Channel,
     DeliveryEvent,
     DeliveryStatus,
-    EmailSettings,
     EventKind,
     SmtpAccount,
     SuppressedAddress,
 )
 from tests.factories import InvoiceFactory, PatientFactory
+from tests.fault.conftest import imap_login
 from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
 
 pytestmark = pytest.mark.django_db
@@ -40,43 +37,13 @@ UNKNOWN_PATIENT = "nessuno@studio.test"
 
 
 @pytest.fixture
-def mta(postfix_mta: PostfixMTA, settings) -> PostfixMTA:
-    settings.EMAILSETTINGS_SMTP_EXTRA_CA_FILE = postfix_mta.ca_file
-    settings.EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE = 60000.0
-    postfix_mta.clear_log()
-    return postfix_mta
-
-
-@pytest.fixture
-def account(mta: PostfixMTA, smtp_account_factory, practitioner) -> SmtpAccount:
-    """maria@studio.test sending through the accept-all listener, reading over IMAP."""
-    EmailSettings.objects.update_or_create(
-        practitioner=practitioner, defaults={"channel": Channel.SMTP}
-    )
-    return smtp_account_factory(
-        None,
-        host=mta.host,
-        port=mta.accept_all_port,
-        security="starttls",
-        username=mta.user,
-        email=mta.user,
-        password=mta.password,
-        imap_enabled=True,
-        imap_host=mta.host,
-        imap_port=mta.imap_port,
-        imap_security="ssl",
-    )
-
-
-def imap_for(mta: PostfixMTA) -> imapclient.IMAPClient:
-    context = ssl.create_default_context(cafile=mta.ca_file)
-    client = imapclient.IMAPClient(mta.host, port=mta.imap_port, ssl=True, ssl_context=context)
-    client.login(mta.user, mta.password)
-    return client
+def account(mta, mail_account) -> SmtpAccount:
+    """Sending through the accept-all listener, reading over IMAP."""
+    return mail_account(port=mta.accept_all_port, imap_enabled=True)
 
 
 def inbox_flags(mta: PostfixMTA) -> dict[int, tuple[bytes, ...]]:
-    with imap_for(mta) as client:
+    with imap_login(mta) as client:
         client.select_folder("INBOX", readonly=True)
         uids = client.search(["ALL"])
         return {
@@ -86,7 +53,7 @@ def inbox_flags(mta: PostfixMTA) -> dict[int, tuple[bytes, ...]]:
 
 
 def append_to_inbox(mta: PostfixMTA, message: EmailMessage, flags: tuple[bytes, ...] = ()):
-    with imap_for(mta) as client:
+    with imap_login(mta) as client:
         client.append("INBOX", message.as_bytes(), flags=flags)
 
 

@@ -16,48 +16,29 @@ from django.urls import reverse
 from emailsettings import delivery as services
 from emailsettings.delivery import health
 from emailsettings.models import (
-    Channel,
     DeliveryStatus,
-    EmailSettings,
     MailboxStatus,
     SmtpAccount,
 )
 from emailsettings.tasks import send_deliveries_task
 from tests.factories import InvoiceFactory, PatientFactory
-from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
+from tests.mta_fixtures import MTA_PATIENT
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def mta(postfix_mta: PostfixMTA, settings) -> PostfixMTA:
-    settings.EMAILSETTINGS_SMTP_EXTRA_CA_FILE = postfix_mta.ca_file
-    settings.EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE = 60000.0
+def mta(mta, settings):
     settings.EMAILSETTINGS_SITE_URL = "https://app.psicogest.test"
-    postfix_mta.clear_log()
-    return postfix_mta
+    return mta
 
 
 @pytest.fixture
-def account(mta, smtp_account_factory, practitioner) -> SmtpAccount:
+def account(mta, mail_account, practitioner) -> SmtpAccount:
     # Verify probes RCPT TO the practitioner's own address: one the MTA delivers to.
     practitioner.email = mta.user
     practitioner.save()
-    EmailSettings.objects.update_or_create(
-        practitioner=practitioner, defaults={"channel": Channel.SMTP}
-    )
-    return smtp_account_factory(
-        None,
-        host=mta.host,
-        port=mta.submission_port,
-        security="starttls",
-        username=mta.user,
-        email=mta.user,
-        password=mta.password,
-        imap_host=mta.host,
-        imap_port=mta.imap_port,
-        imap_security="ssl",
-    )
+    return mail_account()
 
 
 def test_a_refused_password_gives_one_alert_a_day_holds_invoices_and_shows_the_banner(

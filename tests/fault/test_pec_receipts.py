@@ -10,9 +10,7 @@ through the private Dovecot like any PEC mailbox.
 from __future__ import annotations
 
 import datetime
-import ssl
 
-import imapclient
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -22,14 +20,14 @@ from emailsettings import delivery as services
 from emailsettings.delivery import mailreader
 from emailsettings.failures import ErrorClass
 from emailsettings.models import (
-    Channel,
     DeliveryEvent,
     DeliveryStatus,
-    EmailSettings,
     EventKind,
     PecReceipt,
+    SmtpAccount,
 )
 from tests.factories import InvoiceFactory, PatientFactory
+from tests.fault.conftest import imap_login
 from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
 from tests.pec_receipts import receipt
 
@@ -37,49 +35,18 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def mta(postfix_mta: PostfixMTA, settings) -> PostfixMTA:
-    settings.EMAILSETTINGS_SMTP_EXTRA_CA_FILE = postfix_mta.ca_file
-    settings.EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE = 60000.0
-    postfix_mta.clear_log()
-    return postfix_mta
-
-
-@pytest.fixture
-def pec_account(mta: PostfixMTA, smtp_account_factory, practitioner):
-    EmailSettings.objects.update_or_create(
-        practitioner=practitioner, defaults={"channel": Channel.SMTP}
-    )
-    return smtp_account_factory(
-        None,
-        preset="aruba_pec",
-        host=mta.host,
-        port=mta.submission_port,
-        security="starttls",
-        username=mta.user,
-        email=mta.user,
-        password=mta.password,
-        imap_enabled=True,
-        imap_host=mta.host,
-        imap_port=mta.imap_port,
-        imap_security="ssl",
-    )
-
-
-def imap_for(mta: PostfixMTA) -> imapclient.IMAPClient:
-    context = ssl.create_default_context(cafile=mta.ca_file)
-    client = imapclient.IMAPClient(mta.host, port=mta.imap_port, ssl=True, ssl_context=context)
-    client.login(mta.user, mta.password)
-    return client
+def pec_account(mail_account) -> SmtpAccount:
+    return mail_account(preset="aruba_pec", imap_enabled=True)
 
 
 def put_in_inbox(mta: PostfixMTA, *messages: bytes) -> None:
-    with imap_for(mta) as client:
+    with imap_login(mta) as client:
         for raw in messages:
             client.append("INBOX", raw)
 
 
 def unread_count(mta: PostfixMTA) -> int:
-    with imap_for(mta) as client:
+    with imap_login(mta) as client:
         client.select_folder("INBOX", readonly=True)
         return len(client.search(["UNSEEN"]))
 

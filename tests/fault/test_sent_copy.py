@@ -9,24 +9,21 @@ and a failing copy never touches the invoice's outcome, only its timeline, after
 from __future__ import annotations
 
 import datetime
-import ssl
 
-import imapclient
 import pytest
 from django.utils import timezone
 
 from emailsettings import delivery as services
 from emailsettings.delivery import sentcopy
 from emailsettings.models import (
-    Channel,
     DeliveryEvent,
     DeliveryStatus,
-    EmailSettings,
     SentCopy,
     SentCopyState,
     SmtpAccount,
 )
 from tests.factories import InvoiceFactory, PatientFactory
+from tests.fault.conftest import imap_login
 from tests.mta_fixtures import MTA_PATIENT, MTA_PATIENT_PASSWORD, PostfixMTA
 
 pytestmark = pytest.mark.django_db
@@ -35,24 +32,9 @@ SENT = "Sent"
 
 
 @pytest.fixture
-def mta(postfix_mta: PostfixMTA, settings) -> PostfixMTA:
-    settings.EMAILSETTINGS_SMTP_EXTRA_CA_FILE = postfix_mta.ca_file
-    settings.EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE = 60000.0
-    postfix_mta.clear_log()
-    return postfix_mta
-
-
-def imap_for(mta: PostfixMTA, user: str, password: str) -> imapclient.IMAPClient:
-    context = ssl.create_default_context(cafile=mta.ca_file)
-    client = imapclient.IMAPClient(mta.host, port=mta.imap_port, ssl=True, ssl_context=context)
-    client.login(user, password)
-    return client
-
-
-@pytest.fixture
 def sent_folder(mta: PostfixMTA):
     """maria's Sent folder, emptied (the MTA is shared by the session)."""
-    with imap_for(mta, mta.user, mta.password) as client:
+    with imap_login(mta, mta.user, mta.password) as client:
         if not client.folder_exists(SENT):
             client.create_folder(SENT)
         client.select_folder(SENT)
@@ -61,27 +43,13 @@ def sent_folder(mta: PostfixMTA):
             client.delete_messages(uids)
             client.expunge()
     yield SENT
-    with imap_for(mta, mta.user, mta.password) as client:
+    with imap_login(mta, mta.user, mta.password) as client:
         client.delete_folder(SENT)
 
 
 @pytest.fixture
-def account(mta, smtp_account_factory, practitioner) -> SmtpAccount:
-    EmailSettings.objects.update_or_create(
-        practitioner=practitioner, defaults={"channel": Channel.SMTP}
-    )
-    return smtp_account_factory(
-        None,
-        host=mta.host,
-        port=mta.submission_port,
-        security="starttls",
-        username=mta.user,
-        email=mta.user,
-        password=mta.password,
-        imap_host=mta.host,
-        imap_port=mta.imap_port,
-        imap_security="ssl",
-    )
+def account(mail_account) -> SmtpAccount:
+    return mail_account()
 
 
 def send_one(practitioner):
@@ -95,7 +63,7 @@ def send_one(practitioner):
 
 
 def messages_in(mta, user, password, folder, criteria):
-    with imap_for(mta, user, password) as client:
+    with imap_login(mta, user, password) as client:
         client.select_folder(folder, readonly=True)
         uids = client.search(criteria)
         return [
