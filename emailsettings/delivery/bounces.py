@@ -21,7 +21,7 @@ from email.message import Message
 
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from flufl.bounce import all_failures
 
 from ..failures import ErrorClass, Failure
@@ -164,12 +164,18 @@ def apply(bounce: Bounce, *, practitioner_id: int, window: datetime.timedelta) -
 
 
 def _record_permanent(delivery: Delivery, reason: str) -> None:
-    text = _(
-        "Rimbalzata: l'indirizzo %(address)s non esiste o non accetta posta, secondo il "
-        "server del destinatario."
-    ) % {"address": delivery.recipient}
-    if reason:
-        text = f"{text} ({reason})"
+    text = lifecycle.EventText(
+        gettext_noop(
+            "Rimbalzata: l'indirizzo %(address)s non esiste o non accetta posta, secondo il "
+            "server del destinatario (%(reason)s)."
+        )
+        if reason
+        else gettext_noop(
+            "Rimbalzata: l'indirizzo %(address)s non esiste o non accetta posta, secondo il "
+            "server del destinatario."
+        ),
+        {"address": delivery.recipient, "reason": reason},
+    )
     failure = Failure(phase="", error_class=ErrorClass.BOUNCED, reply=reason)
     with transaction.atomic():
         moved = lifecycle.transition(
@@ -190,9 +196,17 @@ def _record_permanent(delivery: Delivery, reason: str) -> None:
 
 
 def _record_delay(delivery: Delivery, reason: str) -> None:
-    text = _("Il server del destinatario segnala un ritardo nella consegna; riproverà da solo.")
+    text: str | lifecycle.EventText = gettext_noop(
+        "Il server del destinatario segnala un ritardo nella consegna; riproverà da solo."
+    )
     if reason:
-        text = f"{text} ({reason})"
+        text = lifecycle.EventText(
+            gettext_noop(
+                "Il server del destinatario segnala un ritardo nella consegna; riproverà da "
+                "solo (%(reason)s)."
+            ),
+            {"reason": reason},
+        )
     lifecycle.transition(
         Delivery.objects.filter(pk=delivery.pk, status=delivery.status),
         to=delivery.status,

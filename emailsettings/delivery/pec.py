@@ -24,8 +24,8 @@ from email.message import Message
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_noop
 
 from psicogest.formatting import format_long_datetime
 
@@ -170,43 +170,64 @@ def apply(receipt: Receipt, *, practitioner_id: int) -> int | None:
 _OPEN = (DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)
 
 
+def _receipt_text(kind: str, when: str, error: str) -> lifecycle.EventText:
+    """A receipt's sentence; for a failure, the provider's reason after it."""
+    if error and kind in _WITH_REASON:
+        return lifecycle.EventText(_WITH_REASON[kind], {"when": when, "reason": error})
+    return lifecycle.EventText(_SENTENCES[kind], {"when": when})
+
+
+_SENTENCES = {
+    DELIVERED: gettext_noop("Consegnata (ricevuta PEC di avvenuta consegna del %(when)s)."),
+    NOT_DELIVERED: gettext_noop("Non consegnata: avviso PEC di mancata consegna del %(when)s."),
+    NOT_ACCEPTED: gettext_noop(
+        "Non accettata dal gestore PEC: avviso di non accettazione del %(when)s."
+    ),
+    ACCEPTED: gettext_noop("Accettata dal gestore PEC del mittente (ricevuta del %(when)s)."),
+    TAKEN_IN_CHARGE: gettext_noop("Presa in carico dal gestore PEC del destinatario (%(when)s)."),
+    DELIVERY_WARNING: gettext_noop(
+        "Il gestore PEC non è ancora riuscito a consegnare il messaggio (%(when)s)."
+    ),
+}
+
+
+_WITH_REASON = {
+    NOT_DELIVERED: gettext_noop(
+        "Non consegnata: avviso PEC di mancata consegna del %(when)s (%(reason)s)."
+    ),
+    NOT_ACCEPTED: gettext_noop(
+        "Non accettata dal gestore PEC: avviso di non accettazione del %(when)s (%(reason)s)."
+    ),
+}
+
+
 def _record(receipt: Receipt, delivery: Delivery) -> None:
     when = format_long_datetime(receipt.issued_at)
-    reason = f" ({receipt.error})" if receipt.error and receipt.error != "nessuno" else ""
+    error = receipt.error if receipt.error and receipt.error != "nessuno" else ""
+    text = _receipt_text(receipt.kind, when, error)
     rows = Delivery.objects.filter(pk=delivery.pk)
     if receipt.kind == DELIVERED:
         lifecycle.transition(
             rows.filter(status__in=_OPEN),
             to=DeliveryStatus.DELIVERED,
-            text=_("Consegnata (ricevuta PEC di avvenuta consegna del %(when)s).") % {"when": when},
+            text=text,
             kind=EventKind.MAILBOX,
         )
     elif receipt.kind in (NOT_DELIVERED, NOT_ACCEPTED):
-        if receipt.kind == NOT_DELIVERED:
-            text = _("Non consegnata: avviso PEC di mancata consegna del %(when)s.")
-            error_class = ErrorClass.RECIPIENT_REFUSED
-        else:
-            text = _("Non accettata dal gestore PEC: avviso di non accettazione del %(when)s.")
-            error_class = ErrorClass.MESSAGE_REJECTED
+        error_class = (
+            ErrorClass.RECIPIENT_REFUSED
+            if receipt.kind == NOT_DELIVERED
+            else ErrorClass.MESSAGE_REJECTED
+        )
         lifecycle.transition(
             rows.filter(status__in=(*_OPEN, DeliveryStatus.DELIVERED)),
             to=DeliveryStatus.FAILED,
-            text=(text % {"when": when}) + reason,
+            text=text,
             kind=EventKind.MAILBOX,
             failure=Failure(phase="", error_class=error_class, reply=receipt.error),
         )
     else:
-        texts = {
-            ACCEPTED: _("Accettata dal gestore PEC del mittente (ricevuta del %(when)s)."),
-            TAKEN_IN_CHARGE: _("Presa in carico dal gestore PEC del destinatario (%(when)s)."),
-            DELIVERY_WARNING: _(
-                "Il gestore PEC non è ancora riuscito a consegnare il messaggio (%(when)s)."
-            ),
-        }
         current = Delivery.objects.only("status").get(pk=delivery.pk).status
         lifecycle.transition(
-            rows.filter(status=current),
-            to=current,
-            text=(texts[receipt.kind] % {"when": when}) + reason,
-            kind=EventKind.MAILBOX,
+            rows.filter(status=current), to=current, text=text, kind=EventKind.MAILBOX
         )

@@ -16,6 +16,7 @@ import logging
 import imapclient
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .. import presets
 from ..imap import ImapError, open_for_account
@@ -120,8 +121,16 @@ def _failed(copy: SentCopy, reason: str, now: datetime.datetime, *, last: bool =
     SentCopy.objects.filter(pk=copy.pk).update(
         attempts=attempts, state=SentCopyState.FAILED, raw=b""
     )
-    text = _("La copia nella posta inviata della casella non è stata salvata")
-    text = f"{text}: {reason}." if reason else f"{text}."
+    text: str | lifecycle.EventText = gettext_noop(
+        "La copia nella posta inviata della casella non è stata salvata."
+    )
+    if reason:
+        text = lifecycle.EventText(
+            gettext_noop(
+                "La copia nella posta inviata della casella non è stata salvata: %(reason)s."
+            ),
+            {"reason": reason},
+        )
     status = Delivery.objects.only("status").get(pk=copy.delivery_id).status
     lifecycle.transition(
         Delivery.objects.filter(pk=copy.delivery_id, status=status),

@@ -21,6 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .. import limits
 from ..failures import ErrorClass, Failure
@@ -223,8 +224,12 @@ def _send_group(
                     lifecycle.defer_rows(
                         [other for other, ch in items[index + 1 :] if ch == Channel.SMTP],
                         outcome,
-                        text=_("Server non raggiungibile per questo gruppo di invii: %(reply)s")
-                        % {"reply": outcome.reply},
+                        text=lifecycle.EventText(
+                            gettext_noop(
+                                "Server non raggiungibile per questo gruppo di invii: %(reply)s"
+                            ),
+                            {"reply": outcome.reply},
+                        ),
                     )
                 smtp_blocked = True
     finally:
