@@ -382,6 +382,9 @@ def test_redis_restarted_under_a_busy_worker_sweeper_sends_each_once(
     from emailsettings.models import Channel, EmailSettings
 
     settings.REDIS_URL = own_redis.url
+    # The dispatcher's slots and backlogs live in the broker's Redis, like the tasks: the
+    # restart loses both (conf.redis_url reads the broker URL).
+    settings.CELERY_BROKER_URL = own_redis.url
     slow = SlowOnce(5.0)
 
     def slow_first_rcpt(address: str, attempt: int) -> str | None:
