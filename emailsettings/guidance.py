@@ -276,9 +276,13 @@ def _oauth_reconnect(provider: Preset | None) -> Advice:
     from .oauth import provider_for_preset
 
     oauth_provider = provider_for_preset(provider.key if provider else None)
-    name = str(oauth_provider.label) if oauth_provider else str(_("il tuo account"))
+    title = (
+        _("Ricollega il tuo account %(provider)s") % {"provider": oauth_provider.label}
+        if oauth_provider
+        else _("Ricollega il tuo account")
+    )
     return Advice(
-        title=str(_("Ricollega il tuo account %(provider)s") % {"provider": name}),
+        title=str(title),
         text=str(
             _(
                 "L'accesso di PsicoGest alla tua casella è scaduto o è stato revocato (ad "
