@@ -66,15 +66,26 @@ def test_connect_verify_and_send_three_invoices_through_a_real_worker(
     )
 
     deliveries = [services.queue_invoice_email(invoice) for invoice in invoices(practitioner, 3)]
-    wait_until(
-        lambda: all(
-            status == DeliveryStatus.SENT
-            for status in Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).values_list(
-                "status", flat=True
+    try:
+        wait_until(
+            lambda: all(
+                status == DeliveryStatus.SENT
+                for status in Delivery.objects.filter(
+                    pk__in=[d.pk for d in deliveries]
+                ).values_list("status", flat=True)
+            ),
+            timeout=60,
+        )
+    except AssertionError:
+        # The worker's log as it is now, not as it was when the wait began.
+        rows = list(
+            Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).values_list(
+                "pk", "status", "phase"
             )
-        ),
-        message="the invoices were not sent:\n" + worker.log()[-3000:],
-    )
+        )
+        raise AssertionError(
+            f"the invoices were not sent: {rows}\n{worker.log()[-4000:]}"
+        ) from None
     assert len(smtp_server.messages) == 3
     assert {received.login for received in smtp_server.messages} == {MAILBOX}
     log = worker.log()
