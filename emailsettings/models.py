@@ -393,8 +393,12 @@ class DeliveryCount(models.Model):
     "all time" counters read a few rows instead of counting a whole history. Never written
     by the application."""
 
+    # No foreign-key constraint in the database: the triggers' INSERT would otherwise take a
+    # KEY SHARE lock on the practitioner's row, and a transaction holding that row FOR
+    # UPDATE (the Smart Mail quota check) while waiting for a counter row deadlocks with it.
+    # Django still deletes the counters with their practitioner.
     practitioner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_constraint=False
     )
     channel = models.CharField(max_length=20, choices=Channel.choices)
     status = models.CharField(max_length=20, choices=DeliveryStatus.choices)
