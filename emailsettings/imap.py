@@ -106,18 +106,23 @@ class GuardedIMAP(imapclient.IMAPClient):
         return _GuardedPlain(self.host, self.port, self._addresses, self._guard_timeout)
 
 
-def open_mailbox(
-    server: ImapServer, *, username: str, password: str, timeout: float = TIMEOUT
-) -> GuardedIMAP:
-    """Connect and log in; :class:`ImapError` with a plain Italian reason otherwise."""
+def _connected(server: ImapServer, timeout: float) -> GuardedIMAP:
+    """The guarded connection, not logged in; :class:`ImapError` with a plain reason."""
     try:
-        client = GuardedIMAP(server, timeout=timeout)
+        return GuardedIMAP(server, timeout=timeout)
     except ImapError:
         raise
     except ssl.SSLCertVerificationError as err:
         raise ImapError(_("Il certificato del server IMAP non è valido.")) from err
     except (OSError, imaplib.IMAP4.error, ssl.SSLError) as err:
         raise ImapError(_("Il server IMAP non è raggiungibile.")) from err
+
+
+def open_mailbox(
+    server: ImapServer, *, username: str, password: str, timeout: float = TIMEOUT
+) -> GuardedIMAP:
+    """Connect and log in; :class:`ImapError` with a plain Italian reason otherwise."""
+    client = _connected(server, timeout)
     try:
         client.login(username, password)
     except imapclient.exceptions.LoginError as err:
@@ -155,12 +160,7 @@ def open_for_account(account: SmtpAccount, *, timeout: float = TIMEOUT) -> Guard
             token = oauth.access_token(account, rejected=rejected)
         except DeliveryError as err:
             raise ImapError(_("Ricollega l'account della casella: l'accesso è scaduto.")) from err
-        try:
-            client = GuardedIMAP(server, timeout=timeout)
-        except ssl.SSLCertVerificationError as err:
-            raise ImapError(_("Il certificato del server IMAP non è valido.")) from err
-        except (OSError, imaplib.IMAP4.error, ssl.SSLError) as err:
-            raise ImapError(_("Il server IMAP non è raggiungibile.")) from err
+        client = _connected(server, timeout)
         try:
             client.oauth2_login(account.username, token)
         except imapclient.exceptions.LoginError:
