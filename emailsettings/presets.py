@@ -453,7 +453,9 @@ def local_preset() -> Preset | None:
         login_notes=_(
             'Solo per provare PsicoGest: il server di test avviato da "make run" accetta '
             "qualsiasi nome utente e password e conserva i messaggi senza consegnarli; i "
-            "destinatari @rifiuta.test vengono rifiutati, per vedere anche un errore."
+            "destinatari @rifiuta.test vengono rifiutati, per vedere anche un errore. Con "
+            '"Rimbalzi e posta inviata (IMAP)" attivo, gli invii a @rimbalza.test tornano '
+            "indietro poco dopo e quelli agli indirizzi PEC ricevono le ricevute PEC."
         ),
     )
 

@@ -46,8 +46,10 @@ app.conf.update(
             "task": "emailsettings.recheck_sender_domains",
             "schedule": 24 * 3600.0,
         },
-        # Bounces of personal-SMTP invoices, read from the opted-in mailboxes.
-        "mailbox-bounce-reader": {"task": "emailsettings.read_mailboxes", "schedule": 300.0},
+        # Bounces of personal-SMTP invoices, read from the opted-in mailboxes: the job looks
+        # every minute for mailboxes whose own interval has passed
+        # (EMAILSETTINGS_MAILBOX_READ_INTERVAL_SECONDS, doubled after failures).
+        "mailbox-bounce-reader": {"task": "emailsettings.read_mailboxes", "schedule": 60.0},
         # Log in to every mailbox in use once a day: a changed password is found before
         # the month's invoices fail on it.
         "mailbox-health-check": {

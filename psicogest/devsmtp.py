@@ -288,6 +288,8 @@ class _Handler:
             login=login.decode() if isinstance(login, bytes) else login,
         )
         self.server._store(received)
+        if self.server.on_accepted is not None and reply != "drop":
+            self.server.on_accepted(received)
         if reply == "drop":
             # Accepted the data, then the connection dies before the reply.
             if isinstance(server.transport, asyncio.Transport):
@@ -373,6 +375,7 @@ class SmtpTestServer:
         smtputf8: bool = True,
         xoauth2: Callable[[str, str], bool] | None = None,
         pipelining: bool = False,
+        on_accepted: Callable[[Received], None] | None = None,
     ) -> None:
         if tls != "none" and ca is None:
             raise ValueError("TLS needs a LocalCA")
@@ -389,6 +392,8 @@ class SmtpTestServer:
         self.xoauth2 = xoauth2
         # Offer PIPELINING (RFC 2920), as Postfix does.
         self.pipelining = pipelining
+        # Called with each message accepted (make run's provider: bounces, PEC receipts).
+        self.on_accepted = on_accepted
         self.messages: list[Received] = []
         self.auth_attempts: list[str] = []
         self.connections = 0
@@ -561,11 +566,21 @@ def serve_forever(
     directory: Path,
     host: str,
     port: int,
+    imap_port: int | None = None,
     xoauth2: Callable[[str, str], bool] | None = None,
+    notice_delay: float = 20.0,
 ) -> None:
     """Run the development server until interrupted (``manage.py run_smtp_test_server``);
-    ``xoauth2`` also accepts the bearer tokens it approves (the provider di prova's)."""
+    ``xoauth2`` also accepts the bearer tokens it approves (the provider di prova's).
+
+    With ``imap_port`` it has an IMAP side too (``psicogest/devimap.py``): each user's
+    mailbox, where a recipient at ``rimbalza.test`` bounces and a PEC recipient's receipts
+    arrive ``notice_delay`` seconds after the message was accepted."""
+    from .devimap import DevProvider, ImapTestServer, MailStore
+
     ca = LocalCA.create(directory)
+    store = MailStore(directory / "caselle")
+    provider = DevProvider(store, delay=notice_delay)
     server = SmtpTestServer(
         ca=ca,
         tls="starttls",
@@ -573,16 +588,39 @@ def serve_forever(
         port=port,
         mailbox_dir=directory / "mailbox",
         xoauth2=xoauth2,
+        on_accepted=lambda received: provider.accepted(
+            login=received.login,
+            mail_from=received.mail_from,
+            rcpt_tos=received.rcpt_tos,
+            data=received.data,
+        ),
     ).start()
+    imap = None
+    if imap_port is not None:
+        imap = ImapTestServer(
+            store=store,
+            ssl_context=ca.server_context(),
+            host=host,
+            port=imap_port,
+            xoauth2=xoauth2,
+        ).start()
     print(  # noqa: T201
         f"Server SMTP di test su {host}:{port} (STARTTLS, qualsiasi utente e password); "
         f"posta ricevuta in {directory / 'mailbox'}",
         flush=True,
     )
+    if imap is not None:
+        print(  # noqa: T201
+            f"IMAP di test su {host}:{imap.port} (SSL); caselle in {directory / 'caselle'}",
+            flush=True,
+        )
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
+        provider.stop()
+        if imap is not None:
+            imap.stop()
         server.stop()

@@ -362,6 +362,8 @@ EMAILSETTINGS_LOCAL_TEST_SERVER = (
     else {
         "host": env.str("LOCAL_SMTP_HOST", default="localhost"),
         "port": env.int("LOCAL_SMTP_PORT", default=1025),
+        # Its IMAP side (psicogest/devimap.py): bounces, PEC receipts, the Sent folder.
+        "imap_port": env.int("LOCAL_IMAP_PORT", default=1993),
     }
 )
 

@@ -14,6 +14,9 @@ fi
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
 SMTP_PORT="${LOCAL_SMTP_PORT:-1025}"
+export LOCAL_IMAP_PORT="${LOCAL_IMAP_PORT:-1993}"
+# Bounces and PEC receipts of the local test server show in the report within a minute or two.
+export EMAILSETTINGS_MAILBOX_READ_INTERVAL_SECONDS="${EMAILSETTINGS_MAILBOX_READ_INTERVAL_SECONDS:-60}"
 # The "provider di prova" behind "Accedi con il provider di prova" (local preset).
 export LOCAL_OAUTH_PORT="${LOCAL_OAUTH_PORT:-8765}"
 export EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL="${EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL:-http://$HOST:$PORT}"
@@ -87,7 +90,8 @@ make_was_signalled() {
 }
 
 start_service oauth python manage.py run_oauth_test_server --host 127.0.0.1 --port "$LOCAL_OAUTH_PORT"
-start_service smtp python manage.py run_smtp_test_server --host 127.0.0.1 --port "$SMTP_PORT"
+start_service smtp python manage.py run_smtp_test_server --host 127.0.0.1 --port "$SMTP_PORT" \
+  --imap-port "$LOCAL_IMAP_PORT"
 start_service worker celery -A psicogest worker --beat --loglevel=INFO --concurrency=2 \
   --schedule="$VAR/celerybeat-schedule" --without-gossip --without-mingle
 start_service web python manage.py runserver --noreload "$HOST:$PORT"
@@ -109,6 +113,8 @@ cat <<MSG
   Server SMTP di test: 127.0.0.1:$SMTP_PORT (STARTTLS, qualsiasi utente e password,
                        o "Accedi con il provider di prova" su 127.0.0.1:$LOCAL_OAUTH_PORT)
                        posta ricevuta in $VAR/devsmtp/mailbox/
+  IMAP di test:        127.0.0.1:$LOCAL_IMAP_PORT (SSL, stesse credenziali): rimbalzi da
+                       @rimbalza.test, ricevute PEC, posta inviata; in $VAR/devsmtp/caselle/
   Smart Mail (locale): file .eml in $VAR/smartmail/
   Log:                 $VAR/logs/ (web.log, worker.log, smtp.log, oauth.log)
 

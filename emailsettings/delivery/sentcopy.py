@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 RETRY_AFTER = datetime.timedelta(minutes=5)
+# How long a worker filing a copy keeps it; one that died meanwhile leaves it to the next.
+FILING_LEASE = datetime.timedelta(minutes=10)
 # Names mail clients and providers give the Sent folder, after SPECIAL-USE and imapclient's.
 SENT_NAMES = ("Posta inviata", "Inviati", "Elementi inviati", "INBOX.Sent", "INBOX/Sent")
 
@@ -72,6 +74,15 @@ def file_pending(account: SmtpAccount, *, now: datetime.datetime | None = None) 
             account=account, state=SentCopyState.PENDING, next_attempt_at__lte=now
         ).select_related("delivery")[:200]
     )
+    # Each copy is claimed first (a lease on ``next_attempt_at``): two workers filing the
+    # same mailbox at once (a batch's end and the beat) append it once.
+    due = [
+        copy
+        for copy in due
+        if SentCopy.objects.filter(
+            pk=copy.pk, state=SentCopyState.PENDING, next_attempt_at__lte=now
+        ).update(next_attempt_at=now + FILING_LEASE)
+    ]
     if not due:
         return 0
     try:

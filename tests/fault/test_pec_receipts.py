@@ -2,7 +2,7 @@
 
 The invoice leaves through the private Postfix (``tests/mta_fixtures.py``) from a mailbox on a
 PEC preset; the receipts its PEC provider would send back (built to the PEC technical rules
-by ``tests/pec_receipts.py``: ``X-Ricevuta``, ``X-Riferimento-Message-ID``, a signed body with
+by ``psicogest/devpec.py``: ``X-Ricevuta``, ``X-Riferimento-Message-ID``, a signed body with
 ``daticert.xml``) are put in the practitioner's INBOX over IMAP, and the product reads them
 through the private Dovecot like any PEC mailbox.
 """
@@ -26,10 +26,10 @@ from emailsettings.models import (
     PecReceipt,
     SmtpAccount,
 )
+from psicogest.devpec import receipt
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.fault.conftest import imap_login
 from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
-from tests.pec_receipts import receipt
 
 pytestmark = pytest.mark.django_db
 

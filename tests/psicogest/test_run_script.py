@@ -34,6 +34,7 @@ class MakeRun:
             PSICOGEST_VAR_DIR=str(var),
             PORT=str(free_port()),
             LOCAL_SMTP_PORT=str(free_port()),
+            LOCAL_IMAP_PORT=str(free_port()),
             LOCAL_OAUTH_PORT=str(free_port()),
             DJANGO_ENV="development",
         )

@@ -13,11 +13,26 @@ from psicogest.devsmtp import serve_forever
 
 
 class Command(BaseCommand):
-    help = "Run an SMTP server with STARTTLS that stores what it receives under var/devsmtp/."
+    help = (
+        "Run an SMTP server with STARTTLS that stores what it receives under var/devsmtp/, "
+        "and optionally its IMAP side (the senders' mailboxes)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=1025)
+        parser.add_argument(
+            "--imap-port",
+            type=int,
+            default=None,
+            help="also serve the mailboxes over IMAP (SSL) on this port",
+        )
+        parser.add_argument(
+            "--notice-delay",
+            type=float,
+            default=20.0,
+            help="seconds before a bounce or a PEC delivery receipt reaches the sender",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
@@ -26,6 +41,8 @@ class Command(BaseCommand):
             directory=Path(settings.VAR_DIR) / "devsmtp",
             host=options["host"],
             port=options["port"],
+            imap_port=options["imap_port"],
+            notice_delay=options["notice_delay"],
             xoauth2=self._provider_di_prova(),
         )
 

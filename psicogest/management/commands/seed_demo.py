@@ -40,6 +40,8 @@ PATIENTS = [
     ("Gentile Sig.ra", "Elena", "Greco", "", "elena.greco@rifiuta.test", ""),
     ("Alla cortese attenzione di", "Roberto", "Bruno", "", "roberto.bruno@example.test", ""),
     ("", "Chiara", "Gallo", "", "chiara.gallo@example.test", ""),
+    # Accepted by make run's local test server, then bounced (a report in the sender's INBOX).
+    ("Gentile Sig.", "Davide", "Conti", "", "davide.conti@rimbalza.test", ""),
 ]
 
 

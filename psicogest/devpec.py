@@ -6,6 +6,9 @@ provider (S/MIME ``multipart/signed``, here with a throw-away key), with the hea
 ``X-Ricevuta`` (its type) and ``X-Riferimento-Message-ID`` (the message it is about), a
 human-readable text and the certified data in ``daticert.xml``; the delivery receipt
 ("completa") also carries the original message as ``postacert.eml``.
+
+Used by the tests and by the local test server of ``make run`` (``psicogest/devimap.py``),
+which answers a message to a PEC address with these receipts; development only.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
-PROVIDER = "ARUBA PEC S.p.A. (prova)"
-PROVIDER_DOMAIN = "pec.aruba.test"
+PROVIDER = "Gestore PEC di prova"
+PROVIDER_DOMAIN = "gestore.pec-prova.test"
 
 SUBJECTS = {
     "accettazione": "ACCETTAZIONE",

@@ -1,0 +1,227 @@
+"""The IMAP side of ``make run``'s local test server (``psicogest/devimap.py``).
+
+The tour a new user takes in ``make run``: the "Server di test locale" mailbox with
+"Rimbalzi e posta inviata (IMAP)" on; an invoice to a patient at ``rimbalza.test`` is
+accepted, then bounces (a delivery status notification in the sender's INBOX), and the
+report says "rimbalzata"; an invoice to a PEC address gets its receipts and becomes
+"consegnata"; the invoice sent is filed in Sent. Real servers (aiosmtpd, the IMAP server
+over TLS from the test CA), the product's own reader, sender and Sent-copy code.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+import time
+from email.message import EmailMessage
+
+import imapclient
+import pytest
+
+from emailsettings import delivery as services
+from emailsettings.delivery import mailreader, sentcopy
+from emailsettings.models import (
+    Channel,
+    DeliveryStatus,
+    EmailSettings,
+    PecReceipt,
+    SmtpAccount,
+    SuppressedAddress,
+)
+from psicogest.devimap import DevProvider, ImapTestServer, MailStore
+from psicogest.devsmtp import LocalCA, SmtpTestServer
+from tests.factories import InvoiceFactory, PatientFactory
+
+pytestmark = pytest.mark.django_db
+
+USER = "maria@studio.test"
+
+
+class LocalServer:
+    def __init__(self, tmp_path) -> None:
+        self.ca = LocalCA.create(tmp_path / "ca")
+        self.store = MailStore(tmp_path / "caselle")
+        self.provider = DevProvider(self.store, delay=0.2)
+        self.smtp = SmtpTestServer(
+            ca=self.ca,
+            tls="starttls",
+            on_accepted=lambda r: self.provider.accepted(
+                login=r.login, mail_from=r.mail_from, rcpt_tos=r.rcpt_tos, data=r.data
+            ),
+        ).start()
+        self.imap = ImapTestServer(store=self.store, ssl_context=self.ca.server_context()).start()
+
+    def stop(self) -> None:
+        self.provider.stop()
+        self.imap.stop()
+        self.smtp.stop()
+
+    def client(self, user: str = USER) -> imapclient.IMAPClient:
+        context = ssl.create_default_context(cafile=self.ca.ca_file)
+        client = imapclient.IMAPClient(
+            "localhost", port=self.imap.port, ssl=True, ssl_context=context
+        )
+        client.login(user, "qualsiasi")
+        return client
+
+    def wait_for(self, count: int, folder: str = "INBOX", user: str = USER) -> list:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = self.store.messages(user, folder)
+            if len(found) >= count:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"{count} messages never reached {folder}")
+
+
+@pytest.fixture
+def local(tmp_path, settings):
+    server = LocalServer(tmp_path)
+    settings.EMAILSETTINGS_SMTP_EXTRA_CA_FILE = server.ca.ca_file
+    settings.EMAILSETTINGS_LOCAL_TEST_SERVER = {
+        "host": "localhost",
+        "port": server.smtp.port,
+        "imap_port": server.imap.port,
+    }
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def account(local, smtp_account_factory, practitioner) -> SmtpAccount:
+    """The mailbox a new user sets up in make run: the local preset, reading on."""
+    EmailSettings.objects.update_or_create(
+        practitioner=practitioner, defaults={"channel": Channel.SMTP}
+    )
+    return smtp_account_factory(
+        None,
+        preset="local",
+        host="localhost",
+        port=local.smtp.port,
+        username=USER,
+        email=USER,
+        imap_enabled=True,
+    )
+
+
+def send(practitioner, *addresses: str):
+    deliveries = [
+        services.queue_invoice_email(
+            InvoiceFactory(patient=PatientFactory(practitioner=practitioner, email=address))
+        )
+        for address in addresses
+    ]
+    services.send_batch(delivery_ids=[d.pk for d in deliveries])
+    for delivery in deliveries:
+        delivery.refresh_from_db()
+        assert delivery.status == DeliveryStatus.SENT, delivery.last_error_text
+    return deliveries
+
+
+def test_a_patient_at_rimbalza_test_bounces_and_the_report_says_so(local, account, practitioner):
+    bounced, fine = send(practitioner, "davide.conti@rimbalza.test", "giulia@example.test")
+    [report] = local.wait_for(1)
+    assert report.message.get_content_type() == "multipart/report"
+
+    result = mailreader.read_mailbox(account)
+
+    assert result.ok and result.bounces == 1
+    bounced.refresh_from_db()
+    fine.refresh_from_db()
+    assert bounced.status == DeliveryStatus.BOUNCED
+    assert "5.1.1" in bounced.last_error_text and "User unknown" in bounced.last_error_text
+    assert fine.status == DeliveryStatus.SENT
+    assert SuppressedAddress.objects.filter(
+        practitioner=practitioner, address="davide.conti@rimbalza.test"
+    ).exists()
+    # Read once: a second pass finds nothing new, and the notice stays unread.
+    assert mailreader.read_mailbox(account).bounces == 0
+    assert "\\Seen" not in local.store.messages(USER)[0].flags
+
+
+def test_a_pec_recipient_gets_its_receipts_and_the_invoice_is_delivered(
+    local, account, practitioner
+):
+    [delivery] = send(practitioner, "francesca.ricci@pec.example.test")
+    receipts = local.wait_for(2)
+    kinds = [str(m.message.get("X-Ricevuta")) for m in receipts]
+    assert kinds == ["accettazione", "avvenuta-consegna"]
+
+    mailreader.read_mailbox(account)
+
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
+    kept = PecReceipt.objects.filter(delivery=delivery).order_by("id")
+    assert [r.kind for r in kept] == kinds
+    assert bytes(kept[1].raw) == receipts[1].data
+
+
+def test_the_invoice_sent_is_filed_in_sent_byte_for_byte(local, account, practitioner):
+    [delivery] = send(practitioner, "giulia@example.test")
+
+    assert sentcopy.file_pending(account) == 1
+
+    [copy] = local.store.messages(USER, "Sent")
+    assert "\\Seen" in copy.flags
+    [received] = local.smtp.messages
+    assert copy.data == received.data
+    assert delivery.message_id.encode() in copy.data
+
+
+def test_two_workers_filing_at_once_file_the_copy_once(local, account, practitioner, monkeypatch):
+    """Seen in make run: a batch's end and another task filed the same copy twice."""
+    send(practitioner, "giulia@example.test")
+    connect = sentcopy.open_for_account
+    meanwhile: list[int] = []
+
+    def second_worker_meanwhile(acc):
+        if not meanwhile:
+            # The other worker runs while this one is still connecting.
+            meanwhile.append(-1)
+            meanwhile[0] = sentcopy.file_pending(acc)
+        return connect(acc)
+
+    monkeypatch.setattr(sentcopy, "open_for_account", second_worker_meanwhile)
+
+    filed = sentcopy.file_pending(account)
+
+    assert filed + sum(meanwhile) == 1
+    assert len(local.store.messages(USER, "Sent")) == 1
+
+
+def test_the_server_speaks_imap_to_a_mail_program(local):
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@example.test", USER, "Prova"
+    message.set_content("Ciao")
+    with local.client() as client:
+        assert client.find_special_folder(imapclient.imapclient.SENT) == "Sent"
+        assert client.find_special_folder(imapclient.imapclient.JUNK) == "Junk"
+        client.append("INBOX", message.as_bytes())
+        info = client.select_folder("INBOX")
+        assert info[b"EXISTS"] == 1
+        [uid] = client.search(["SINCE", datetime.date.today()])
+        data = client.fetch([uid], ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]", "FLAGS"])[uid]
+        assert data[b"BODY[HEADER.FIELDS (SUBJECT)]"].strip() == b"Subject: Prova"
+        assert data[b"FLAGS"] == ()
+        # BODY[] without PEEK reads the message: it becomes \Seen, as on a real server.
+        client.fetch([uid], ["BODY[]"])
+        assert client.get_flags([uid])[uid] == (b"\\Seen",)
+    # Another user's mailbox is their own.
+    with local.client("altro@studio.test") as client:
+        assert client.select_folder("INBOX")[b"EXISTS"] == 0
+    # Kept on disk: a restarted server has the same messages and UIDVALIDITY.
+    again = MailStore(local.store.root)
+    [kept] = again.messages(USER)
+    assert kept.data == message.as_bytes().replace(b"\n", b"\r\n")
+    assert again.folder(USER, "INBOX").uidvalidity == info[b"UIDVALIDITY"]
+
+
+def test_without_a_login_or_to_other_addresses_nothing_arrives(local):
+    local.provider.accepted(
+        login=None, mail_from="a@b.test", rcpt_tos=["x@rimbalza.test"], data=b"Subject: x\r\n\r\n"
+    )
+    local.provider.accepted(
+        login=USER, mail_from=USER, rcpt_tos=["x@example.test"], data=b"Subject: x\r\n\r\n"
+    )
+    time.sleep(0.5)
+    assert local.store.messages(USER) == []
