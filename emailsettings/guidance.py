@@ -503,34 +503,8 @@ def _sentence(text: str) -> str:
 
 
 def _smart_mail(error_class: str, code: int | None) -> Advice | None:
-    """The outcomes only Smart Mail has (the ESP's answer and its tracking events), and
-    the Smart Mail wording of the shared ones; ``None`` for the rest."""
-    if error_class == ErrorClass.BOUNCED:
-        return Advice(
-            title=str(_("Rimbalzata: il destinatario non accetta il messaggio")),
-            text=str(
-                _(
-                    "Il server del destinatario ha risposto che l'indirizzo non esiste o non "
-                    "accetta posta. L'indirizzo è stato sospeso: le prossime fatture non gli "
-                    "verranno inviate finché non lo correggi o lo riattivi."
-                )
-            ),
-            steps=(
-                str(_("Controlla l'indirizzo email nella scheda del paziente.")),
-                str(_("Poi riattiva l'indirizzo e reinvia la fattura.")),
-            ),
-        )
-    if error_class == ErrorClass.SOFT_BOUNCE:
-        return Advice(
-            title=str(_("Rimbalzo temporaneo")),
-            text=str(
-                _(
-                    "Il server del destinatario non ha accettato il messaggio per un motivo "
-                    "temporaneo, per esempio la casella piena. L'indirizzo non è stato sospeso."
-                )
-            ),
-            steps=(str(_("Se il problema continua, avvisa il paziente.")),),
-        )
+    """The outcomes only Smart Mail has (the ESP's answer and its tracking events, bounces
+    aside), and the Smart Mail wording of the shared ones; ``None`` for the rest."""
     if error_class == ErrorClass.COMPLAINED:
         return Advice(
             title=str(_("Il destinatario l'ha segnalata come spam")),
@@ -591,8 +565,43 @@ def _smart_mail(error_class: str, code: int | None) -> Advice | None:
     return None
 
 
+def _bounce(error_class: str) -> Advice | None:
+    """A bounce: reported by Smart Mail's service, or read from the practitioner's own
+    mailbox (a delivery status notification), worded alike."""
+    if error_class == ErrorClass.BOUNCED:
+        return Advice(
+            title=str(_("Rimbalzata: il destinatario non accetta il messaggio")),
+            text=str(
+                _(
+                    "Il server del destinatario ha risposto che l'indirizzo non esiste o non "
+                    "accetta posta. L'indirizzo è stato sospeso: le prossime fatture non gli "
+                    "verranno inviate finché non lo correggi o lo riattivi."
+                )
+            ),
+            steps=(
+                str(_("Controlla l'indirizzo email nella scheda del paziente.")),
+                str(_("Poi riattiva l'indirizzo e reinvia la fattura.")),
+            ),
+        )
+    if error_class == ErrorClass.SOFT_BOUNCE:
+        return Advice(
+            title=str(_("Rimbalzo temporaneo")),
+            text=str(
+                _(
+                    "Il server del destinatario non ha accettato il messaggio per un motivo "
+                    "temporaneo, per esempio la casella piena. L'indirizzo non è stato sospeso."
+                )
+            ),
+            steps=(str(_("Se il problema continua, avvisa il paziente.")),),
+        )
+    return None
+
+
 def _outbox(error_class: str, *, channel: str | None) -> Advice | None:
     """Outcomes decided by the outbox itself, the same on both channels."""
+    found = _bounce(error_class)
+    if found is not None:
+        return found
     if error_class == ErrorClass.SUPPRESSED:
         return Advice(
             title=str(_("Indirizzo sospeso")),

@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.mta_fixtures",
     "tests.oauth_server",
     "tests.oauth_imap",
+    "tests.devmail",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

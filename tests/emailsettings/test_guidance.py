@@ -300,3 +300,19 @@ def test_smart_mail_outcomes_have_their_own_sentence(error_class, words):
     for word in words:
         assert word in text
     assert text[0].isupper()
+
+
+@pytest.mark.parametrize(
+    ("error_class", "words"),
+    [
+        ("bounced", ["Rimbalzata", "non esiste", "sospeso"]),
+        ("soft_bounce", ["temporaneo", "non è stato sospeso"]),
+    ],
+)
+def test_a_bounce_read_from_the_own_mailbox_is_explained_too(error_class, words):
+    """Seen in make run's tour: a personal-SMTP invoice bounced (a report read from the
+    mailbox) showed "Invio non riuscito … risposta non riconosciuta"."""
+    text = whole(advice(error_class=error_class, preset_key="local", channel="smtp"))
+    assert "risposta non riconosciuta" not in text
+    for word in words:
+        assert word in text
