@@ -73,3 +73,23 @@ def local_mail_server(tmp_path, settings):
     }
     yield server
     server.stop()
+
+
+def send_invoices_now(practitioner, *addresses: str) -> list:
+    """One invoice to each of ``addresses``, sent in this process through the
+    practitioner's mailbox; each must end ``sent``."""
+    from emailsettings import delivery as services
+    from emailsettings.models import DeliveryStatus
+    from tests.factories import InvoiceFactory, PatientFactory
+
+    deliveries = [
+        services.queue_invoice_email(
+            InvoiceFactory(patient=PatientFactory(practitioner=practitioner, email=address))
+        )
+        for address in addresses
+    ]
+    services.send_batch(delivery_ids=[d.pk for d in deliveries])
+    for delivery in deliveries:
+        delivery.refresh_from_db()
+        assert delivery.status == DeliveryStatus.SENT, delivery.last_error_text
+    return deliveries

@@ -17,7 +17,6 @@ from email.message import EmailMessage
 
 import pytest
 
-from emailsettings import delivery as services
 from emailsettings.delivery import mailreader
 from emailsettings.failures import ErrorClass
 from emailsettings.models import (
@@ -27,7 +26,7 @@ from emailsettings.models import (
     SmtpAccount,
     SuppressedAddress,
 )
-from tests.factories import InvoiceFactory, PatientFactory
+from tests.devmail import send_invoices_now
 from tests.fault.conftest import imap_login
 from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
 
@@ -57,23 +56,9 @@ def append_to_inbox(mta: PostfixMTA, message: EmailMessage, flags: tuple[bytes, 
         client.append("INBOX", message.as_bytes(), flags=flags)
 
 
-def send(practitioner, *addresses: str):
-    deliveries = [
-        services.queue_invoice_email(
-            InvoiceFactory(patient=PatientFactory(practitioner=practitioner, email=address))
-        )
-        for address in addresses
-    ]
-    services.send_batch(delivery_ids=[d.pk for d in deliveries])
-    for delivery in deliveries:
-        delivery.refresh_from_db()
-        assert delivery.status == DeliveryStatus.SENT, delivery.last_error_text
-    return deliveries
-
-
 def test_a_real_postfix_bounce_marks_the_invoice_bounced(mta, account, practitioner):
     before = len(mta.messages(mta.user))
-    bounced, delivered = send(practitioner, UNKNOWN_PATIENT, MTA_PATIENT)
+    bounced, delivered = send_invoices_now(practitioner, UNKNOWN_PATIENT, MTA_PATIENT)
     # Postfix's own bounce reaches the practitioner's mailbox.
     [bounce] = [
         raw
@@ -120,7 +105,7 @@ def test_a_real_postfix_bounce_marks_the_invoice_bounced(mta, account, practitio
 
 
 def test_a_wrong_mailbox_password_is_a_clear_reason_and_a_later_retry(mta, account, practitioner):
-    send(practitioner, MTA_PATIENT)
+    send_invoices_now(practitioner, MTA_PATIENT)
     account.set_password("non-e-la-password")
     account.save()
 
@@ -137,7 +122,7 @@ def test_a_wrong_mailbox_password_is_a_clear_reason_and_a_later_retry(mta, accou
 
 def test_only_opted_in_mailboxes_with_recent_sends_are_read(mta, account, practitioner):
     assert mailreader.due_accounts() == []  # nothing sent yet
-    send(practitioner, MTA_PATIENT)
+    send_invoices_now(practitioner, MTA_PATIENT)
     assert mailreader.due_accounts() == [account.pk]
     SmtpAccount.objects.filter(pk=account.pk).update(imap_enabled=False)
     assert mailreader.due_accounts() == []

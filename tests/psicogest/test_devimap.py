@@ -17,7 +17,6 @@ from email.message import EmailMessage
 import imapclient
 import pytest
 
-from emailsettings import delivery as services
 from emailsettings.delivery import mailreader, sentcopy
 from emailsettings.models import (
     Channel,
@@ -28,8 +27,7 @@ from emailsettings.models import (
     SuppressedAddress,
 )
 from psicogest.devimap import MailStore
-from tests.devmail import USER
-from tests.factories import InvoiceFactory, PatientFactory
+from tests.devmail import USER, send_invoices_now
 
 pytestmark = pytest.mark.django_db
 
@@ -56,22 +54,10 @@ def account(local, smtp_account_factory, practitioner) -> SmtpAccount:
     )
 
 
-def send(practitioner, *addresses: str):
-    deliveries = [
-        services.queue_invoice_email(
-            InvoiceFactory(patient=PatientFactory(practitioner=practitioner, email=address))
-        )
-        for address in addresses
-    ]
-    services.send_batch(delivery_ids=[d.pk for d in deliveries])
-    for delivery in deliveries:
-        delivery.refresh_from_db()
-        assert delivery.status == DeliveryStatus.SENT, delivery.last_error_text
-    return deliveries
-
-
 def test_a_patient_at_rimbalza_test_bounces_and_the_report_says_so(local, account, practitioner):
-    bounced, fine = send(practitioner, "davide.conti@rimbalza.test", "giulia@example.test")
+    bounced, fine = send_invoices_now(
+        practitioner, "davide.conti@rimbalza.test", "giulia@example.test"
+    )
     [report] = local.wait_for(1)
     assert report.message.get_content_type() == "multipart/report"
 
@@ -94,7 +80,7 @@ def test_a_patient_at_rimbalza_test_bounces_and_the_report_says_so(local, accoun
 def test_a_pec_recipient_gets_its_receipts_and_the_invoice_is_delivered(
     local, account, practitioner
 ):
-    [delivery] = send(practitioner, "francesca.ricci@pec.example.test")
+    [delivery] = send_invoices_now(practitioner, "francesca.ricci@pec.example.test")
     receipts = local.wait_for(2)
     kinds = [str(m.message.get("X-Ricevuta")) for m in receipts]
     assert kinds == ["accettazione", "avvenuta-consegna"]
@@ -109,7 +95,7 @@ def test_a_pec_recipient_gets_its_receipts_and_the_invoice_is_delivered(
 
 
 def test_the_invoice_sent_is_filed_in_sent_byte_for_byte(local, account, practitioner):
-    [delivery] = send(practitioner, "giulia@example.test")
+    [delivery] = send_invoices_now(practitioner, "giulia@example.test")
 
     assert sentcopy.file_pending(account) == 1
 
@@ -122,7 +108,7 @@ def test_the_invoice_sent_is_filed_in_sent_byte_for_byte(local, account, practit
 
 def test_two_workers_filing_at_once_file_the_copy_once(local, account, practitioner, monkeypatch):
     """Seen in make run: a batch's end and another task filed the same copy twice."""
-    send(practitioner, "giulia@example.test")
+    send_invoices_now(practitioner, "giulia@example.test")
     connect = sentcopy.open_for_account
     meanwhile: list[int] = []
 
