@@ -188,6 +188,13 @@ class SmtpAccount(models.Model):
             and (self.last_error or {}).get("error_class") == ErrorClass.OAUTH_RECONNECT
         )
 
+    @property
+    def status_label(self) -> str:
+        """The state's badge text: "da ricollegare" for a refused OAuth grant."""
+        if self.needs_reconnect:
+            return str(_("da ricollegare"))
+        return str(self.get_status_display())
+
     def set_oauth_tokens(
         self, *, access_token: str, expires_at: datetime | None, refresh_token: str | None
     ) -> None:

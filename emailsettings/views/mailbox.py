@@ -149,7 +149,7 @@ def _status_payload(account: SmtpAccount, progress: dict[str, Any] | None) -> di
         "elapsed_seconds": elapsed,
         # The mailbox's state after the check, for the badge beside "Stato della casella".
         "status": account.status,
-        "status_label": account.get_status_display(),
+        "status_label": account.status_label,
         "status_tone": STATUS_TONES.get(account.status, "warn"),
         "last_verified_display": (
             format_long_datetime(account.last_verified_at) if account.last_verified_at else ""

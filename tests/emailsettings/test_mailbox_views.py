@@ -254,3 +254,21 @@ def test_status_says_how_long_the_check_has_waited_and_the_mailbox_state(
     cache.delete(mailbox._progress_key(account.pk))
     idle = logged_client.get(STATUS_URL).json()
     assert idle["state"] == "idle" and idle["elapsed_seconds"] is None
+
+
+def test_the_live_badge_says_da_ricollegare_like_the_page(logged_client, smtp_account_factory):
+    """A mailbox whose OAuth grant was refused: the badge the running check updates says what
+    the page says after a reload."""
+    from emailsettings.failures import ErrorClass
+    from emailsettings.models import AuthMethod
+
+    smtp_account_factory(
+        None,
+        status=MailboxStatus.BROKEN,
+        auth_method=AuthMethod.OAUTH,
+        last_error={"error_class": ErrorClass.OAUTH_RECONNECT},
+    )
+    data = logged_client.get(STATUS_URL).json()
+    assert data["status_label"] == "da ricollegare"
+    page = logged_client.get("/email/impostazioni/").content.decode()
+    assert 'data-status="broken"' in page and ">da ricollegare</span>" in page
