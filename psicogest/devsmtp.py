@@ -576,7 +576,8 @@ def serve_forever(
     With ``imap_port`` it has an IMAP side too (``psicogest/devimap.py``): each user's
     mailbox, where a recipient at ``rimbalza.test`` bounces and a PEC recipient's receipts
     arrive ``notice_delay`` seconds after the message was accepted."""
-    from .devimap import DevProvider, ImapTestServer, MailStore
+    from .devimap import ImapTestServer, MailStore
+    from .devprovider import DevProvider
 
     ca = LocalCA.create(directory)
     store = MailStore(directory / "caselle")

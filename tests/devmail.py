@@ -1,6 +1,7 @@
-"""``make run``'s local mail server for tests: the SMTP test server with its IMAP side and
-its "provider" (``psicogest/devimap.py``), on free loopback ports, trusted by the product
-and offered as the "Server di test locale" preset (fixture ``local_mail_server``)."""
+"""``make run``'s local mail server for tests: the SMTP test server with its IMAP side
+(``psicogest/devimap.py``) and its "provider" (``psicogest/devprovider.py``), on free
+loopback ports, trusted by the product and offered as the "Server di test locale" preset
+(fixture ``local_mail_server``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import time
 import imapclient
 import pytest
 
-from psicogest.devimap import DevProvider, ImapTestServer, MailStore
+from psicogest.devimap import ImapTestServer, MailStore
+from psicogest.devprovider import DevProvider
 from psicogest.devsmtp import LocalCA, SmtpTestServer
 
 USER = "maria@studio.test"
