@@ -400,6 +400,8 @@ class _Session:
         self.user: str | None = None
         self.folder: _Folder | None = None
         self.readonly = False
+        # Messages in the selected folder the client has been told of (EXISTS).
+        self.known = 0
 
     async def send(self, line: str | bytes) -> None:
         data = line.encode() if isinstance(line, str) else line
@@ -521,6 +523,7 @@ class _Session:
             elif verb == "EXPUNGE":
                 if not self.readonly:
                     for number in self.server.store.expunge(self.folder):
+                        self.known -= 1
                         await self.send(f"* {number} EXPUNGE")
             else:
                 if verb == "CLOSE" and not self.readonly:
@@ -529,6 +532,11 @@ class _Session:
         else:
             await self.send(f"{tag} BAD Comando non riconosciuto")
             return False
+        if self.folder is not None and len(self.folder.messages) != self.known:
+            # New mail while selected (a bounce, a receipt): said before the command ends,
+            # as a real server does on NOOP and the other commands.
+            self.known = len(self.folder.messages)
+            await self.send(f"* {self.known} EXISTS")
         await self.send(f"{tag} OK {verb} completed")
         return False
 
@@ -594,6 +602,7 @@ class _Session:
             await self.send(f"{tag} NO [NONEXISTENT] Cartella inesistente")
             return False
         self.folder, self.readonly = folder, verb == "EXAMINE"
+        self.known = len(folder.messages)
         await self.send(f"* FLAGS ({' '.join(SYSTEM_FLAGS)})")
         await self.send(f"* OK [PERMANENTFLAGS ({' '.join(SYSTEM_FLAGS)})] Flags permitted")
         await self.send(f"* {len(folder.messages)} EXISTS")

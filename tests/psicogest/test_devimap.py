@@ -144,12 +144,15 @@ def test_the_server_speaks_imap_to_a_mail_program(local):
         # BODY[] without PEEK reads the message: it becomes \Seen, as on a real server.
         client.fetch([uid], ["BODY[]"])
         assert client.get_flags([uid])[uid] == (b"\\Seen",)
+        # New mail while the folder is open is announced on the next command.
+        local.store.deliver(USER, message.as_bytes())
+        assert (2, b"EXISTS") in client.noop()[1]
     # Another user's mailbox is their own.
     with local.client("altro@studio.test") as client:
         assert client.select_folder("INBOX")[b"EXISTS"] == 0
     # Kept on disk: a restarted server has the same messages and UIDVALIDITY.
     again = MailStore(local.store.root)
-    [kept] = again.messages(USER)
+    kept = again.messages(USER)[0]
     assert kept.data == message.as_bytes().replace(b"\n", b"\r\n")
     assert again.folder(USER, "INBOX").uidvalidity == info[b"UIDVALIDITY"]
 
