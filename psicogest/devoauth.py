@@ -308,6 +308,8 @@ def serve_forever(
     """Run the "provider di prova" until interrupted (``manage.py run_oauth_test_server``)."""
     import os
 
+    from .devsmtp import wait_for_interrupt
+
     # Authlib's server refuses plain-HTTP requests unless told this is a local test.
     os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
     server = LocalAuthorizationServer(
@@ -324,10 +326,7 @@ def serve_forever(
         flush=True,
     )
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        wait_for_interrupt()
     finally:
         server.stop()
 

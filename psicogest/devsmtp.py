@@ -500,6 +500,10 @@ class SilentServer:
             except OSError:
                 return
             self._clients.append(client)
+            self._accepted(client)
+
+    def _accepted(self, client: socket.socket) -> None:
+        """What to do with a new connection: nothing (it is never answered)."""
 
     def stop(self) -> None:
         self._stopping.set()
@@ -530,17 +534,8 @@ class DripServer(SilentServer):
         self.max_concurrent = 0
         self._count_lock = threading.Lock()
 
-    def _serve(self) -> None:
-        assert self._sock is not None
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._clients.append(client)
-            threading.Thread(target=self._drip, args=(client,), daemon=True).start()
+    def _accepted(self, client: socket.socket) -> None:
+        threading.Thread(target=self._drip, args=(client,), daemon=True).start()
 
     def _drip(self, client: socket.socket) -> None:
         with self._count_lock:
@@ -559,6 +554,15 @@ class DripServer(SilentServer):
         finally:
             with self._count_lock:
                 self.open_now -= 1
+
+
+def wait_for_interrupt() -> None:
+    """Sleep until Ctrl-C (or the SIGINT ``make run`` sends when it stops)."""
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
 
 
 def serve_forever(
@@ -616,10 +620,7 @@ def serve_forever(
             flush=True,
         )
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        wait_for_interrupt()
     finally:
         provider.stop()
         if imap is not None:
