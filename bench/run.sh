@@ -3,7 +3,8 @@
 # started like `make test` does (scripts/services.sh), then stop them. The SMTP sinks of
 # bench/wire.py (Postfix's smtp-sink, stunnel) are installed the same way when missing.
 # Usage: bench/run.sh [bench/report.py | bench/send_batch.py [--invoices N --concurrency N]
-#                     | bench/wire.py [--messages N --latency-messages N]]
+#                     | bench/wire.py [--messages N --latency-messages N]
+#                     | bench/smartmail.py [--invoices N --concurrency N --delay S]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh

@@ -7,7 +7,9 @@
   rolling 24 hours while the account is younger than ``EMAILSETTINGS_WARMUP_DAYS`` (counted
   from ``Practitioner.date_joined``), ``EMAILSETTINGS_SMART_MAIL_DAILY_QUOTA`` afterwards
   (0: no daily limit). The database is the source of truth: the quota counts the Smart Mail
-  deliveries with ``sent_at`` in the window, plus the ones being sent right now.
+  deliveries with ``sent_at`` in the window, plus the ones being sent right now and the ones
+  a running batch has reserved. A batch claims its share of the quota once, under a lock on
+  the practitioner's row (:func:`reserve_smart_mail_quota`), not once a delivery.
 
 A delivery over quota is neither sent nor failed: :mod:`emailsettings.delivery` defers it to
 :attr:`Quota.resets_at` and the sweeper wakes it then.
@@ -23,6 +25,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,23 +76,43 @@ def _ceil_minute(moment: datetime.datetime) -> datetime.datetime:
     return floored if floored == moment else floored + datetime.timedelta(minutes=1)
 
 
-def smart_mail_quota(*, practitioner: Practitioner, now: datetime.datetime | None = None) -> Quota:
-    """The practitioner's Smart Mail quota now (see the module docstring)."""
+def smart_mail_limit(
+    *, practitioner: Practitioner, now: datetime.datetime | None = None
+) -> tuple[int | None, datetime.datetime | None]:
+    """The practitioner's daily limit (``None``: none) and the end of their warm-up while it
+    lasts; no query."""
     now = now or timezone.now()
     warmup_end = practitioner.date_joined + datetime.timedelta(days=conf.warmup_days())
-    warmup_until: datetime.datetime | None = None
-    limit: int | None
     if now < warmup_end and conf.warmup_daily_quota() > 0:
-        warmup_until, limit = warmup_end, conf.warmup_daily_quota()
-    else:
-        limit = conf.smart_mail_daily_quota() or None
+        return conf.warmup_daily_quota(), warmup_end
+    return conf.smart_mail_daily_quota() or None, None
+
+
+def smart_mail_quota(
+    *,
+    practitioner: Practitioner,
+    now: datetime.datetime | None = None,
+    excluding: Sequence[int] = (),
+) -> Quota:
+    """The practitioner's Smart Mail quota now (see the module docstring). ``excluding``:
+    rows whose reservation (:func:`reserve_smart_mail_quota`) is not counted, because the
+    batch asking is about to reserve them again."""
+    now = now or timezone.now()
+    limit, warmup_until = smart_mail_limit(practitioner=practitioner, now=now)
     if limit is None:
         return Quota(limit=None, used=0, resets_at=None, warmup_until=None)
 
     window_start = now - QUOTA_WINDOW
     rows = Delivery.objects.filter(practitioner_id=practitioner.pk, channel=Channel.SMART_MAIL)
-    # A row being sent counts too, so that parallel batches cannot overshoot together.
-    used = rows.filter(Q(sent_at__gte=window_start) | Q(status=DeliveryStatus.SENDING)).count()
+    # A row being sent counts too, and so does a row a running batch reserved, so that
+    # parallel batches cannot overshoot together.
+    reserved = Q(
+        lease_expires_at__gt=now, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+    )
+    if excluding:
+        reserved &= ~Q(pk__in=list(excluding))
+    counted = Q(sent_at__gte=window_start) | Q(status=DeliveryStatus.SENDING) | reserved
+    used = rows.filter(counted).count()
     resets_at = None
     if used >= limit:
         # One message may go when ``used - limit + 1`` counted sends have left the window.
@@ -105,6 +128,59 @@ def smart_mail_quota(*, practitioner: Practitioner, now: datetime.datetime | Non
             # The quota is full of messages still being sent: look again shortly.
             resets_at = _ceil_minute(now + datetime.timedelta(seconds=conf.retry_base_seconds()))
     return Quota(limit=limit, used=used, resets_at=resets_at, warmup_until=warmup_until)
+
+
+def reserve_smart_mail_quota(
+    *,
+    practitioner_id: int,
+    delivery_ids: Sequence[int],
+    until: datetime.datetime,
+    now: datetime.datetime | None = None,
+) -> tuple[list[int], Quota]:
+    """Claim the daily quota for a batch at once: under a lock on the practitioner's row,
+    the first of ``delivery_ids`` (waiting Smart Mail rows, oldest first) that fit in the
+    quota are reserved until ``until`` and returned with the quota as it is afterwards
+    (``resets_at`` set when the rest must wait).
+
+    A reservation is the row's ``lease_expires_at`` while it is still ``queued`` (or due
+    ``deferred``): every quota count includes it, so parallel batches cannot overshoot, and
+    it lapses by itself when a worker dies. The claim of each row then needs no quota check
+    of its own; :func:`release_smart_mail_quota` gives back what the batch did not send."""
+    from django.db import transaction
+
+    from psicogest.models import Practitioner
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        practitioner = (
+            Practitioner.objects.select_for_update()
+            .only("pk", "date_joined")
+            .get(pk=practitioner_id)
+        )
+        quota = smart_mail_quota(practitioner=practitioner, now=now, excluding=delivery_ids)
+        if quota.limit is None:
+            return list(delivery_ids), quota
+        granted = list(delivery_ids[: quota.remaining])
+        if granted:
+            Delivery.objects.filter(
+                pk__in=granted, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+            ).update(lease_expires_at=until)
+        if len(granted) < len(delivery_ids) and not quota.exhausted:
+            # Full now: when the rest may go.
+            quota = smart_mail_quota(practitioner=practitioner, now=now)
+    return granted, quota
+
+
+def release_smart_mail_quota(delivery_ids: Sequence[int]) -> int:
+    """Give back the reservations of rows a batch did not send (handed over to the next
+    batch, or left when the batch stopped)."""
+    if not delivery_ids:
+        return 0
+    return Delivery.objects.filter(
+        pk__in=list(delivery_ids),
+        status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED),
+        lease_expires_at__isnull=False,
+    ).update(lease_expires_at=None)
 
 
 def smart_mail_bucket(*, practitioner_id: int) -> TokenBucket | None:

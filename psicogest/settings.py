@@ -268,6 +268,8 @@ ANYMAIL = {
     key: value
     for key, value in {
         "POSTMARK_SERVER_TOKEN": env.str("POSTMARK_SERVER_TOKEN", default=""),
+        # Unset: Postmark's own API. A local stand-in for benchmarks (psicogest/devesp.py).
+        "POSTMARK_API_URL": env.str("POSTMARK_API_URL", default=""),
         "MAILGUN_API_KEY": env.str("MAILGUN_API_KEY", default=""),
         "MAILGUN_SENDER_DOMAIN": env.str("MAILGUN_SENDER_DOMAIN", default=""),
         "BREVO_API_KEY": env.str("BREVO_API_KEY", default=""),

@@ -71,6 +71,22 @@ def other_practitioner(db):
 
 
 @pytest.fixture
+def postmark_standin(settings):
+    """A local stand-in for Postmark's send API (``psicogest/devesp.py``, a real HTTP/1.1
+    server on a thread), with anymail's Postmark backend pointed at it through settings."""
+    from psicogest.devesp import EspStandIn
+
+    with EspStandIn() as esp:
+        settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+        settings.ANYMAIL = {
+            **settings.ANYMAIL,
+            "POSTMARK_SERVER_TOKEN": "test-server-token",
+            "POSTMARK_API_URL": esp.url,
+        }
+        yield esp
+
+
+@pytest.fixture
 def logged_client(client, practitioner):
     client.force_login(practitioner)
     return client

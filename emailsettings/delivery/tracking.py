@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -131,15 +132,22 @@ def record_tracking_event(*, esp: str, event: Any) -> WebhookEvent | None:
 
 def apply_pending(delivery: Delivery) -> int:
     """Apply the events that arrived before the worker recorded ``delivery`` as sent."""
-    if not delivery.esp_message_id:
+    return apply_pending_many([delivery])
+
+
+def apply_pending_many(deliveries: Sequence[Delivery]) -> int:
+    """:func:`apply_pending` for a batch's recorded sends, in one query (the worker calls it
+    once a batch, not once a delivery)."""
+    by_message_id = {d.esp_message_id: d for d in deliveries if d.esp_message_id}
+    if not by_message_id:
         return 0
     waiting = list(
         WebhookEvent.objects.filter(
-            state=WebhookState.PENDING, esp_message_id=delivery.esp_message_id
+            state=WebhookState.PENDING, esp_message_id__in=list(by_message_id)
         ).order_by("occurred_at", "id")
     )
     for stored in waiting:
-        _apply(stored, delivery)
+        _apply(stored, by_message_id[stored.esp_message_id])
     return len(waiting)
 
 

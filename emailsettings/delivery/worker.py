@@ -9,6 +9,7 @@ is told (broken, unreachable, working) goes to :mod:`emailsettings.mailbox`.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import time
@@ -18,12 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from .. import limits
+from .. import conf, limits
 from ..failures import ErrorClass, Failure
 from ..messages import build_message, invoice_pdf
 from ..models import (
@@ -98,7 +98,6 @@ def send_batch(
     """Send the given deliveries (normally one practitioner's, one channel's); rows that are
     not waiting to be sent (already claimed, sent, held…) are skipped. ``slot``: the worker
     slot :mod:`.dispatch` reserved for this batch when it was published."""
-    from .. import conf
 
     result = BatchResult()
     budget = conf.batch_time_budget_seconds() if time_budget is None else time_budget
@@ -164,6 +163,12 @@ def _send_group(
     # Once the mailbox is broken or unreachable, the batch's other SMTP rows share that fate
     # without another connection attempt: held or deferred.
     smtp_blocked = False
+    # The Smart Mail rows this batch may send under the daily quota (claimed for the whole
+    # batch at its first Smart Mail row), those it claimed, and its recorded sends.
+    smart_allowed: set[int] | None = None
+    smart_reserved: list[int] = []
+    smart_claimed: set[int] = set()
+    smart_sent: list[Delivery] = []
     try:
         for index, (pk, channel) in enumerate(items):
             keep_slot()
@@ -192,21 +197,28 @@ def _send_group(
                 )
             else:
                 sender = senders.smart_mail()
-                delivery = _claim_smart_mail(
-                    pk, practitioner_id, sender, deadline, result, snapshot=snapshots.get(pk)
-                )
-                if delivery is _HAND_OVER:
+                if smart_allowed is None:
+                    smart_allowed, smart_reserved = _claim_smart_mail_quota(
+                        practitioner_id,
+                        [item[0] for item in items[index:] if item[1] == Channel.SMART_MAIL],
+                        snapshots,
+                        deadline=deadline,
+                        result=result,
+                    )
+                if pk not in smart_allowed:
+                    continue
+                if not _wait_for_token(sender, deadline):
                     result.handed_over.extend(remaining)
                     return
+                delivery = lifecycle.claim(pk, phase=Phase.CONNECT, snapshot=snapshots.get(pk))
+                smart_claimed.add(pk)
             if delivery is None:
                 continue
             outcome = _attempt(delivery, sender)
             result.outcomes[pk] = lifecycle.record(delivery, outcome) or outcome_name(outcome)
             if channel == Channel.SMART_MAIL:
                 if isinstance(outcome, Accepted) and outcome.esp_message_id:
-                    from .tracking import apply_pending
-
-                    apply_pending(delivery)
+                    smart_sent.append(delivery)
                 continue
             account = senders.account
             if account is None:
@@ -235,53 +247,65 @@ def _send_group(
     finally:
         result.sessions_opened += senders.sessions_opened
         senders.close()
+        # Webhook events that arrived while these rows were being sent, in one query.
+        from .tracking import apply_pending_many
+
+        apply_pending_many(smart_sent)
+        limits.release_smart_mail_quota([pk for pk in smart_reserved if pk not in smart_claimed])
 
 
 def outcome_name(outcome: Accepted | Failure) -> str:
     return DeliveryStatus.SENT if isinstance(outcome, Accepted) else outcome.error_class
 
 
-_HAND_OVER = Delivery()  # sentinel: the batch's deadline would pass while waiting
-
-
-def _claim_smart_mail(
-    pk: int,
+def _claim_smart_mail_quota(
     practitioner_id: int,
-    sender: Sender,
+    pks: list[int],
+    snapshots: dict[int, Delivery],
+    *,
     deadline: float,
     result: BatchResult,
-    *,
-    snapshot: Delivery | None = None,
-) -> Delivery | None:
-    """The daily quota first (no token spent on a row that waits), then the practitioner's
-    pace, then check-and-claim under the quota."""
-    quota = _smart_mail_quota(practitioner_id)
-    if quota.exhausted:
-        if _defer_for_quota(pk, quota):
+) -> tuple[set[int], list[int]]:
+    """The daily quota for the batch's Smart Mail rows, claimed at once before any token is
+    spent: the rows that fit are reserved (:func:`limits.reserve_smart_mail_quota`), the
+    rest become ``deferred`` until the quota frees up. Returns the rows the batch may send
+    and those it reserved. Rows that are not waiting (already claimed, sent, deferred and not
+    due) are left out: their claim would fail anyway."""
+    now = timezone.now()
+    waiting = [
+        pk
+        for pk in pks
+        if (row := snapshots.get(pk)) is not None
+        and (
+            row.status == DeliveryStatus.QUEUED
+            or (
+                row.status == DeliveryStatus.DEFERRED
+                and row.next_attempt_at is not None
+                and row.next_attempt_at <= now
+            )
+        )
+    ]
+    if not waiting:
+        return set(), []
+    limit, _warmup = limits.smart_mail_limit(practitioner=snapshots[waiting[0]].practitioner)
+    if limit is None:
+        return set(waiting), []
+    # The reservation outlives the batch's time budget by a lease: rows still unsent then
+    # are handed over (and given back); a dead worker's reservations lapse by themselves.
+    until = now + datetime.timedelta(
+        seconds=max(0.0, deadline - time.monotonic()) + conf.lease_seconds()
+    )
+    granted, quota = limits.reserve_smart_mail_quota(
+        practitioner_id=practitioner_id, delivery_ids=waiting, until=until, now=now
+    )
+    over = waiting[len(granted) :]
+    if over:
+        for pk in _defer_for_quota(over, quota):
             result.outcomes[pk] = DeliveryStatus.DEFERRED
-        return None
-    if not _wait_for_token(sender, deadline):
-        return _HAND_OVER
-    with transaction.atomic():
-        # The practitioner's row lock makes check-and-claim atomic across workers.
-        quota = _smart_mail_quota(practitioner_id, lock=True)
-        if quota.exhausted:
-            if _defer_for_quota(pk, quota):
-                result.outcomes[pk] = DeliveryStatus.DEFERRED
-            return None
-        return lifecycle.claim(pk, phase=Phase.CONNECT, snapshot=snapshot)
+    return set(granted), granted
 
 
-def _smart_mail_quota(practitioner_id: int, *, lock: bool = False) -> limits.Quota:
-    from psicogest.models import Practitioner
-
-    practitioners = Practitioner.objects.only("pk", "date_joined")
-    if lock:
-        practitioners = practitioners.select_for_update()
-    return limits.smart_mail_quota(practitioner=practitioners.get(pk=practitioner_id))
-
-
-def _defer_for_quota(pk: int, quota: limits.Quota) -> bool:
+def _defer_for_quota(pks: Sequence[int], quota: limits.Quota) -> list[int]:
     """The Smart Mail daily quota is used up: the row waits, unsent, until it frees up.
 
     Not an attempt (no ESP is contacted) and never a failure: the row stays ``deferred``
@@ -290,8 +314,8 @@ def _defer_for_quota(pk: int, quota: limits.Quota) -> bool:
     now = timezone.now()
     resets_at = quota.resets_at or now
     text = limits.quota_wait_text(quota)
-    moved = lifecycle.transition(
-        Delivery.objects.filter(pk=pk).filter(lifecycle.waiting(now)),
+    return lifecycle.transition(
+        Delivery.objects.filter(pk__in=list(pks)).filter(lifecycle.waiting(now)),
         to=DeliveryStatus.DEFERRED,
         text=text,
         kind=EventKind.ATTEMPT,
@@ -303,7 +327,6 @@ def _defer_for_quota(pk: int, quota: limits.Quota) -> bool:
         },
         now=now,
     )
-    return bool(moved)
 
 
 def _wait_for_token(sender: Sender, deadline: float) -> bool:

@@ -1,8 +1,10 @@
 """What one delivery costs the database in a batch's steady state: at most five SQL
 statements (claim, the phase before the data, the outcome with its event and the invoice's
-"last emailed"), whatever the batch size. Counted with Django's ``CaptureQueriesContext`` on
-PostgreSQL, outside any test transaction (so each ``atomic`` block is the worker's own);
-the outcome's transaction adds its BEGIN and COMMIT, not counted as queries."""
+"last emailed"), whatever the batch size, on both channels. Counted with Django's
+``CaptureQueriesContext`` on PostgreSQL, outside any test transaction (so each ``atomic``
+block is the worker's own); the outcome's transaction adds its BEGIN and COMMIT, not counted
+as queries. Smart Mail goes through anymail's Postmark backend to a local stand-in of its
+API; its daily quota is claimed once a batch, not checked once a delivery."""
 
 from __future__ import annotations
 
@@ -69,3 +71,21 @@ def test_smtp_delivery_costs_at_most_five_queries(
     # Without PIPELINING the RCPT phase is one more write (it tells a dead worker's row
     # apart while the envelope goes command by command).
     assert per_delivery <= MAX_QUERIES_PER_DELIVERY + (0 if pipelining else 1), per_delivery
+
+
+@pytest.mark.parametrize("quota", ["warm-up quota", "no daily quota"])
+def test_smart_mail_delivery_costs_at_most_five_queries(
+    quota, settings, postmark_standin, practitioner
+):
+    settings.EMAILSETTINGS_SMART_MAIL_RATE_PER_MINUTE = 0
+    if quota == "no daily quota":
+        settings.EMAILSETTINGS_WARMUP_DAILY_QUOTA = 0
+        settings.EMAILSETTINGS_SMART_MAIL_DAILY_QUOTA = 0
+    EmailSettings.objects.update_or_create(
+        practitioner=practitioner, defaults={"channel": Channel.SMART_MAIL}
+    )
+
+    per_delivery = steady_state(practitioner)
+
+    assert postmark_standin.messages == 3 + 11
+    assert per_delivery <= MAX_QUERIES_PER_DELIVERY, per_delivery

@@ -15,7 +15,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from emailsettings import conf
+from emailsettings import conf, limits
 from emailsettings import delivery as services
 from emailsettings.delivery import worker
 from emailsettings.limits import smart_mail_quota
@@ -118,6 +118,51 @@ def test_a_new_account_at_quota_waits_unsent_until_the_quota_frees_up(
 
     quota = smart_mail_quota(practitioner=practitioner)
     assert (quota.limit, quota.used, quota.exhausted, quota.in_warmup) == (2, 2, True, True)
+
+
+@pytest.mark.django_db
+def test_a_batch_larger_than_the_quota_sends_what_fits_and_defers_the_rest(
+    practitioner, smart_mail, settings
+):
+    settings.EMAILSETTINGS_WARMUP_DAILY_QUOTA = 3
+
+    deliveries = send(make_invoices(practitioner, 5))
+
+    assert [d.status for d in deliveries] == [DeliveryStatus.SENT] * 3 + [
+        DeliveryStatus.DEFERRED
+    ] * 2
+    assert len(mail.outbox) == 3
+    for waiting in deliveries[3:]:
+        assert (waiting.attempts, waiting.last_error_class) == (0, "quota_wait")
+        assert waiting.lease_expires_at is None
+    quota = smart_mail_quota(practitioner=practitioner)
+    assert (quota.used, quota.exhausted) == (3, True)
+
+
+@pytest.mark.django_db
+def test_rows_reserved_by_a_running_batch_count_toward_the_quota(
+    practitioner, smart_mail, settings
+):
+    settings.EMAILSETTINGS_WARMUP_DAILY_QUOTA = 3
+    # Another worker's batch has claimed the quota for its two rows and not sent them yet.
+    theirs = services.queue_invoice_emails(make_invoices(practitioner, 2))
+    granted, _quota = limits.reserve_smart_mail_quota(
+        practitioner_id=practitioner.pk,
+        delivery_ids=[d.pk for d in theirs],
+        until=timezone.now() + datetime.timedelta(minutes=5),
+    )
+    assert granted == [d.pk for d in theirs]
+
+    mine = send(make_invoices(practitioner, 2))
+
+    assert [d.status for d in mine] == [DeliveryStatus.SENT, DeliveryStatus.DEFERRED]
+    assert smart_mail_quota(practitioner=practitioner).used == 3
+    # Given back (that batch stopped): they no longer count, and they are still queued.
+    assert limits.release_smart_mail_quota([d.pk for d in theirs]) == 2
+    assert smart_mail_quota(practitioner=practitioner).used == 1
+    assert {d.status for d in Delivery.objects.filter(pk__in=[d.pk for d in theirs])} == {
+        DeliveryStatus.QUEUED
+    }
 
 
 class BusyEsp(AnymailTestBackend):
