@@ -393,19 +393,19 @@ def main() -> None:
         batches = -(-args.invoices // int(os.environ["EMAILSETTINGS_BATCH_SIZE"]))
         targets = {1: "target ≥ 0.8×", 2: "target ≥ 1.5×"}
         print()
-        print(f"{'sink':40}{sink_name}")
-        print(f"{'invoices':40}{args.invoices} (PDF 40 KB each), {batches} batches")
-        print(f"{'ceiling: ' + ceiling_name:40}{ceiling_seconds:.2f} s, {ceiling_rate:.1f} msg/s")
+        print(f"{'sink':44}{sink_name}")
+        print(f"{'invoices':44}{args.invoices} (PDF 40 KB each), {batches} batches")
+        print(f"{'ceiling: ' + ceiling_name:44}{ceiling_seconds:.2f} s, {ceiling_rate:.1f} msg/s")
         for n, run in runs.items():
             label = f"pipeline, {n} worker process{'es' if n > 1 else ''}"
             sessions = f", {run['sessions']} SMTP sessions" if stats else ""
             print(
-                f"{label:40}queue → all sent {run['elapsed']:.2f} s, {run['rate']:.1f} msg/s"
+                f"{label:44}queue → all sent {run['elapsed']:.2f} s, {run['rate']:.1f} msg/s"
                 f" = {run['rate'] / ceiling_rate:.2f}× ceiling"
                 f" ({targets.get(n, 'no target')}){sessions}; queueing {run['queued']:.2f} s"
             )
         for size, count in per_delivery.items():
-            print(f"{'SQL queries per delivery':40}{count:.1f} (batch of {size}, in process)")
+            print(f"{'SQL queries per delivery':44}{count:.1f} (batch of {size}, in process)")
 
 
 if __name__ == "__main__":

@@ -89,3 +89,31 @@ def smtplib_seconds(
         for recipient, data in messages:
             client.sendmail(from_addr, [recipient], data)
     return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def latency_relay(target_port: int, *, rtt_ms: float) -> Iterator[int]:
+    """``bench/latency_relay.py`` in its own process, delaying each way by half
+    ``rtt_ms`` in front of ``target_port`` on loopback; yields its port."""
+    import sys
+
+    port = free_port()
+    relay = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("latency_relay.py")),
+            str(port),
+            str(target_port),
+            f"{rtt_ms / 2:g}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert relay.stdout is not None
+        if relay.stdout.readline().strip() != "ready":
+            raise SystemExit("the latency relay did not start")
+        yield port
+    finally:
+        relay.terminate()
+        relay.wait(timeout=10)
