@@ -44,7 +44,9 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
                 break
         await forwarding
     except (ConnectionError, OSError):
+        # One side broke: the other direction ends too, nothing waits on a dead socket.
         forwarding.cancel()
+        writer.close()
 
 
 def _nodelay(writer: asyncio.StreamWriter) -> None:
@@ -53,8 +55,16 @@ def _nodelay(writer: asyncio.StreamWriter) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+# asyncio keeps only weak references to the tasks serving connections.
+_serving: set[asyncio.Task[None]] = set()
+
+
 async def _serve(listen_port: int, target_port: int, delay: float) -> None:
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            _serving.add(task)
+            task.add_done_callback(_serving.discard)
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(
                 "127.0.0.1", target_port
