@@ -312,9 +312,16 @@ def pipeline_run(
     invoices: list[Invoice], concurrency: int, stats: Callable[[], tuple[int, int]] | None
 ) -> dict[str, float]:
     """Queue every invoice (one transaction) with a worker of ``concurrency`` processes
-    running, and time it until every row is ``sent``."""
+    running, and time it until every row is ``sent``. The one practitioner gets as many
+    worker slots as there are processes (``EMAILSETTINGS_MAILBOX_WORKER_SLOTS``, 1 by
+    default, would keep it to one batch, one process, at a time: see bench/fairness.py)."""
     Delivery.objects.filter(invoice__in=invoices).delete()
-    worker = start_worker(concurrency, name=f"worker-{concurrency}")
+    settings.EMAILSETTINGS_MAILBOX_WORKER_SLOTS = concurrency
+    worker = start_worker(
+        concurrency,
+        env={"EMAILSETTINGS_MAILBOX_WORKER_SLOTS": str(concurrency)},
+        name=f"worker-{concurrency}",
+    )
     try:
         time.sleep(3)  # the worker's pool is up before the clock starts
         connections_before, _received = stats() if stats else (0, 0)
@@ -393,19 +400,20 @@ def main() -> None:
         batches = -(-args.invoices // int(os.environ["EMAILSETTINGS_BATCH_SIZE"]))
         targets = {1: "target ≥ 0.8×", 2: "target ≥ 1.5×"}
         print()
-        print(f"{'sink':44}{sink_name}")
-        print(f"{'invoices':44}{args.invoices} (PDF 40 KB each), {batches} batches")
-        print(f"{'ceiling: ' + ceiling_name:44}{ceiling_seconds:.2f} s, {ceiling_rate:.1f} msg/s")
+        print(f"{'sink':48}{sink_name}")
+        print(f"{'invoices':48}{args.invoices} (PDF 40 KB each), {batches} batches")
+        print(f"{'ceiling: ' + ceiling_name:48}{ceiling_seconds:.2f} s, {ceiling_rate:.1f} msg/s")
         for n, run in runs.items():
-            label = f"pipeline, {n} worker process{'es' if n > 1 else ''}"
+            plural = "es" if n > 1 else ""
+            label = f"pipeline, {n} worker process{plural}, {n} slot(s)"
             sessions = f", {run['sessions']} SMTP sessions" if stats else ""
             print(
-                f"{label:44}queue → all sent {run['elapsed']:.2f} s, {run['rate']:.1f} msg/s"
+                f"{label:48}queue → all sent {run['elapsed']:.2f} s, {run['rate']:.1f} msg/s"
                 f" = {run['rate'] / ceiling_rate:.2f}× ceiling"
                 f" ({targets.get(n, 'no target')}){sessions}; queueing {run['queued']:.2f} s"
             )
         for size, count in per_delivery.items():
-            print(f"{'SQL queries per delivery':44}{count:.1f} (batch of {size}, in process)")
+            print(f"{'SQL queries per delivery':48}{count:.1f} (batch of {size}, in process)")
 
 
 if __name__ == "__main__":
