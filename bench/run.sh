@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Run a benchmark (default bench/report.py) against a throw-away PostgreSQL and Redis,
 # started like `make test` does (scripts/services.sh), then stop them. The SMTP sinks of
-# bench/wire.py (Postfix's smtp-sink, stunnel) are installed the same way when missing.
-# Usage: bench/run.sh [bench/report.py | bench/send_batch.py [--invoices N --concurrency N]
+# bench/sinks.py (Postfix's smtp-sink, stunnel) are installed the same way when missing.
+# Usage: bench/run.sh [bench/report.py
+#                     | bench/send_batch.py [--invoices N --concurrency 1,2 --sink aiosmtpd]
+#                     | bench/fairness.py [--big N --small N --each N --slots 1,2]
 #                     | bench/wire.py [--messages N --latency-messages N]
 #                     | bench/smartmail.py [--invoices N --concurrency N --delay S]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
-if [ "${1:-}" = bench/wire.py ]; then
+case "${1:-}" in bench/wire.py | bench/send_batch.py | bench/fairness.py)
   [ -x /usr/sbin/smtp-sink ] || need_packages+=(postfix)
   [ -x /usr/bin/stunnel4 ] || need_packages+=(stunnel4)
-fi
+  ;;
+esac
 start_services bench
 export DJANGO_DEBUG=false
 "$VENV_PY" "${1:-bench/report.py}" "${@:2}"

@@ -395,7 +395,7 @@ class Delivery(models.Model):
 class DeliveryCount(models.Model):
     """How many of a practitioner's deliveries are in each status, per channel.
 
-    Kept by database triggers on ``Delivery`` (migration ``0007_perf_delivery_counts``: every
+    Kept by database triggers on ``Delivery`` (migration ``0015_perf_delivery_counts``: every
     insert, delete and change of status or channel, whoever writes it), so the report's
     "all time" counters read a few rows instead of counting a whole history. Never written
     by the application."""

@@ -263,7 +263,7 @@ def status_counts(
 
 def stored_counts_kept() -> bool:
     """Whether the database keeps ``DeliveryCount`` (its triggers exist on PostgreSQL and
-    SQLite: migration ``0007_perf_delivery_counts``)."""
+    SQLite: migration ``0015_perf_delivery_counts``)."""
     from django.db import connections
 
     return connections[DeliveryCount.objects.db].vendor in ("postgresql", "sqlite")
