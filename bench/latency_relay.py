@@ -2,11 +2,14 @@
 kernel has no ``sch_netem`` (``tc qdisc … netem`` answers "Specified qdisc kind is
 unknown").
 
-Run as its own process (``python bench/latency_relay.py LISTEN_PORT TARGET_PORT DELAY_MS``;
-it prints "ready" once listening on 127.0.0.1). Each chunk read from one side is written to
-the other ``DELAY_MS`` after it arrived, in order: a link of fixed latency and ample
-bandwidth. Unlike netem it terminates TCP, so the sender's congestion window and ACK pace are
-those of loopback; what it reproduces is what PIPELINING saves, the wait for each reply.
+Run as its own process (``python bench/latency_relay.py LISTEN_PORT TARGET_PORT DELAY_MS
+[HOST]``; it prints "ready" once listening on HOST, 127.0.0.1 by default, and connects to
+TARGET_PORT on the same HOST). ``bench/wire.py`` runs it inside the network namespace it
+creates, on the namespace's side of the veth pair, never on the shared loopback. Each chunk
+read from one side is written to the other ``DELAY_MS`` after it arrived, in order: a link of
+fixed latency and ample bandwidth. Unlike netem it terminates TCP, so the sender's
+congestion window and ACK pace are those of an undelayed link; what it reproduces is what
+PIPELINING saves, the wait for each reply.
 No project imports: it starts fast and shares nothing with the clients it measures.
 """
 
@@ -59,16 +62,14 @@ def _nodelay(writer: asyncio.StreamWriter) -> None:
 _serving: set[asyncio.Task[None]] = set()
 
 
-async def _serve(listen_port: int, target_port: int, delay: float) -> None:
+async def _serve(host: str, listen_port: int, target_port: int, delay: float) -> None:
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             _serving.add(task)
             task.add_done_callback(_serving.discard)
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(
-                "127.0.0.1", target_port
-            )
+            upstream_reader, upstream_writer = await asyncio.open_connection(host, target_port)
         except OSError:
             writer.close()
             return
@@ -82,7 +83,7 @@ async def _serve(listen_port: int, target_port: int, delay: float) -> None:
         for side in (writer, upstream_writer):
             side.close()
 
-    server = await asyncio.start_server(relay, "127.0.0.1", listen_port)
+    server = await asyncio.start_server(relay, host, listen_port)
     print("ready", flush=True)
     async with server:
         await server.serve_forever()
@@ -90,4 +91,5 @@ async def _serve(listen_port: int, target_port: int, delay: float) -> None:
 
 if __name__ == "__main__":
     listen, target, delay_ms = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-    asyncio.run(_serve(listen, target, delay_ms / 1000))
+    host = sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"
+    asyncio.run(_serve(host, listen, target, delay_ms / 1000))

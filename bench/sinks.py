@@ -92,19 +92,25 @@ def smtplib_seconds(
 
 
 @contextlib.contextmanager
-def latency_relay(target_port: int, *, rtt_ms: float) -> Iterator[int]:
-    """``bench/latency_relay.py`` in its own process, delaying each way by half
-    ``rtt_ms`` in front of ``target_port`` on loopback; yields its port."""
+def latency_relay(
+    target_port: int, *, rtt_ms: float, address: str = "127.0.0.1", netns: str | None = None
+) -> Iterator[int]:
+    """``bench/latency_relay.py`` in its own process (inside ``netns`` when given),
+    delaying each way by half ``rtt_ms`` in front of ``address:target_port``; yields its
+    port on ``address``."""
     import sys
 
     port = free_port()
+    prefix = ["ip", "netns", "exec", netns] if netns else []
     relay = subprocess.Popen(
         [
+            *prefix,
             sys.executable,
             str(Path(__file__).with_name("latency_relay.py")),
             str(port),
             str(target_port),
             f"{rtt_ms / 2:g}",
+            address,
         ],
         stdout=subprocess.PIPE,
         text=True,

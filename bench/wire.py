@@ -13,10 +13,11 @@ packages ``postfix`` and ``stunnel4``; ``bench/run.sh`` installs them when missi
 
 Then the same at 30 ms round-trip time: the sink and stunnel run in a network namespace
 reached through a veth pair with ``tc netem`` (15 ms each way), which the benchmark
-creates and removes itself (root). Where that is not allowed (no ``sch_netem`` in the
-kernel) it says why and measures through ``bench/latency_relay.py`` instead, a userspace
-relay on loopback delaying every byte 15 ms each way (it terminates TCP: the replies' wait
-is real, TCP's own pace is loopback's).
+creates and removes itself (root). Where the kernel has no ``sch_netem`` it says so and
+puts ``bench/latency_relay.py`` in the same namespace instead, on its side of the veth pair,
+delaying every byte 15 ms each way (it terminates TCP: the replies' wait is real, TCP's own
+pace is the veth's). Where namespaces are not allowed it says why and skips that part: the
+latency is never added on the shared loopback.
 
 Run: ``bench/run.sh bench/wire.py [--messages 300] [--latency-messages 60]``.
 Figures only, with their targets; never a timed assertion.
@@ -60,11 +61,12 @@ def run(*command: str) -> None:
 
 
 @contextlib.contextmanager
-def latency(rtt_ms: float) -> Iterator[bool]:
-    """A namespace behind a veth pair delaying each way by half ``rtt_ms``; yields False
-    (with the reason printed) where namespaces or netem are not allowed."""
+def latency(rtt_ms: float) -> Iterator[str]:
+    """A namespace behind a veth pair, delaying each way by half ``rtt_ms`` with netem;
+    yields "netem", "relay" (the namespace, but no ``sch_netem``: the caller relays inside
+    it) or "" (no namespace allowed), with the reason printed."""
     half = f"{rtt_ms / 2:g}ms"
-    steps = [
+    namespace = [
         ("ip", "netns", "add", NETNS),
         ("ip", "link", "add", "psgb0", "type", "veth", "peer", "name", "psgb1"),
         ("ip", "link", "set", "psgb1", "netns", NETNS),
@@ -73,29 +75,41 @@ def latency(rtt_ms: float) -> Iterator[bool]:
         ("ip", "netns", "exec", NETNS, "ip", "addr", "add", f"{NS_SIDE}/24", "dev", "psgb1"),
         ("ip", "netns", "exec", NETNS, "ip", "link", "set", "psgb1", "up"),
         ("ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up"),
+    ]
+    netem = [
         ("tc", "qdisc", "add", "dev", "psgb0", "root", "netem", "delay", half, "limit", "100000"),
         ("ip", "netns", "exec", NETNS, "tc", "qdisc", "add", "dev", "psgb1", "root", "netem")
         + ("delay", half, "limit", "100000"),
     ]
-    try:
-        for step in steps:
-            run(*step)
-    except (subprocess.CalledProcessError, FileNotFoundError) as err:
+
+    def failure(err: Exception) -> str:
         detail = getattr(err, "stderr", b"") or b""
         reason = detail.decode(errors="replace").strip() or str(err)
-        command = " ".join(getattr(err, "cmd", None) or ())
-        print(
-            "\n30 ms RTT with netem: not possible — this machine does not allow the namespace,"
-            f" veth pair or netem qdisc it needs (`{command}`: {reason}); that needs root,"
-            " iproute2 and the kernel's sch_netem. Measured through bench/latency_relay.py"
-            " instead (a userspace relay delaying each way)."
-        )
-        subprocess.run(["ip", "link", "del", "psgb0"], capture_output=True)
-        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
-        yield False
-        return
+        return f"`{' '.join(getattr(err, 'cmd', None) or ())}`: {reason}"
+
+    mode = "netem"
     try:
-        yield True
+        try:
+            for step in namespace:
+                run(*step)
+        except (subprocess.CalledProcessError, FileNotFoundError) as err:
+            print(
+                "\n30 ms RTT: not measured — this machine does not allow the network namespace"
+                f" and veth pair it needs ({failure(err)}); that needs root and iproute2."
+            )
+            mode = ""
+        if mode:
+            try:
+                for step in netem:
+                    run(*step)
+            except (subprocess.CalledProcessError, FileNotFoundError) as err:
+                print(
+                    f"\n30 ms RTT with netem: not possible here ({failure(err)}; the kernel"
+                    " has no sch_netem). Measured through bench/latency_relay.py instead, run"
+                    " inside the namespace on its side of the veth pair."
+                )
+                mode = "relay"
+        yield mode
     finally:
         subprocess.run(["ip", "link", "del", "psgb0"], capture_output=True)
         subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
@@ -202,8 +216,8 @@ def main() -> None:
                 messages[: args.messages],
                 practitioner,
             )
-        with latency(30) as allowed:
-            if allowed:
+        with latency(30) as mode:
+            if mode == "netem":
                 with tls_sink(ca, address=NS_SIDE, netns=NETNS) as port:
                     section(
                         "30 ms RTT (netns + veth + netem)",
@@ -212,14 +226,14 @@ def main() -> None:
                         messages[: args.latency_messages],
                         practitioner,
                     )
-            else:
+            elif mode == "relay":
                 with (
-                    tls_sink(ca, address="127.0.0.1") as port,
-                    latency_relay(port, rtt_ms=30) as relayed,
+                    tls_sink(ca, address=NS_SIDE, netns=NETNS) as port,
+                    latency_relay(port, rtt_ms=30, address=NS_SIDE, netns=NETNS) as relayed,
                 ):
                     section(
-                        "30 ms RTT (userspace relay, 15 ms each way; no sch_netem here)",
-                        "127.0.0.1",
+                        "30 ms RTT (netns + veth + userspace relay, 15 ms each way; no netem)",
+                        NS_SIDE,
                         relayed,
                         messages[: args.latency_messages],
                         practitioner,
