@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import datetime
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -27,7 +27,14 @@ from django.utils.translation import gettext_lazy
 from .delivery import lifecycle
 from .failures import ErrorClass
 from .forms.ids import parse_id
-from .models import Channel, Delivery, DeliveryCount, DeliveryStatus, SmtpAccount
+from .models import (
+    Channel,
+    Delivery,
+    DeliveryCount,
+    DeliveryStatus,
+    RecipientRole,
+    SmtpAccount,
+)
 
 PAGE_SIZES = (25, 50, 100)
 DEFAULT_PAGE_SIZE = 50
@@ -339,6 +346,26 @@ class ReportRow:
     can_bulk_retry: bool = False
     # The meaning line under the badge, only when it says more than the badge.
     show_meaning: bool = True
+    # Texts looked up once a page, not once a row and cell (the list's rendering cost).
+    labels: dict[str, str] = field(default_factory=dict)
+    status_label: str = ""
+    channel_label: str = ""
+    role_label: str = ""
+
+
+def column_labels() -> dict[str, str]:
+    """The table's column names, repeated in each cell for the phone layout."""
+    return {
+        "when": _("Data e ora"),
+        "patient": _("Paziente"),
+        "recipient": _("Destinatario"),
+        "invoice": _("Fattura"),
+        "channel": _("Canale"),
+        "status": _("Stato"),
+        "attempts": _("Tentativi"),
+        "error": _("Ultimo errore"),
+        "open": _("Apri il dettaglio"),
+    }
 
 
 def smtp_preset_key(*, practitioner: Any) -> str | None:
@@ -357,16 +384,25 @@ def build_rows(*, deliveries: Iterable[Delivery], practitioner: Any) -> list[Rep
     ):
         preset_key = smtp_preset_key(practitioner=practitioner)
     rows = []
+    labels = column_labels()
+    statuses = {value: str(label) for value, label in DeliveryStatus.choices}
+    channels = {value: str(label) for value, label in Channel.choices}
+    roles = {value: str(label) for value, label in RecipientRole.choices}
     for delivery in deliveries:
         error, detail = error_advice(
             delivery=delivery, preset_key=preset_key if delivery.channel == Channel.SMTP else None
         )
         meaning = delivery_meaning(delivery)
+        status_label = statuses.get(delivery.status, delivery.status)
         rows.append(
             ReportRow(
                 delivery=delivery,
+                labels=labels,
+                status_label=status_label,
+                channel_label=channels.get(delivery.channel, delivery.channel),
+                role_label=roles.get(delivery.role, delivery.role),
                 meaning=meaning,
-                show_meaning=meaning != str(delivery.get_status_display()),
+                show_meaning=meaning != status_label,
                 tone=status_tone(delivery.status),
                 in_flight=is_in_flight(delivery.status),
                 version=version(delivery),
