@@ -30,8 +30,12 @@ import contextlib
 import os
 import re
 import shutil
+import smtplib
+import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -116,14 +120,24 @@ def latency(rtt_ms: float) -> Iterator[str]:
 
 
 def product_seconds(
-    address: str, port: int, messages: list[tuple[str, bytes]], *, pipelining: bool
+    address: str,
+    port: int,
+    messages: list[tuple[str, bytes]],
+    *,
+    pipelining: bool,
+    security: str = "ssl",
+    username: str = "",
+    password: str = "",
+    from_addr: str = base.MAILBOX,
 ) -> float:
     settings.EMAILSETTINGS_SMTP_PIPELINING = pipelining
     started = time.perf_counter()
-    client = smtp.open_connection(host=address, port=port, security="ssl", username="", password="")
+    client = smtp.open_connection(
+        host=address, port=port, security=security, username=username, password=password
+    )
     try:
         for recipient, data in messages:
-            smtp.send_message(client, message=data, from_addr=base.MAILBOX, to_addrs=[recipient])
+            smtp.send_message(client, message=data, from_addr=from_addr, to_addrs=[recipient])
     finally:
         smtp.close_quietly(client)
         settings.EMAILSETTINGS_SMTP_PIPELINING = True
@@ -189,6 +203,60 @@ def section(title: str, address: str, port: int, messages: list, practitioner: o
     print(f"  CPU per delivery (send_batch process)    {batch['cpu_ms']:8.1f} ms")
 
 
+def smtplib_submission_seconds(
+    address: str, port: int, messages: list[tuple[str, bytes]], *, username: str, password: str
+) -> float:
+    """A plain smtplib loop with ``TCP_NODELAY``: STARTTLS and AUTH on one connection."""
+    context = ssl.create_default_context(cafile=os.environ["EMAILSETTINGS_SMTP_EXTRA_CA_FILE"])
+    started = time.perf_counter()
+    with smtplib.SMTP(address, port, timeout=60) as client:
+        assert client.sock is not None
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.starttls(context=context)
+        client.login(username, password)
+        for recipient, data in messages:
+            client.sendmail(username, [recipient], data)
+    return time.perf_counter() - started
+
+
+def postfix_section(ca: LocalCA, messages: list[tuple[str, bytes]]) -> None:
+    """The same messages to a real MTA: Postfix smtpd on its submission port (STARTTLS
+    required, AUTH through Dovecot SASL) delivering to a local maildir — the private
+    Postfix + Dovecot of the tests (``tests/mta_fixtures.py``), never relaying."""
+    sys.path.insert(0, str(base.ROOT))
+    from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
+
+    # Its own temporary directory, as the tests' fixture makes it: the daemons'
+    # unprivileged processes must reach it (the benchmark's work directory is 0700).
+    directory = Path(tempfile.mkdtemp(prefix="psicogest-bench-mta-"))
+    mta = PostfixMTA(ca=ca, directory=directory).start()
+    try:
+        mail = [(MTA_PATIENT, data) for _recipient, data in messages]
+        login = {"username": mta.user, "password": mta.password}
+        host, port = mta.host, mta.submission_port
+        ceiling = len(mail) / smtplib_submission_seconds(host, port, mail, **login)
+        product = {
+            flag: len(mail)
+            / product_seconds(
+                host, port, mail, pipelining=flag, security="starttls", from_addr=mta.user, **login
+            )
+            for flag in (False, True)
+        }
+        print(
+            f"\nPostfix smtpd (STARTTLS + AUTH, Dovecot SASL, local delivery) — {len(mail)}"
+            " messages of 40 KB, one connection each run"
+        )
+        print(f"  smtplib + TCP_NODELAY (the ceiling)      {ceiling:8.1f} msg/s")
+        print(f"  product SMTP layer, no PIPELINING        {product[False]:8.1f} msg/s")
+        print(
+            f"  product SMTP layer, PIPELINING           {product[True]:8.1f} msg/s"
+            f"  = {product[True] / ceiling:.2f}× smtplib"
+        )
+    finally:
+        mta.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=300)
@@ -216,6 +284,9 @@ def main() -> None:
                 messages[: args.messages],
                 practitioner,
             )
+        postfix_section(ca, messages[: args.messages])
+        if not args.latency_messages:
+            return
         with latency(30) as mode:
             if mode == "netem":
                 with tls_sink(ca, address=NS_SIDE, netns=NETNS) as port:
