@@ -427,6 +427,9 @@ class _Watchdog:
         self._expire = expire
         self._cond = threading.Condition()
         self._at: float | None = None
+        # When the waiting thread wakes by itself: a later deadline needs no wake-up (each
+        # one would make the thread compete with the reading one, three a pipelined message).
+        self._wakes_at = 0.0
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -437,7 +440,7 @@ class _Watchdog:
                 self._closed = False
                 self._thread = threading.Thread(target=self._run, name="smtp-deadline", daemon=True)
                 self._thread.start()
-            else:
+            elif self._at < self._wakes_at:
                 self._cond.notify()
 
     def disarm(self) -> None:
@@ -454,11 +457,13 @@ class _Watchdog:
             try:
                 while not self._closed:
                     if self._at is None:
+                        self._wakes_at = time.monotonic() + self.IDLE_SECONDS
                         if not self._cond.wait(self.IDLE_SECONDS) and self._at is None:
                             return
                         continue
                     remaining = self._at - time.monotonic()
                     if remaining > 0:
+                        self._wakes_at = self._at
                         self._cond.wait(remaining)
                         continue
                     self._at = None
