@@ -85,9 +85,10 @@ def _file_sent_copies_soon() -> None:
 def sweep_deliveries_task() -> None:
     """Settle dead workers' rows, wake due retries, re-publish forgotten rows (beat)."""
     from .delivery.sweeper import sweep
-    from .delivery.tracking import prune_pending
+    from .delivery.tracking import apply_recorded_pending, prune_pending
 
     sweep()
+    apply_recorded_pending()
     prune_pending()
 
 

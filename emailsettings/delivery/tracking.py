@@ -151,6 +151,23 @@ def apply_pending_many(deliveries: Sequence[Delivery]) -> int:
     return len(waiting)
 
 
+def apply_recorded_pending(limit: int = 1000) -> int:
+    """Pending events whose send has been recorded since, applied now: the worker applies
+    them when its batch ends, and a worker that died after recording a send but before
+    that leaves them waiting (the sweeper calls this before :func:`prune_pending`)."""
+    message_ids = set(
+        WebhookEvent.objects.filter(state=WebhookState.PENDING).values_list(
+            "esp_message_id", flat=True
+        )[:limit]
+    )
+    if not message_ids:
+        return 0
+    recorded = Delivery.objects.filter(
+        channel=Channel.SMART_MAIL, esp_message_id__in=list(message_ids)
+    ).order_by("id")
+    return apply_pending_many(list(recorded))
+
+
 def prune_pending() -> int:
     """Forget pending events older than ``EMAILSETTINGS_WEBHOOK_PENDING_SECONDS``."""
     cutoff = timezone.now() - datetime.timedelta(seconds=conf.webhook_pending_seconds())

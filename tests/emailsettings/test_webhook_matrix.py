@@ -429,6 +429,43 @@ def test_bounce_during_sending_waits_and_is_applied_when_the_send_is_recorded(
     assert tracking.apply_pending(delivery) == 0
 
 
+def test_an_event_left_waiting_by_a_worker_that_died_is_applied_by_the_sweeper(
+    client, practitioner
+):
+    """The worker applies waiting events when its batch ends; one that died after recording
+    the send leaves them pending, and the sweeper's run applies them instead of dropping
+    them later."""
+    from emailsettings.tasks import sweep_deliveries_task
+
+    esp = "postmark"
+    delivery = lifecycle.claim(
+        services.queue_invoice_email(
+            InvoiceFactory(patient=PatientFactory(practitioner=practitioner))
+        ).pk
+    )
+    assert delivery is not None
+    message_id = esp_message_id(esp, 9)
+    post(
+        client,
+        event_request(
+            esp,
+            "hard_bounce",
+            message_id=message_id,
+            recipient=delivery.recipient,
+            delivery_id=str(delivery.pk),
+        ),
+    )
+    # Recorded, then the worker died before the end of its batch.
+    lifecycle.record(delivery, Accepted(esp_message_id=message_id))
+    assert WebhookEvent.objects.get().state == WebhookState.PENDING
+
+    sweep_deliveries_task()
+
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.BOUNCED
+    assert WebhookEvent.objects.get().state == WebhookState.APPLIED
+
+
 class EspThatPostsAWebhookMidSend(AnymailTestBackend):
     """anymail's test backend with ESP-shaped message ids, whose ESP posts the webhook for
     the message before the send call returns (so the row is still ``sending``)."""
