@@ -89,23 +89,18 @@ def pdf_of_40kb(number: str) -> bytes:
     return data[:PDF_SIZE] if len(data) > PDF_SIZE else data
 
 
-class Sink:
-    """The SMTP sink in a process of its own, so that it does not share a core (and the
-    GIL) with either client. Commands on stdin: ``stats`` → "connections messages"."""
+class StatsProcess:
+    """A server in a process of its own, so that it does not share a core (and the GIL)
+    with the clients it serves: it prints "ready", then answers ``stats`` on stdin with
+    "connections messages"."""
 
-    def __init__(self, ca_dir: Path) -> None:
-        from psicogest.devsmtp import free_port
-
-        self.port = free_port()
+    def __init__(self, command: list[str], *, what: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--sink", str(ca_dir), str(self.port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != "ready":
-            raise SystemExit("the SMTP sink did not start")
+            raise SystemExit(f"{what} did not start")
 
     def stats(self) -> tuple[int, int]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -118,6 +113,19 @@ class Sink:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         self.proc.wait(timeout=30)
+
+
+class Sink(StatsProcess):
+    """The aiosmtpd SMTP sink (:class:`StatsProcess`)."""
+
+    def __init__(self, ca_dir: Path) -> None:
+        from psicogest.devsmtp import free_port
+
+        self.port = free_port()
+        super().__init__(
+            [sys.executable, __file__, "--sink", str(ca_dir), str(self.port)],
+            what="the SMTP sink",
+        )
 
 
 def run_sink(ca_dir: str, port: int) -> None:

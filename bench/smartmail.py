@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -68,32 +67,14 @@ from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSetting
 TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.I)
 
 
-class Esp:
+class Esp(base.StatsProcess):
     """The stand-in in a process of its own; ``stats()`` → (connections, messages)."""
 
     def __init__(self, *, port: int, delay: float) -> None:
-        self.proc = subprocess.Popen(
+        super().__init__(
             [sys.executable, "-m", "psicogest.devesp", str(port), str(delay)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            what="the ESP stand-in",
         )
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "ready":
-            raise SystemExit("the ESP stand-in did not start")
-
-    def stats(self) -> tuple[int, int]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("stats\n")
-        self.proc.stdin.flush()
-        connections, messages = self.proc.stdout.readline().split()
-        return int(connections), int(messages)
-
-    def stop(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=30)
 
 
 def requests_for(deliveries: list[Delivery]) -> list[dict]:
