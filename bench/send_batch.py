@@ -49,7 +49,7 @@ os.environ.setdefault("DJANGO_ENV", "development")
 os.environ["EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE"] = "1000000"
 os.environ.setdefault("EMAILSETTINGS_BATCH_SIZE", "50")
 
-WORK = Path(tempfile.mkdtemp(prefix="psicogest-send-bench-"))
+WORK = Path(os.environ.get("BENCH_WORK") or tempfile.mkdtemp(prefix="psicogest-send-bench-"))
 os.environ["EMAILSETTINGS_SMTP_EXTRA_CA_FILE"] = str(WORK / "ca" / "ca.pem")
 
 import django  # noqa: E402

@@ -27,8 +27,10 @@ import binascii
 import contextlib
 import email.message
 import errno
+import functools
 import ipaddress
 import logging
+import os
 import re
 import smtplib
 import socket
@@ -403,10 +405,26 @@ class StarttlsMissing(smtplib.SMTPNotSupportedError):
 
 
 def tls_context() -> ssl.SSLContext:
-    """System CAs plus ``EMAILSETTINGS_SMTP_EXTRA_CA_FILE``; host name always checked."""
+    """System CAs plus ``EMAILSETTINGS_SMTP_EXTRA_CA_FILE``; host name always checked.
+
+    One context per process and CA file version, shared by every connection (an
+    ``SSLContext`` is safe to share; nothing changes it after this): building one loads the
+    system's CA bundle, about 20 ms, which every batch paid for its SMTP session."""
+    extra = conf.smtp_extra_ca_file()
+    stamp: tuple[int, int] | None = None
+    if extra:
+        try:
+            found = os.stat(extra)
+            stamp = (found.st_mtime_ns, found.st_size)
+        except OSError:
+            stamp = None
+    return _tls_context(extra, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(extra: str, stamp: tuple[int, int] | None) -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    extra = conf.smtp_extra_ca_file()
     if extra:
         try:
             context.load_verify_locations(cafile=extra)
@@ -977,8 +995,7 @@ def _send_data(
     """The message data after the server's 354, and its final reply."""
     phase = "data"
     try:
-        # RFC 5321 4.5.2: CRLF line ends, and a leading "." doubled (dot-stuffing).
-        payload = re.sub(rb"(?m)^\.", b"..", re.sub(rb"\r\n|\n|\r", b"\r\n", data))
+        payload = dot_stuffed(data)
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
         # The data and the final reply together: a slow reader must not hold the session
@@ -993,6 +1010,17 @@ def _send_data(
     except (OSError, smtplib.SMTPException) as err:
         raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err
     return SendReply(code=code, reply=scrub(_text(reply)))
+
+
+def dot_stuffed(data: bytes) -> bytes:
+    """RFC 5321 4.5.2: CRLF line ends, and a leading "." doubled (dot-stuffing). A message
+    whose lines all end in CRLF already (every message the product builds) takes two
+    substring passes instead of two regular expressions over 40 KB."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+        data = re.sub(rb"\r\n|\n|\r", b"\r\n", data)
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
 
 
 def _deadline(connection: smtplib.SMTP, extra: float) -> contextlib.AbstractContextManager[None]:

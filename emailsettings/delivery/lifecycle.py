@@ -211,16 +211,21 @@ def transition(
 
 
 def claim(
-    pk: int, *, phase: str = Phase.CONNECT, snapshot: Delivery | None = None
+    pk: int,
+    *,
+    phase: str = Phase.CONNECT,
+    snapshot: Delivery | None = None,
+    phase_if_reloaded: str | None = None,
 ) -> Delivery | None:
-    """``queued`` (or due ``deferred``) → ``sending`` with a lease, counting the attempt;
-    ``None`` if another worker has it or it is no longer waiting. No event: the attempt's
-    event is written with its outcome (:func:`record`).
+    """``queued`` (or due ``deferred``) → ``sending`` with a lease at ``phase``, counting
+    the attempt; ``None`` if another worker has it or it is no longer waiting. No event:
+    the attempt's event is written with its outcome (:func:`record`).
 
     ``snapshot``: the row as the batch loaded it (with its invoice and practitioner). When
     the row has not changed since (same ``updated_at`` and ``attempts``) the claim is one
     ``UPDATE`` and the snapshot is returned, brought up to date; otherwise the row is
-    claimed and loaded again."""
+    claimed (at ``phase_if_reloaded`` when given: what the caller prepared from the
+    snapshot is stale) and loaded again."""
     now = timezone.now()
     lease = now + datetime.timedelta(seconds=conf.lease_seconds())
     changes: dict[str, Any] = {
@@ -238,6 +243,8 @@ def claim(
                 setattr(snapshot, name, value)
             snapshot.attempts += 1
             return snapshot
+        if phase_if_reloaded is not None:
+            changes["phase"] = phase_if_reloaded
     if not rows.update(attempts=F("attempts") + 1, **changes):
         return None
     return Delivery.objects.select_related("invoice", "practitioner").get(pk=pk)

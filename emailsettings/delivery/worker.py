@@ -37,7 +37,7 @@ from ..models import (
 )
 from . import lifecycle, publish
 from .dispatch import Dispatcher
-from .senders import Accepted, Sender, SmartMailSender, SmtpSender
+from .senders import Accepted, Prepared, Sender, SmartMailSender, SmtpSender
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,9 @@ def send_batch(
                 items,
                 deadline=deadline,
                 result=result,
-                keep_slot=functools.partial(
-                    dispatcher.refresh, practitioner_id, token, ttl=slot_ttl
+                keep_slot=_every(
+                    slot_ttl / 10,
+                    functools.partial(dispatcher.refresh, practitioner_id, token, ttl=slot_ttl),
                 ),
             )
         finally:
@@ -142,6 +143,20 @@ def send_batch(
             batches.extend(dispatcher.release(practitioner_id, token))
             publish.publish_batches(dispatcher, practitioner_id, batches)
     return result
+
+
+def _every(seconds: float, call: Callable[[], None]) -> Callable[[], None]:
+    """``call``, done at most once every ``seconds`` (the first time at once): a slot's
+    expiry moved on at each row cost a Redis round trip a message."""
+    last = [-float("inf")]
+
+    def throttled() -> None:
+        now = time.monotonic()
+        if now - last[0] >= seconds:
+            last[0] = now
+            call()
+
+    return throttled
 
 
 def _send_group(
@@ -190,11 +205,7 @@ def _send_group(
                     result.handed_over.extend(remaining)
                     return
                 open_session = sender is not None and sender.session_open
-                delivery = lifecycle.claim(
-                    pk,
-                    phase=Phase.MAIL if open_session else Phase.CONNECT,
-                    snapshot=snapshots.get(pk),
-                )
+                phase = Phase.MAIL if open_session else Phase.CONNECT
             else:
                 sender = senders.smart_mail()
                 if smart_allowed is None:
@@ -210,11 +221,14 @@ def _send_group(
                 if not _wait_for_token(sender, deadline):
                     result.handed_over.extend(remaining)
                     return
-                delivery = lifecycle.claim(pk, phase=Phase.CONNECT, snapshot=snapshots.get(pk))
-                smart_claimed.add(pk)
-            if delivery is None:
+                phase = Phase.CONNECT
+            claimed = _claim_prepared(pk, snapshots.get(pk), sender, phase=phase)
+            if claimed is None:
                 continue
-            outcome = _attempt(delivery, sender)
+            delivery, prepared = claimed
+            if channel == Channel.SMART_MAIL:
+                smart_claimed.add(pk)
+            outcome = _attempt(delivery, sender, prepared)
             result.outcomes[pk] = lifecycle.record(delivery, outcome) or outcome_name(outcome)
             if channel == Channel.SMART_MAIL:
                 if isinstance(outcome, Accepted) and outcome.esp_message_id:
@@ -340,24 +354,73 @@ def _wait_for_token(sender: Sender, deadline: float) -> bool:
         time.sleep(min(wait, 5.0))
 
 
-def _attempt(delivery: Delivery, sender: Sender | None) -> Accepted | Failure:
+def _claim_prepared(
+    pk: int, snapshot: Delivery | None, sender: Sender | None, *, phase: str
+) -> tuple[Delivery, Prepared | Failure | None] | None:
+    """Claim the row with its message already built from the batch's snapshot: when the
+    snapshot is still current the claim also records the phase the send starts at
+    (:meth:`Sender.start_phase`), so a pipelined message costs no separate phase write.
+    A row that changed since the snapshot is claimed at ``phase`` and built again. Returns
+    the claimed row and its prepared message (a :class:`Failure` when building it failed,
+    ``None`` without a sender), or ``None`` when the row is not this worker's to send."""
+    waiting = snapshot is not None and snapshot.status in (
+        DeliveryStatus.QUEUED,
+        DeliveryStatus.DEFERRED,
+    )
+    prepared = _prepare(snapshot, sender, phase=phase) if waiting and snapshot else None
+    ready = prepared is not None and not isinstance(prepared, Failure)
+    delivery = lifecycle.claim(
+        pk,
+        phase=sender.start_phase() if ready and sender is not None else phase,
+        snapshot=snapshot,
+        phase_if_reloaded=phase,
+    )
+    if delivery is None:
+        return None
+    if delivery is not snapshot:
+        prepared = _prepare(delivery, sender, phase=phase)
+    return delivery, prepared
+
+
+def _prepare(delivery: Delivery, sender: Sender | None, *, phase: str) -> Prepared | Failure | None:
+    """The message of ``delivery`` as ``sender`` sends it; a :class:`Failure` (recorded
+    like a send's) when it cannot be built. Nothing leaves the process here."""
+    if sender is None:
+        return None
+    try:
+        if delivery.body_purged_at is not None or not (delivery.body_text or delivery.body_html):
+            _rerender(delivery)
+        return sender.prepare(build_message(delivery, pdf=invoice_pdf(delivery.invoice)))
+    except SoftTimeLimitExceeded:
+        return Failure(
+            phase=phase,
+            error_class=ErrorClass.TIMEOUT,
+            reply=_("Tempo massimo dell'invio superato: il server risponde troppo lentamente."),
+        )
+    except Exception as err:  # recorded after the claim: a bug must not leave the row waiting
+        logger.exception("Unexpected error building delivery %s", delivery.pk)
+        return Failure(phase=phase, error_class=ErrorClass.INTERNAL_ERROR, reply=type(err).__name__)
+
+
+def _attempt(
+    delivery: Delivery, sender: Sender | None, prepared: Prepared | Failure | None
+) -> Accepted | Failure:
     """One send. An unexpected error of the product is recorded like any failure (a bounded
     number of times), never left ``sending``."""
-    if sender is None:
+    if sender is None or prepared is None:  # nothing is prepared without a sender
         return Failure(
             phase=Phase.CONNECT,
             error_class=ErrorClass.NO_MAILBOX,
             reply=_("Nessuna casella SMTP personale configurata."),
         )
+    if isinstance(prepared, Failure):
+        return prepared
 
     def on_phase(phase: str) -> None:
         lifecycle.mark_phase(delivery, phase)
 
     try:
-        if delivery.body_purged_at is not None or not (delivery.body_text or delivery.body_html):
-            _rerender(delivery)
-        message = build_message(delivery, pdf=invoice_pdf(delivery.invoice))
-        return sender.send(delivery, message, on_phase=on_phase)
+        return sender.send(delivery, prepared, on_phase=on_phase)
     except SoftTimeLimitExceeded:
         # The task's time limit: many slow replies added up. A failure of this mailbox,
         # recorded like any other (deferred, then a mailbox problem if it goes on).

@@ -285,6 +285,42 @@ def test_batch_replies_land_on_their_own_delivery(
     assert calls == [[a] for a in addresses]
 
 
+def test_a_row_changed_after_the_batch_loaded_it_goes_out_as_changed(
+    fast, smtp_server_factory, smtp_account_factory, practitioner, monkeypatch
+):
+    """Each message is built before its row is claimed, from the rows the batch loaded: a
+    row that changed meanwhile (here its cover text, rewritten while the first message was
+    on its way) is built again from what is stored, never sent as it was."""
+    from django.utils import timezone
+
+    from emailsettings.delivery import lifecycle
+
+    server = smtp_server_factory(pipelining=True)
+    smtp_account_factory(server)
+    smtp_channel(practitioner)
+    first, second = queue_to(practitioner, ["uno@example.test", "due@example.test"])
+    real_claim = lifecycle.claim
+
+    def claim_after_an_edit(pk: int, **kwargs: Any) -> Any:
+        if pk == second.pk:
+            Delivery.objects.filter(pk=pk).update(
+                body_text="Testo corretto dopo il caricamento.", updated_at=timezone.now()
+            )
+        return real_claim(pk, **kwargs)
+
+    monkeypatch.setattr(lifecycle, "claim", claim_after_an_edit)
+
+    services.send_batch(delivery_ids=[first.pk, second.pk])
+
+    assert set(
+        Delivery.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)
+    ) == {DeliveryStatus.SENT}
+    plain = server.messages[1].message.get_body(preferencelist=("plain",))
+    assert plain is not None
+    assert "Testo corretto dopo il caricamento." in plain.get_content()
+    assert "Testo corretto" not in server.messages[0].data.decode()
+
+
 # --- Postfix ------------------------------------------------------------------------------
 
 
