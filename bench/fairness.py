@@ -16,12 +16,14 @@ from no deliveries and queues each practitioner's invoices with ``queue_invoice_
   published at once, in order — the small ones wait behind the big one's 100 batches;
 * fair dispatch (``emailsettings/delivery/dispatch.py``) with 1 and 2 slots per
   practitioner (``--slots``): the big one has that many batches in the broker or running,
-  its next one joins the queue behind everybody else's.
+  its next one joins the queue behind everybody else's; "1+1" is one slot and one more lent
+  while nobody else waits (``EMAILSETTINGS_MAILBOX_IDLE_SLOTS``), given back between two
+  messages as soon as somebody does.
 
 Printed for the small practitioners: time from queueing to their first and to their last
 invoice sent (median and worst), and for the big one its total time; the targets beside.
 
-Run: ``bench/run.sh bench/fairness.py [--big 5000] [--small 50] [--each 20] [--slots 1,2]``
+Run: ``bench/run.sh bench/fairness.py [--big 5000] [--small 50] [--each 20] [--slots 1,1+1,2]``
 (smaller numbers for a quicker run). Figures only, never a timed assertion.
 """
 
@@ -68,6 +70,7 @@ def forget_dispatch_state(practitioners: list[Practitioner]) -> None:
         client.delete(
             f"emailsettings:slots:{practitioner.pk}", f"emailsettings:backlog:{practitioner.pk}"
         )
+    client.delete("emailsettings:waiting")
 
 
 def scenario(
@@ -138,18 +141,23 @@ class Worker:
         concurrency: int,
         slots: int,
         *,
+        lent: int = 0,
         warm_up: list[list[Invoice]],
         everyone: list[Practitioner],
     ) -> None:
-        self.concurrency, self.slots = concurrency, slots
+        self.concurrency, self.slots, self.lent = concurrency, slots, lent
         self.warm_up, self.everyone = warm_up, everyone
 
     def __enter__(self) -> Worker:
         settings.EMAILSETTINGS_MAILBOX_WORKER_SLOTS = self.slots
+        settings.EMAILSETTINGS_MAILBOX_IDLE_SLOTS = self.lent
         self.proc = base.start_worker(
             self.concurrency,
-            env={"EMAILSETTINGS_MAILBOX_WORKER_SLOTS": str(self.slots)},
-            name=f"worker-slots-{self.slots}",
+            env={
+                "EMAILSETTINGS_MAILBOX_WORKER_SLOTS": str(self.slots),
+                "EMAILSETTINGS_MAILBOX_IDLE_SLOTS": str(self.lent),
+            },
+            name=f"worker-slots-{self.slots}-{self.lent}",
         )
         time.sleep(3)  # the pool is up before the clock starts
         # Each process sends a batch first: imports, database and TLS contexts warm.
@@ -165,11 +173,18 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=5000, help="the big practitioner's invoices")
     parser.add_argument("--small", type=int, default=50, help="small practitioners")
     parser.add_argument("--each", type=int, default=20, help="invoices of each small one")
-    parser.add_argument("--slots", default="1,2", help="fair runs, slots per practitioner")
+    parser.add_argument(
+        "--slots",
+        default="1,1+1,2",
+        help="fair runs, slots per practitioner (+ slots lent while nobody else waits)",
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
     parser.add_argument("--alone", type=int, default=3, help="runs of one small one alone")
     args = parser.parse_args()
-    slot_settings = [int(value) for value in args.slots.split(",") if value]
+    slot_settings = [
+        (int(own), int(lent or 0))
+        for own, _plus, lent in (value.partition("+") for value in args.slots.split(",") if value)
+    ]
     if not str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql"):
         raise SystemExit("Set DATABASE_URL to a PostgreSQL database (bench/run.sh does).")
     if not settings.CELERY_BROKER_URL.startswith("redis"):
@@ -201,12 +216,19 @@ def main() -> None:
             practitioners = [big] + [practitioner for practitioner, _ in smalls]
             small_queues = [invoices for _, invoices in smalls]
             warm = {"warm_up": small_queues[: args.concurrency], "everyone": practitioners}
-            settings_to_run = [(f"fair, {n} slot(s) per practitioner", n) for n in slot_settings]
-            settings_to_run.append(("FIFO (today: batches published in order)", FIFO_SLOTS))
+            settings_to_run = [
+                (
+                    f"fair, {n} slot(s) + {lent} lent when idle" if lent else f"fair, {n} slot(s)",
+                    n,
+                    lent,
+                )
+                for n, lent in slot_settings
+            ]
+            settings_to_run.append(("FIFO (today: batches published in order)", FIFO_SLOTS, 0))
             runs: list[Run] = []
             alone: list[float] = []
-            for name, slots in settings_to_run:
-                with Worker(args.concurrency, slots, **warm):
+            for name, slots, lent in settings_to_run:
+                with Worker(args.concurrency, slots, lent=lent, **warm):
                     if not alone:
                         alone = [
                             scenario([small_queues[n % args.small]], practitioners)[0][1]

@@ -132,6 +132,14 @@ def mailbox_worker_slots() -> int:
     return max(1, int(_number("EMAILSETTINGS_MAILBOX_WORKER_SLOTS", 1)))
 
 
+def mailbox_idle_slots() -> int:
+    """Slots more a practitioner may borrow while no other practitioner's batch waits (the
+    worker processes nobody else needs). 0 by default: one SMTP session per mailbox, and a
+    provider's rate limit is what paces a mailbox anyway; for fast channels set it to the
+    worker processes minus ``EMAILSETTINGS_MAILBOX_WORKER_SLOTS``."""
+    return max(0, int(_number("EMAILSETTINGS_MAILBOX_IDLE_SLOTS", 0)))
+
+
 def dispatch_reservation_seconds() -> float:
     """How long a published batch keeps its practitioner's slot reserved before it starts
     (a task the broker lost frees the slot after this)."""

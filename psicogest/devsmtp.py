@@ -333,14 +333,20 @@ class _ScriptedSMTP(SMTP):
         self._test_server = test_server
 
     async def _handle_client(self) -> None:
-        self._test_server.connections += 1
-        reply = self._test_server.behaviour.next_connect_reply()
-        if reply:
-            await self.push(reply)
-            if self.transport is not None:
-                self.transport.close()
-            return
-        await super()._handle_client()
+        server = self._test_server
+        server.connections += 1
+        server.open_now += 1
+        server.max_concurrent = max(server.max_concurrent, server.open_now)
+        try:
+            reply = server.behaviour.next_connect_reply()
+            if reply:
+                await self.push(reply)
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            await super()._handle_client()
+        finally:
+            server.open_now -= 1
 
 
 class _ScriptedController(Controller):
@@ -397,6 +403,9 @@ class SmtpTestServer:
         self.messages: list[Received] = []
         self.auth_attempts: list[str] = []
         self.connections = 0
+        # Sessions open now, and the most at once (all on the server's event loop thread).
+        self.open_now = 0
+        self.max_concurrent = 0
         self._lock = threading.Lock()
         self._controller: Controller | None = None
 
@@ -432,6 +441,7 @@ class SmtpTestServer:
         self._controller.start()
         self.behaviour.connect_replies = scripted
         self.connections = 0
+        self.max_concurrent = 0
         return self
 
     def stop(self) -> None:

@@ -17,6 +17,13 @@ often it is added):
   the worker publishes: it joins the broker's queue behind everybody else's, so
   practitioners take turns, batch by batch.
 
+A practitioner may borrow ``EMAILSETTINGS_MAILBOX_IDLE_SLOTS`` more slots while no other
+practitioner's batch waits in the broker (the **waiting** set, every practitioner's
+reservations, tells): then the worker processes nobody else needs are lent to it instead of
+standing idle, so a practitioner alone at month's end sends as fast as the old first-come
+order did. The loan ends by itself: a batch that ends while others wait publishes only
+within the practitioner's own slots, and a newcomer waits for at most one lent batch.
+
 Each step is one Lua script, so a batch that ends while another adds to the backlog never
 strands ids. Slots expire (a dead worker's slot frees itself after a lease); the backlog is
 only an index of rows the database keeps ``queued``: if Redis loses it, the sweeper
@@ -37,19 +44,32 @@ from .. import conf
 
 logger = logging.getLogger(__name__)
 
-# KEYS: slots, backlog. ARGV: now, slot count, batch size, backlog ttl, reservation ttl,
-# token prefix, token to release ("" for none), ids to add… Returns the batches to publish
-# now, each {token, id, id…}: one per free slot, the oldest ids first, each slot reserved.
+# KEYS: slots, backlog, waiting (everybody's reservations). ARGV: now, slot count, batch
+# size, backlog ttl, reservation ttl, token prefix, token to release ("" for none), slots
+# lent when nobody else waits, ids to add… Returns the batches to publish now, each
+# {token, id, id…}: one per free slot, the oldest ids first, each slot reserved.
 _DISPATCH_SCRIPT = """
 local now = tonumber(ARGV[1])
 if ARGV[7] ~= '' then
   redis.call('ZREM', KEYS[1], ARGV[7])
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-for i = 8, #ARGV do
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+for i = 9, #ARGV do
   redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i])
 end
-local free = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
+local held = redis.call('ZRANGE', KEYS[1], 0, -1)
+local mine_waiting = 0
+for _, member in ipairs(held) do
+  if string.sub(member, 1, 4) ~= 'run:' then
+    mine_waiting = mine_waiting + 1
+  end
+end
+local slots = tonumber(ARGV[2])
+if redis.call('ZCARD', KEYS[3]) - mine_waiting <= 0 then
+  slots = slots + tonumber(ARGV[8])
+end
+local free = slots - #held
 local batches = {}
 while free > 0 do
   local popped = redis.call('ZPOPMIN', KEYS[2], tonumber(ARGV[3]))
@@ -57,11 +77,15 @@ while free > 0 do
     break
   end
   local token = ARGV[6] .. #batches
+  if #held + #batches >= tonumber(ARGV[2]) then
+    token = token .. ':lent'
+  end
   local batch = {token}
   for i = 1, #popped, 2 do
     batch[#batch + 1] = popped[i]
   end
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), token)
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), token)
   batches[#batches + 1] = batch
   free = free - 1
 end
@@ -69,10 +93,11 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
 return batches
 """
 
-# KEYS: slots. ARGV: now, slot count, ttl, token. Returns 1 when the slot is held (as
+# KEYS: slots, waiting. ARGV: now, slot count, ttl, token. Returns 1 when the slot is held (as
 # "run:<token>"): the token's reservation, a free slot, or a reservation of a batch still
 # waiting in the broker — that batch, when it starts, finds no slot and gives its ids back
 # to the backlog. Running slots are never taken.
@@ -96,10 +121,24 @@ elseif redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
 end
 if taken then
   redis.call('ZREM', KEYS[1], taken)
+  redis.call('ZREM', KEYS[2], taken)
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), running)
 redis.call('EXPIRE', KEYS[1], 86400)
 return 1
+"""
+
+# KEYS: slots, waiting. ARGV: now. Returns how many batches of other practitioners wait in
+# the broker (everybody's reservations but the practitioner's own).
+_OTHERS_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[1]))
+local mine = 0
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], tonumber(ARGV[1]), '+inf')) do
+  if string.sub(member, 1, 4) ~= 'run:' then
+    mine = mine + 1
+  end
+end
+return redis.call('ZCARD', KEYS[2]) - mine
 """
 
 # A backlog nobody touched for this long is forgotten (the sweeper has its rows anyway).
@@ -112,6 +151,12 @@ class Batch:
 
     ids: list[int]
     token: str = ""
+
+
+def is_lent(token: str) -> bool:
+    """Whether the batch of ``token`` runs on a slot lent while nobody else waited: it gives
+    its turn back, between two messages, as soon as someone does."""
+    return token.endswith(":lent")
 
 
 def _ids(values: Sequence[Any]) -> list[int]:
@@ -135,12 +180,17 @@ class Dispatcher:
             self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
             self._dispatch = self._client.register_script(_DISPATCH_SCRIPT)
             self._acquire = self._client.register_script(_ACQUIRE_SCRIPT)
+            self._others = self._client.register_script(_OTHERS_SCRIPT)
+
+    #: Every practitioner's reservations: batches published and not started yet.
+    WAITING_KEY = "emailsettings:waiting"
 
     @staticmethod
     def _keys(practitioner_id: int) -> list[str]:
         return [
             f"emailsettings:slots:{practitioner_id}",
             f"emailsettings:backlog:{practitioner_id}",
+            Dispatcher.WAITING_KEY,
         ]
 
     def _run(self, practitioner_id: int, ids: Sequence[int], release: str = "") -> list[Batch]:
@@ -152,6 +202,7 @@ class Dispatcher:
             conf.dispatch_reservation_seconds(),
             f"b:{uuid.uuid4().hex}:",
             release,
+            conf.mailbox_idle_slots(),
             *ids,
         ]
         found = self._dispatch(keys=self._keys(practitioner_id), args=args)
@@ -179,10 +230,24 @@ class Dispatcher:
             return True
         args = [time.time(), conf.mailbox_worker_slots(), ttl, token]
         try:
-            return bool(self._acquire(keys=self._keys(practitioner_id)[:1], args=args))
+            slots, _backlog, waiting = self._keys(practitioner_id)
+            return bool(self._acquire(keys=[slots, waiting], args=args))
         except (redis.RedisError, OSError):  # no Redis, no cap: sending goes on
             logger.warning("Dispatch: Redis unavailable, no per-mailbox cap")
             return True
+
+    def others_waiting(self, practitioner_id: int) -> bool:
+        """Whether batches of other practitioners wait in the broker (a lent slot is then
+        given back)."""
+        import redis
+
+        if self._client is None:
+            return False
+        slots, _backlog, waiting = self._keys(practitioner_id)
+        try:
+            return int(self._others(keys=[slots, waiting], args=[time.time()])) > 0
+        except (redis.RedisError, OSError):
+            return False
 
     def refresh(self, practitioner_id: int, token: str, *, ttl: float) -> None:
         """Still working: push the slot's expiry on (a dead worker's slot frees itself
@@ -207,6 +272,7 @@ class Dispatcher:
             return
         try:
             self._client.zrem(self._keys(practitioner_id)[0], *tokens)
+            self._client.zrem(self.WAITING_KEY, *tokens)
         except (redis.RedisError, OSError):
             pass
 

@@ -36,7 +36,7 @@ from ..models import (
     SmtpAccount,
 )
 from . import lifecycle, publish
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, is_lent
 from .senders import Accepted, Prepared, Sender, SmartMailSender, SmtpSender
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ def send_batch(
                     slot_ttl / 10,
                     functools.partial(dispatcher.refresh, practitioner_id, token, ttl=slot_ttl),
                 ),
+                give_way=_lent_slot_wanted(dispatcher, practitioner_id, token),
             )
         finally:
             # Rows handed over (the time budget ran out) join the backlog first: being the
@@ -143,6 +144,26 @@ def send_batch(
             batches.extend(dispatcher.release(practitioner_id, token))
             publish.publish_batches(dispatcher, practitioner_id, batches)
     return result
+
+
+def _lent_slot_wanted(
+    dispatcher: Dispatcher, practitioner_id: int, token: str
+) -> Callable[[], bool]:
+    """For a batch on a lent slot (:func:`dispatch.is_lent`): whether someone else's batch
+    now waits, asked at most every half second; never for a batch on the practitioner's
+    own slot."""
+    if not is_lent(token):
+        return lambda: False
+    last = [-float("inf")]
+
+    def wanted() -> bool:
+        now = time.monotonic()
+        if now - last[0] < 0.5:
+            return False
+        last[0] = now
+        return dispatcher.others_waiting(practitioner_id)
+
+    return wanted
 
 
 def _every(seconds: float, call: Callable[[], None]) -> Callable[[], None]:
@@ -166,6 +187,7 @@ def _send_group(
     deadline: float,
     result: BatchResult,
     keep_slot: Callable[[], None] = lambda: None,
+    give_way: Callable[[], bool] = lambda: False,
 ) -> None:
     from .. import mailbox
     from .actions import hold_pending
@@ -188,7 +210,9 @@ def _send_group(
         for index, (pk, channel) in enumerate(items):
             keep_slot()
             remaining = [item[0] for item in items[index:]]
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or (index and give_way()):
+                # Out of time, or on a lent slot someone else now waits for: the rows left
+                # go back to the backlog, first in line for the practitioner's next batch.
                 result.handed_over.extend(remaining)
                 return
             sender: Sender | None

@@ -22,8 +22,22 @@ from tests.factories import InvoiceFactory, PatientFactory, PractitionerFactory
 
 @pytest.fixture
 def small_batches(settings):
+    """Batches of five, one slot each and none lent (see the loan's own tests below)."""
     settings.EMAILSETTINGS_BATCH_SIZE = 5
     settings.EMAILSETTINGS_MAILBOX_WORKER_SLOTS = 1
+    settings.EMAILSETTINGS_MAILBOX_IDLE_SLOTS = 0
+
+
+@pytest.fixture
+def lending(settings):
+    """One slot each, one more lent while nobody else waits; no reservation left over
+    from another test in the shared waiting set."""
+    import redis
+
+    settings.EMAILSETTINGS_BATCH_SIZE = 5
+    settings.EMAILSETTINGS_MAILBOX_WORKER_SLOTS = 1
+    settings.EMAILSETTINGS_MAILBOX_IDLE_SLOTS = 1
+    redis.Redis.from_url(settings.REDIS_URL).delete(Dispatcher.WAITING_KEY)
 
 
 def someone() -> int:
@@ -99,6 +113,46 @@ def test_a_dead_workers_slot_does_not_block_the_practitioner(small_batches):
     assert lost.token != batch.token
 
 
+def test_a_practitioner_alone_borrows_the_idle_slot(lending):
+    dispatcher, owner = Dispatcher(), someone()
+
+    # Nobody else waits: the worker process nobody needs is lent.
+    first, second = dispatcher.enqueue(owner, list(range(1, 21)))
+    assert (first.ids, second.ids) == ([1, 2, 3, 4, 5], [6, 7, 8, 9, 10])
+    assert dispatcher.acquire(owner, first.token, ttl=30) is True
+    # Its own batch waiting in the broker does not end the loan: as the first ends, the
+    # next one is published beside it.
+    [third] = dispatcher.release(owner, first.token)
+    assert third.ids == [11, 12, 13, 14, 15]
+    assert dispatcher.acquire(owner, second.token, ttl=30) is True
+    assert dispatcher.acquire(owner, third.token, ttl=30) is True
+    assert dispatcher.enqueue(owner, []) == []  # two running: the loan is one slot
+
+
+def test_the_loan_ends_as_soon_as_someone_else_waits(lending):
+    dispatcher, big, small = Dispatcher(), someone(), someone()
+    first, second = dispatcher.enqueue(big, list(range(100, 130)))
+    assert dispatcher.acquire(big, first.token, ttl=30) is True
+    assert dispatcher.acquire(big, second.token, ttl=30) is True
+
+    # A small practitioner queues: its batch waits in the broker (behind nobody else's).
+    [theirs] = dispatcher.enqueue(small, [1, 2, 3])
+    assert theirs.ids == [1, 2, 3]
+    # The big one's batch ends: while someone waits it keeps to its own slot, and one of
+    # its batches still runs, so nothing of it is published.
+    assert dispatcher.release(big, first.token) == []
+    # The small batch starts; nobody waits any more: the loan comes back.
+    assert dispatcher.acquire(small, theirs.token, ttl=30) is True
+    again = dispatcher.release(big, second.token)
+    assert [batch.ids for batch in again] == [[110, 111, 112, 113, 114], [115, 116, 117, 118, 119]]
+
+
+def test_without_a_loan_the_slot_count_is_the_limit(lending, settings):
+    settings.EMAILSETTINGS_MAILBOX_IDLE_SLOTS = 0
+    dispatcher, owner = Dispatcher(), someone()
+    assert len(dispatcher.enqueue(owner, list(range(1, 21)))) == 1
+
+
 # --- through the worker -------------------------------------------------------------------
 
 BIG_INVOICES = 25  # five batches of five
@@ -134,6 +188,7 @@ def test_small_practitioners_go_before_the_big_ones_second_batch(
         EMAILSETTINGS_SMTP_EXTRA_CA_FILE=local_ca.ca_file,
         EMAILSETTINGS_BATCH_SIZE="5",
         EMAILSETTINGS_MAILBOX_WORKER_SLOTS="1",
+        EMAILSETTINGS_MAILBOX_IDLE_SLOTS="0",
         EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE="60000",
     )
 
@@ -156,3 +211,57 @@ def test_small_practitioners_go_before_the_big_ones_second_batch(
         domain = f"piccolo{k}.test"
         mine = [m.rcpt_tos[0] for m in smtp_server.messages if m.rcpt_tos[0].endswith(domain)]
         assert mine == [f"p{n}@{domain}" for n in range(SMALL_INVOICES)]
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_lent_worker_process_is_given_back_between_two_messages(
+    lending, settings, local_ca, celery_worker_factory, smtp_server_factory, smtp_account_factory
+):
+    """Alone, the big practitioner sends on both worker processes; a newcomer's invoice
+    then goes out after a message or two of the big one, not after its lent batch."""
+    from psicogest.devsmtp import Behaviour
+
+    settings.EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE = 60000.0
+    settings.EMAILSETTINGS_BATCH_SIZE = 10
+    server = smtp_server_factory(behaviour=Behaviour(data_delay=0.4))
+    celery_worker_factory(
+        concurrency=2,
+        EMAILSETTINGS_SMTP_EXTRA_CA_FILE=local_ca.ca_file,
+        EMAILSETTINGS_BATCH_SIZE="10",
+        EMAILSETTINGS_MAILBOX_WORKER_SLOTS="1",
+        EMAILSETTINGS_MAILBOX_IDLE_SLOTS="1",
+        EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE="60000",
+    )
+
+    def practitioner_sending_to(domain: str, count: int) -> list[Delivery]:
+        owner = PractitionerFactory()
+        smtp_account_factory(server, practitioner=owner)
+        EmailSettings.objects.update_or_create(
+            practitioner=owner, defaults={"channel": Channel.SMTP}
+        )
+        invoices = [
+            InvoiceFactory(patient=PatientFactory(practitioner=owner, email=f"p{n}@{domain}"))
+            for n in range(count)
+        ]
+        return services.queue_invoice_emails(invoices)
+
+    big = practitioner_sending_to("grande.test", 20)
+    # Both of its batches are sending: the second process is on loan.
+    wait_until(lambda: server.max_concurrent >= 2, timeout=30, message="no loan")
+    [newcomer] = practitioner_sending_to("nuovo.test", 1)
+
+    ids = [row.pk for row in big] + [newcomer.pk]
+    wait_until(
+        lambda: (
+            not Delivery.objects.filter(pk__in=ids).exclude(status=DeliveryStatus.SENT).exists()
+        ),
+        timeout=90,
+    )
+    order = [m.rcpt_tos[0].rsplit("@", 1)[1] for m in server.messages]
+    # Without giving the loan back the newcomer waits for a whole batch of ten to end
+    # (by then both batches have sent about twenty); with it, for the message on the way.
+    assert order.index("nuovo.test") <= 8, order
+    # The big one's invoices keep their order, and each went once.
+    mine = [m.rcpt_tos[0] for m in server.messages if m.rcpt_tos[0].endswith("grande.test")]
+    assert sorted(mine) == sorted(f"p{n}@grande.test" for n in range(20))
