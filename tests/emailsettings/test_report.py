@@ -118,6 +118,20 @@ def test_list_shows_own_rows_newest_first_in_the_last_30_days_by_default(logged_
     assert "Paziente Altrui" not in content
 
 
+def test_each_row_links_its_detail_and_invoice_and_shows_the_local_time(logged_client, dataset):
+    sent = dataset["sent_smtp"]
+    html = logged_client.get(LIST).content.decode()
+    row = re.search(rf'<tr id="invio-{sent.pk}".*?</tr>', html, re.S)
+    assert row is not None
+    detail = reverse("emailsettings:delivery", args=[sent.pk])
+    assert f'href="{detail}?next=' in row.group(0)
+    assert f'href="{reverse("invoice", args=[sent.invoice_id])}"' in row.group(0)
+    shown = timezone.localtime(sent.created_at).strftime("%d/%m/%Y %H:%M")
+    assert f">{shown}</a>" in row.group(0)
+    # The detail link opens that delivery.
+    assert logged_client.get(detail).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
