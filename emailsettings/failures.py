@@ -8,7 +8,7 @@ unexpected error, a crash) and, later, the mailbox reader. The lifecycle
 stored in ``Delivery.last_error_*`` and ``SmtpAccount.last_error`` (:meth:`Failure.as_dict`).
 
 To add a kind of failure: a member of :class:`ErrorClass`, its place in the sets below
-(configuration of the mailbox, temporary, unreachable), and its advice in ``guidance.py``.
+(configuration of the mailbox, temporary, unreachable), and its advice in ``guidance/``.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class Preset:
     pec: bool = False
     # Where the practitioner creates an app password or changes the needed setting.
     help_url: str = ""
-    # Provider facts the advice uses (guidance.py), so adding a provider touches this file
+    # Provider facts the advice uses (guidance/), so adding a provider touches this file
     # only. ``family`` groups providers whose replies and advice are alike ("google",
     # "microsoft"); a 535 at AUTH means "use an app password" when ``app_password_on_535``;
     # ``app_password_place`` says where that password is created; ``rate_note`` explains the
