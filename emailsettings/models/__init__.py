@@ -1,0 +1,62 @@
+"""The email module's rows: per-practitioner settings and cover mail, the personal mailbox,
+the delivery outbox with its events, and suppressed addresses.
+
+The database is the source of truth for every delivery; Celery only executes.
+
+The models live by concept in :mod:`.account`, :mod:`.delivery` and :mod:`.tracking`;
+every name is importable from here.
+"""
+
+from .account import (
+    AuthMethod,
+    Channel,
+    EmailSettings,
+    MailboxStatus,
+    Security,
+    SenderDomain,
+    SmtpAccount,
+)
+from .delivery import (
+    Delivery,
+    DeliveryCount,
+    DeliveryEvent,
+    DeliveryQuerySet,
+    DeliveryStatus,
+    EventKind,
+    Phase,
+    RecipientRole,
+)
+from .tracking import (
+    MailboxFolderState,
+    PecReceipt,
+    SentCopy,
+    SentCopyState,
+    SuppressedAddress,
+    WebhookEvent,
+    WebhookState,
+)
+
+__all__ = [
+    "AuthMethod",
+    "Channel",
+    "Delivery",
+    "DeliveryCount",
+    "DeliveryEvent",
+    "DeliveryQuerySet",
+    "DeliveryStatus",
+    "EmailSettings",
+    "EventKind",
+    "MailboxFolderState",
+    "MailboxStatus",
+    "PecReceipt",
+    "Phase",
+    "RecipientRole",
+    "Security",
+    "SenderDomain",
+    "SentCopy",
+    "SentCopyState",
+    "SmtpAccount",
+    "SuppressedAddress",
+    "WebhookEvent",
+    "WebhookState",
+]
