@@ -100,7 +100,8 @@ return batches
 # KEYS: slots, waiting. ARGV: now, slot count, ttl, token. Returns 1 when the slot is held (as
 # "run:<token>"): the token's reservation, a free slot, or a reservation of a batch still
 # waiting in the broker — that batch, when it starts, finds no slot and gives its ids back
-# to the backlog. Running slots are never taken.
+# to the backlog. Running slots are never taken, nor lent ones (only the batch a slot was
+# lent for knows to give it back).
 _ACQUIRE_SCRIPT = """
 local now = tonumber(ARGV[1])
 local running = 'run:' .. ARGV[4]
@@ -110,7 +111,7 @@ if redis.call('ZSCORE', KEYS[1], ARGV[4]) then
   taken = ARGV[4]
 elseif redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    if string.sub(member, 1, 4) ~= 'run:' then
+    if string.sub(member, 1, 4) ~= 'run:' and string.sub(member, -5) ~= ':lent' then
       taken = member
       break
     end

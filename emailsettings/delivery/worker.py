@@ -311,17 +311,7 @@ def _claim_smart_mail_quota(
     due) are left out: their claim would fail anyway."""
     now = timezone.now()
     waiting = [
-        pk
-        for pk in pks
-        if (row := snapshots.get(pk)) is not None
-        and (
-            row.status == DeliveryStatus.QUEUED
-            or (
-                row.status == DeliveryStatus.DEFERRED
-                and row.next_attempt_at is not None
-                and row.next_attempt_at <= now
-            )
-        )
+        pk for pk in pks if (row := snapshots.get(pk)) is not None and _may_be_claimed(row, now)
     ]
     if not waiting:
         return set(), []
@@ -387,11 +377,9 @@ def _claim_prepared(
     A row that changed since the snapshot is claimed at ``phase`` and built again. Returns
     the claimed row and its prepared message (a :class:`Failure` when building it failed,
     ``None`` without a sender), or ``None`` when the row is not this worker's to send."""
-    waiting = snapshot is not None and snapshot.status in (
-        DeliveryStatus.QUEUED,
-        DeliveryStatus.DEFERRED,
-    )
-    prepared = _prepare(snapshot, sender, phase=phase) if waiting and snapshot else None
+    prepared = None
+    if snapshot is not None and _may_be_claimed(snapshot):
+        prepared = _prepare(snapshot, sender, phase=phase)
     ready = prepared is not None and not isinstance(prepared, Failure)
     delivery = lifecycle.claim(
         pk,
@@ -404,6 +392,18 @@ def _claim_prepared(
     if delivery is not snapshot:
         prepared = _prepare(delivery, sender, phase=phase)
     return delivery, prepared
+
+
+def _may_be_claimed(snapshot: Delivery, now: datetime.datetime | None = None) -> bool:
+    """Whether the snapshot is waiting to be sent, as the claim will check (queued, or a
+    deferred row whose time has come): no message is built for a row the claim refuses."""
+    if snapshot.status == DeliveryStatus.QUEUED:
+        return True
+    return (
+        snapshot.status == DeliveryStatus.DEFERRED
+        and snapshot.next_attempt_at is not None
+        and snapshot.next_attempt_at <= (now or timezone.now())
+    )
 
 
 def _prepare(delivery: Delivery, sender: Sender | None, *, phase: str) -> Prepared | Failure | None:

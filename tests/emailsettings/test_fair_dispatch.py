@@ -147,6 +147,17 @@ def test_the_loan_ends_as_soon_as_someone_else_waits(lending):
     assert [batch.ids for batch in again] == [[110, 111, 112, 113, 114], [115, 116, 117, 118, 119]]
 
 
+def test_a_lent_slot_is_never_taken_by_another_batch(lending):
+    """A batch without a reservation (the sweeper's, a retry) may take a waiting batch's
+    reserved slot, but not a lent one: it would keep it without knowing to give it back."""
+    dispatcher, owner = Dispatcher(), someone()
+    own, lent = dispatcher.enqueue(owner, list(range(1, 11)))
+    assert dispatcher.acquire(owner, own.token, ttl=30) is True
+
+    assert dispatcher.acquire(owner, "sweeper-batch", ttl=30) is False
+    assert dispatcher.acquire(owner, lent.token, ttl=30) is True
+
+
 def test_without_a_loan_the_slot_count_is_the_limit(lending, settings):
     settings.EMAILSETTINGS_MAILBOX_IDLE_SLOTS = 0
     dispatcher, owner = Dispatcher(), someone()
@@ -160,6 +171,19 @@ SMALL_PRACTITIONERS = 4
 SMALL_INVOICES = 5  # one batch each
 
 
+def queue_for_a_new_practitioner(smtp_account_factory, server, domain: str, count: int):
+    """A new practitioner sending over SMTP to ``server`` queues ``count`` invoices to
+    ``p<n>@<domain>``."""
+    owner = PractitionerFactory()
+    smtp_account_factory(server, practitioner=owner)
+    EmailSettings.objects.update_or_create(practitioner=owner, defaults={"channel": Channel.SMTP})
+    invoices = [
+        InvoiceFactory(patient=PatientFactory(practitioner=owner, email=f"p{n}@{domain}"))
+        for n in range(count)
+    ]
+    return services.queue_invoice_emails(invoices)
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_small_practitioners_go_before_the_big_ones_second_batch(
@@ -168,16 +192,7 @@ def test_small_practitioners_go_before_the_big_ones_second_batch(
     settings.EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE = 60000.0
 
     def practitioner_sending_to(domain: str, count: int) -> list[Delivery]:
-        owner = PractitionerFactory()
-        smtp_account_factory(smtp_server, practitioner=owner)
-        EmailSettings.objects.update_or_create(
-            practitioner=owner, defaults={"channel": Channel.SMTP}
-        )
-        invoices = [
-            InvoiceFactory(patient=PatientFactory(practitioner=owner, email=f"p{n}@{domain}"))
-            for n in range(count)
-        ]
-        return services.queue_invoice_emails(invoices)
+        return queue_for_a_new_practitioner(smtp_account_factory, smtp_server, domain, count)
 
     # The month's end: the big practitioner queues first, the small ones right after;
     # every task is in the broker before the worker starts, so the order is the dispatch's.
@@ -235,16 +250,7 @@ def test_a_lent_worker_process_is_given_back_between_two_messages(
     )
 
     def practitioner_sending_to(domain: str, count: int) -> list[Delivery]:
-        owner = PractitionerFactory()
-        smtp_account_factory(server, practitioner=owner)
-        EmailSettings.objects.update_or_create(
-            practitioner=owner, defaults={"channel": Channel.SMTP}
-        )
-        invoices = [
-            InvoiceFactory(patient=PatientFactory(practitioner=owner, email=f"p{n}@{domain}"))
-            for n in range(count)
-        ]
-        return services.queue_invoice_emails(invoices)
+        return queue_for_a_new_practitioner(smtp_account_factory, server, domain, count)
 
     big = practitioner_sending_to("grande.test", 20)
     # Both of its batches are sending: the second process is on loan.
