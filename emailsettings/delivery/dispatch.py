@@ -21,8 +21,11 @@ A practitioner may borrow ``EMAILSETTINGS_MAILBOX_IDLE_SLOTS`` more slots while 
 practitioner's batch waits in the broker (the **waiting** set, every practitioner's
 reservations, tells): then the worker processes nobody else needs are lent to it instead of
 standing idle, so a practitioner alone at month's end sends as fast as the old first-come
-order did. The loan ends by itself: a batch that ends while others wait publishes only
-within the practitioner's own slots, and a newcomer waits for at most one lent batch.
+order did. The loan ends by itself: a batch on a lent slot (its token ends in ``:lent``)
+hands its remaining rows back to the backlog, between two messages, as soon as another
+practitioner's batch waits (``worker`` asks :meth:`Dispatcher.others_waiting`), and a batch
+that ends while others wait publishes only within the practitioner's own slots. Off by
+default (0): one SMTP session per mailbox.
 
 Each step is one Lua script, so a batch that ends while another adds to the backlog never
 strands ids. Slots expire (a dead worker's slot frees itself after a lease); the backlog is
