@@ -50,7 +50,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from sinks import issue_certificate, latency_relay, smtplib_seconds, tls_sink  # noqa: E402
 
 from emailsettings import delivery as services  # noqa: E402
-from emailsettings import smtp  # noqa: E402
+from emailsettings import smtp, smtpsend  # noqa: E402
 from emailsettings.messages import build_message, message_bytes  # noqa: E402
 from emailsettings.models import Delivery, DeliveryStatus, SmtpAccount  # noqa: E402
 from psicogest.devsmtp import LocalCA  # noqa: E402
@@ -137,7 +137,7 @@ def product_seconds(
     )
     try:
         for recipient, data in messages:
-            smtp.send_message(client, message=data, from_addr=from_addr, to_addrs=[recipient])
+            smtpsend.send_message(client, message=data, from_addr=from_addr, to_addrs=[recipient])
     finally:
         smtp.close_quietly(client)
         settings.EMAILSETTINGS_SMTP_PIPELINING = True

@@ -1,6 +1,7 @@
 """The one value that says what went wrong with a delivery or a mailbox check.
 
-Every source produces a :class:`Failure`: the SMTP session (:func:`emailsettings.smtp.classify`),
+Every source produces a :class:`Failure`: the SMTP session
+(:func:`emailsettings.smtpclassify.classify`),
 the Smart Mail sender (an ESP API error), the ESP's tracking webhooks, the worker itself (an
 unexpected error, a crash) and, later, the mailbox reader. The lifecycle
 (:mod:`emailsettings.delivery.lifecycle`) decides the row's status from it, the guidance

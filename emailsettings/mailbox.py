@@ -30,7 +30,8 @@ from . import conf
 from .exceptions import DeliveryError, RateLimited
 from .failures import ErrorClass, Failure
 from .models import MailboxStatus, SmtpAccount
-from .smtp import close_quietly, connection_for, probe_envelope, send_message
+from .smtp import close_quietly, connection_for
+from .smtpsend import probe_envelope, send_message
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ def record_unreachable(*, account: SmtpAccount, failure: Failure) -> bool:
 
 def _header_address(address: str) -> str:
     """``address`` for a header: the domain IDNA-encoded (headers are ASCII here)."""
-    from .smtp import envelope_address
+    from .smtpsend import envelope_address
 
     return envelope_address(address, smtputf8=True)
 

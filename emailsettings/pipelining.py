@@ -2,7 +2,7 @@
 
 With a server 20–60 ms away each command's round trip costs as much as the message
 itself; pipelined, the envelope costs one round trip instead of two plus one per recipient.
-:func:`pipelined_envelope` is what :func:`emailsettings.smtp.send_message` runs when the
+:func:`pipelined_envelope` is what :func:`emailsettings.smtpsend.send_message` runs when the
 server offers PIPELINING; the message data still goes only after the server's ``354``
 (RFC 2920 section 3.1: DATA ends a group), so whether the message can have left is known
 exactly as without pipelining.
@@ -21,7 +21,9 @@ import logging
 import smtplib
 from collections.abc import Callable
 
-from .smtp import AddressUnsupported, _fail, _notify, _rset_quietly, envelope_parts
+from .smtp import _fail
+from .smtpclassify import AddressUnsupported
+from .smtpsend import envelope_parts, notify, rset_quietly
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ def pipelined_envelope(
         raise _fail(err, phase=err.phase, preset_key=preset_key, secrets=()) from err
     if "SMTPUTF8" in options:
         connection.command_encoding = "utf-8"
-    _notify(on_phase, "data")
+    notify(on_phase, "data")
     try:
         connection.send("".join(f"{line}\r\n" for line in lines))
     except (OSError, smtplib.SMTPException, UnicodeError) as err:
@@ -106,5 +108,5 @@ def pipelined_envelope(
         logger.info("SMTP server accepted DATA after a refusal; dropping the session")
         connection.close()
     else:
-        _rset_quietly(connection)
+        rset_quietly(connection)
     raise _fail(refusal[1], phase=refusal[0], preset_key=preset_key, secrets=()) from refusal[1]

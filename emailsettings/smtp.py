@@ -1,4 +1,4 @@
-"""The guarded SMTP connection to a practitioner's own mailbox, and failure classification.
+"""The guarded SMTP connection to a practitioner's own mailbox.
 
 Everything that talks to a personal mailbox goes through here:
 
@@ -10,35 +10,27 @@ Everything that talks to a personal mailbox goes through here:
   second look-up, so DNS rebinding cannot redirect it), verify TLS against the configured
   host name, require STARTTLS when it is the chosen security, and log in. Nothing comes from
   Django's ``EMAIL_*`` settings.
-- :func:`send_message` runs MAIL / RCPT / DATA (pipelined, RFC 2920, when the server offers
-  it: :mod:`emailsettings.pipelining`) and reports each phase, so a caller knows whether a
-  failure came before or after the message data left. Every socket has ``TCP_NODELAY``.
-- :func:`classify` turns any exception into an :class:`~emailsettings.failures.Failure` following
-  ``smtp-errors.md``; the exceptions of :mod:`emailsettings.exceptions` carry it.
-
-To recognise a new provider reply, add a rule to :data:`_REPLY_RULES` (first match wins)
-and its advice to :mod:`emailsettings.guidance`.
+- the mail transaction on such a connection (MAIL / RCPT / DATA, pipelined when the server
+  offers it) is :mod:`emailsettings.smtpsend`. Every socket has ``TCP_NODELAY``.
+- a failure is classified by :mod:`emailsettings.smtpclassify` (``smtp-errors.md``) into the
+  :class:`~emailsettings.failures.Failure` the exceptions of :mod:`emailsettings.exceptions`
+  carry.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import email.message
-import errno
 import functools
 import ipaddress
 import logging
 import os
-import re
 import smtplib
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from django.utils.translation import gettext as _
@@ -46,6 +38,14 @@ from django.utils.translation import gettext as _
 from . import conf, ipranges
 from .exceptions import DeliveryError, DestinationRefused
 from .failures import ErrorClass, Failure
+from .smtpclassify import (
+    AuthUnavailable,
+    SecurityMismatch,
+    StarttlsMissing,
+    _is_timeout,
+    classify,
+    scrub,
+)
 
 if TYPE_CHECKING:
     from .models import SmtpAccount
@@ -54,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 ALLOWED_PORTS = (465, 587, 2525, 25)
 DEFAULT_TIMEOUT = 15.0
-MAX_REPLY_LENGTH = 2000
 
 PhaseCallback = Callable[[str], None]
 
@@ -129,276 +128,6 @@ def check_destination(host: str, port: int, *, ports: tuple[int, ...] = ALLOWED_
                     code="address_not_allowed",
                 )
     return addresses
-
-
-# --- failures ---------------------------------------------------------------------------
-
-# The classified failure is the module-wide value of emailsettings.failures.
-SmtpFailure = Failure
-
-_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_AUTH_LINE = re.compile(r"(?im)^(\s*AUTH\s+[A-Z0-9_-]+)\s+\S+")
-_BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/]{12,}={0,2}")
-
-
-def _enhanced_code(text: str) -> str:
-    match = _ENHANCED.search(text)
-    return ".".join(match.groups()) if match else ""
-
-
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` without the given secrets (plain or base64) or AUTH initial responses."""
-    text = _AUTH_LINE.sub(r"\1 [omesso]", text)
-    for secret in secrets:
-        if not secret:
-            continue
-        text = text.replace(secret, "[omesso]")
-        encoded = base64.b64encode(secret.encode()).decode()
-        text = text.replace(encoded, "[omesso]").replace(encoded.rstrip("="), "[omesso]")
-
-    def blob(match: re.Match[str]) -> str:
-        token = match.group(0)
-        try:
-            decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            return token
-        # SASL PLAIN is "authzid NUL user NUL password"; XOAUTH2 carries "auth=Bearer".
-        if decoded.count(b"\x00") >= 2 or b"auth=Bearer" in decoded:
-            return "[omesso]"
-        return token
-
-    return _BASE64_TOKEN.sub(blob, text)[:MAX_REPLY_LENGTH]
-
-
-def _reply_parts(exc: BaseException) -> tuple[int | None, str]:
-    """The server's reply code and text carried by ``exc``, or the local error text."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        for refused_code, message in exc.recipients.values():
-            return int(refused_code), _text(message)
-        return None, str(exc)
-    if isinstance(exc, smtplib.SMTPResponseException):
-        code = int(exc.smtp_code) if exc.smtp_code and exc.smtp_code > 0 else None
-        return code, _text(exc.smtp_error)
-    text = str(exc) or exc.__class__.__name__
-    return None, text
-
-
-def _text(value: bytes | str) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _depth in range(5):
-        if seen is None:
-            return False
-        if isinstance(seen, TimeoutError | socket.timeout):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-# (pattern on the lower-cased reply, phases or None for any, error class)
-_REPLY_RULES: tuple[tuple[re.Pattern[str], frozenset[str] | None, str], ...] = tuple(
-    (re.compile(pattern), frozenset(phases) if phases else None, error_class)
-    for pattern, phases, error_class in (
-        # Gmail 534 5.7.9: the account has 2-step verification.
-        (
-            r"5\.7\.90?\b|application-specific password",
-            None,
-            ErrorClass.APP_PASSWORD_REQUIRED,
-        ),
-        # Gmail 534 5.7.14: sign-in from an unknown place blocked as suspicious.
-        (
-            r"5\.7\.14\b|log ?in (through|via) your web browser|web login required",
-            None,
-            ErrorClass.SUSPICIOUS_LOGIN,
-        ),
-        # Microsoft 5.7.139 "SmtpClientAuthentication is disabled for the Tenant": the admin
-        # turned SMTP AUTH off, for passwords and OAuth alike.
-        (
-            r"smtpclientauthentication is disabled|smtp ?auth(entication)? is disabled",
-            None,
-            ErrorClass.SMTP_AUTH_DISABLED,
-        ),
-        # Microsoft: basic (password) auth disabled, security defaults.
-        (
-            r"5\.7\.139\b|5\.7\.30\b|basic authentication is (disabled|not supported)"
-            r"|security defaults",
-            None,
-            ErrorClass.OAUTH_REQUIRED,
-        ),
-        # Gmail 535 5.7.8: the account password is no longer accepted from apps.
-        (
-            r"username and password not accepted|5\.7\.80\b",
-            None,
-            ErrorClass.APP_PASSWORD_REQUIRED,
-        ),
-        (
-            r"must issue a starttls|5\.7\.11\b|encryption required",
-            None,
-            ErrorClass.STARTTLS_MISSING,
-        ),
-        # Rate and quota: Gmail 4.7.28 / 5.4.5, Aruba, Legalmail, "too many login attempts".
-        (
-            r"4\.7\.28\b|5\.4\.5\b|daily user sending limit|sending limit|policy violation"
-            r"|too much traffic|too many (login attempts|messages|connections)|rate limit",
-            None,
-            ErrorClass.RATE_LIMITED,
-        ),
-        # Microsoft SendAsDenied, sender mismatch (Aruba, PEC), relay refused (Libero).
-        (
-            r"sendasdenied|5\.2\.252\b|5\.7\.60\b|sender address rejected|not logged in"
-            r"|relay (disabled|denied|access denied|not permitted)|relaying denied",
-            None,
-            ErrorClass.SENDER_REFUSED,
-        ),
-        # The recipient's domain refused the sender's domain (SPF/DKIM/DMARC).
-        (r"5\.7\.26\b|5\.7\.515\b|dmarc", None, ErrorClass.MESSAGE_REJECTED),
-        (r"[45]\.2\.2\b|mailbox (is )?full|over quota", None, ErrorClass.MAILBOX_FULL),
-        (r"greylist|graylist", None, ErrorClass.GREYLISTED),
-    )
-)
-
-
-def classify(exc: BaseException, *, phase: str, preset_key: str | None = None) -> Failure:
-    """Classify ``exc`` raised during ``phase`` (connect, tls, auth, mail, rcpt, data,
-    data_sent) following ``smtp-errors.md``. The reply is not yet scrubbed of the password:
-    :func:`open_connection` and :func:`send_message` do it."""
-    from .presets import get_preset
-
-    after_data = phase == "data_sent"
-    code, text = _reply_parts(exc)
-    enhanced = _enhanced_code(text)
-    reply = f"{code} {text}" if code else text
-
-    def failure(error_class: str) -> Failure:
-        return Failure(
-            phase=phase,
-            code=code,
-            enhanced=enhanced,
-            error_class=str(error_class),
-            reply=reply,
-            after_data=after_data and error_class == ErrorClass.UNKNOWN,
-        )
-
-    if isinstance(exc, DestinationRefused):
-        if exc.code == "host_not_found":
-            return failure(ErrorClass.HOST_NOT_FOUND)
-        if exc.code == "host_lookup_failed":
-            return failure(ErrorClass.TEMPORARY)
-        return failure(ErrorClass.DESTINATION_REFUSED)
-    if code is None:
-        return failure(_classify_local(exc, phase=phase))
-
-    lowered = text.lower()
-    for pattern, phases, error_class in _REPLY_RULES:
-        if (phases is None or phase in phases) and pattern.search(lowered):
-            return failure(error_class)
-
-    reply_class = enhanced[0] if enhanced else str(code)[0]
-    if phase == "auth":
-        if reply_class == "4":
-            return failure(ErrorClass.TEMPORARY)
-        preset = get_preset(preset_key)
-        if code == 535 and preset is not None and preset.app_password_on_535:
-            return failure(ErrorClass.APP_PASSWORD_REQUIRED)
-        return failure(ErrorClass.AUTH_FAILED)
-    if reply_class == "4":
-        if phase == "rcpt" and code in (450, 451):
-            return failure(ErrorClass.GREYLISTED)
-        # 421 4.7.x and other 4.7.x: the provider is throttling this sender.
-        if enhanced.startswith("4.7."):
-            return failure(ErrorClass.RATE_LIMITED)
-        return failure(ErrorClass.TEMPORARY)
-    if reply_class == "5":
-        if phase == "mail":
-            return failure(ErrorClass.SENDER_REFUSED)
-        if phase == "rcpt":
-            if enhanced.startswith("5.7.") and not enhanced.startswith("5.7.1"):
-                return failure(ErrorClass.MESSAGE_REJECTED)
-            return failure(ErrorClass.RECIPIENT_REFUSED)
-        if phase in ("data", "data_sent"):
-            return failure(ErrorClass.MESSAGE_REJECTED)
-        if phase == "tls":
-            return failure(ErrorClass.TLS_FAILED)
-        if phase == "connect":
-            return failure(ErrorClass.CONNECTION_FAILED)
-    return failure(ErrorClass.UNKNOWN)
-
-
-def _classify_local(exc: BaseException, *, phase: str) -> str:
-    """Errors with no server reply: network, TLS, protocol."""
-    if isinstance(exc, ssl.SSLCertVerificationError) or (
-        isinstance(exc, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(exc)
-    ):
-        return ErrorClass.CERTIFICATE_INVALID
-    if isinstance(exc, ssl.CertificateError):
-        return ErrorClass.CERTIFICATE_INVALID
-    if isinstance(exc, ssl.SSLError):
-        return ErrorClass.TLS_FAILED
-    if isinstance(exc, SecurityMismatch):
-        return ErrorClass.TLS_FAILED
-    if isinstance(exc, StarttlsMissing):
-        return ErrorClass.STARTTLS_MISSING
-    if isinstance(exc, AuthUnavailable):
-        return ErrorClass.AUTH_UNAVAILABLE
-    if isinstance(exc, AddressUnsupported | UnicodeError):
-        return ErrorClass.SENDER_REFUSED if phase == "mail" else ErrorClass.ADDRESS_UNSUPPORTED
-    if isinstance(exc, smtplib.SMTPNotSupportedError):
-        if "starttls" in str(exc).lower():
-            return ErrorClass.STARTTLS_MISSING
-        return ErrorClass.AUTH_UNAVAILABLE
-    if phase == "data_sent":
-        return ErrorClass.UNKNOWN
-    if _is_timeout(exc):
-        return ErrorClass.TIMEOUT
-    if isinstance(exc, socket.gaierror):
-        if exc.errno == socket.EAI_AGAIN:
-            return ErrorClass.TEMPORARY
-        return ErrorClass.HOST_NOT_FOUND
-    if isinstance(exc, ConnectionRefusedError):
-        return ErrorClass.CONNECTION_FAILED
-    if isinstance(exc, smtplib.SMTPServerDisconnected | ConnectionResetError | BrokenPipeError):
-        # A TLS handshake the server hangs up on is a security mismatch, not an outage.
-        if phase == "tls":
-            return ErrorClass.TLS_FAILED
-        return ErrorClass.TEMPORARY
-    if isinstance(exc, OSError) and exc.errno in (
-        errno.ENETUNREACH,
-        errno.EHOSTUNREACH,
-        errno.ENETDOWN,
-        errno.EHOSTDOWN,
-    ):
-        return ErrorClass.CONNECTION_FAILED
-    if isinstance(exc, smtplib.SMTPException) and phase == "auth":
-        # "No suitable authentication method found."
-        return ErrorClass.AUTH_UNAVAILABLE
-    if isinstance(exc, OSError):
-        return ErrorClass.TEMPORARY
-    return ErrorClass.UNKNOWN
-
-
-class SecurityMismatch(smtplib.SMTPException):
-    """STARTTLS was chosen on a port that speaks implicit TLS: the server waits for a TLS
-    handshake while the client waits for its greeting."""
-
-
-class AuthUnavailable(smtplib.SMTPNotSupportedError):
-    """The server offers no AUTH mechanism the product uses (wrong server or port)."""
-
-
-class AddressUnsupported(smtplib.SMTPException):
-    """An address with a non-ASCII local part, and the server does not offer SMTPUTF8."""
-
-    # Which command the address was for ("mail": the sender, "rcpt": a recipient).
-    phase = "rcpt"
-
-
-class StarttlsMissing(smtplib.SMTPNotSupportedError):
-    """The server does not offer STARTTLS although the mailbox is set to use it."""
 
 
 # --- the guarded connection -------------------------------------------------------------
@@ -894,223 +623,3 @@ def _oauth_connection(
                 ) from err
             rejected = token
     raise AssertionError("unreachable")
-
-
-# --- the transaction --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SendReply:
-    """The server's final answer to DATA (accepted)."""
-
-    code: int
-    reply: str
-
-
-def probe_envelope(
-    connection: smtplib.SMTP,
-    *,
-    from_addr: str,
-    to_addr: str,
-    on_phase: PhaseCallback | None = None,
-    preset_key: str | None = None,
-) -> None:
-    """MAIL FROM and RCPT TO without sending anything, then RSET (the "verify" probe)."""
-    _envelope(connection, from_addr, [to_addr], on_phase=on_phase, preset_key=preset_key)
-    try:
-        connection.rset()
-    except (OSError, smtplib.SMTPException) as err:
-        raise _fail(err, phase="rcpt", preset_key=preset_key, secrets=()) from err
-
-
-def send_message(
-    connection: smtplib.SMTP,
-    *,
-    message: bytes | email.message.Message,
-    from_addr: str,
-    to_addrs: list[str],
-    on_phase: PhaseCallback | None = None,
-    preset_key: str | None = None,
-) -> SendReply:
-    """MAIL, RCPT (every recipient must be accepted), DATA. Phases reported: "mail",
-    "rcpt", "data", then "data_sent" once the whole message is out — a failure after that
-    raises :class:`~emailsettings.exceptions.UnknownOutcomeError`.
-
-    When the server offers PIPELINING (RFC 2920) the three commands go in one write and
-    only "data" is reported before it (see :mod:`emailsettings.pipelining`); each reply is
-    still checked and classified in its own phase.
-
-    An 8-bit message is declared ``BODY=8BITMIME`` (RFC 6152) when the server offers it and
-    re-encoded quoted-printable when it does not."""
-    from .messages import seven_bit
-
-    if isinstance(message, email.message.Message):
-        data = message.as_bytes()
-    else:
-        data = message
-    options: list[str] = []
-    if not data.isascii():
-        if connection.has_extn("8bitmime"):
-            options.append("BODY=8BITMIME")
-        else:
-            data = seven_bit(data)
-    if connection.has_extn("pipelining") and conf.smtp_pipelining():
-        from .pipelining import pipelined_envelope
-
-        pipelined_envelope(
-            connection,
-            from_addr,
-            to_addrs,
-            on_phase=on_phase,
-            preset_key=preset_key,
-            mail_options=options,
-        )
-    else:
-        _envelope(
-            connection,
-            from_addr,
-            to_addrs,
-            on_phase=on_phase,
-            preset_key=preset_key,
-            mail_options=options,
-        )
-        _notify(on_phase, "data")
-        try:
-            connection.putcmd("data")
-            code, reply = connection.getreply()
-            if code != 354:
-                raise smtplib.SMTPDataError(code, reply)
-        except (OSError, smtplib.SMTPException) as err:
-            raise _fail(err, phase="data", preset_key=preset_key, secrets=()) from err
-    return _send_data(connection, data, on_phase=on_phase, preset_key=preset_key)
-
-
-def _send_data(
-    connection: smtplib.SMTP,
-    data: bytes,
-    *,
-    on_phase: PhaseCallback | None,
-    preset_key: str | None,
-) -> SendReply:
-    """The message data after the server's 354, and its final reply."""
-    phase = "data"
-    try:
-        payload = dot_stuffed(data)
-        if not payload.endswith(b"\r\n"):
-            payload += b"\r\n"
-        # The data and the final reply together: a slow reader must not hold the session
-        # forever either (a generous rate for the payload on top of the command timeout).
-        with _deadline(connection, len(payload) / 50_000):
-            connection.send(payload + b".\r\n")
-            phase = "data_sent"
-            _notify(on_phase, phase)
-            code, reply = connection.getreply()
-        if code != 250:
-            raise smtplib.SMTPDataError(code, reply)
-    except (OSError, smtplib.SMTPException) as err:
-        raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err
-    return SendReply(code=code, reply=scrub(_text(reply)))
-
-
-def dot_stuffed(data: bytes) -> bytes:
-    """RFC 5321 4.5.2: CRLF line ends, and a leading "." doubled (dot-stuffing). A message
-    whose lines all end in CRLF already (every message the product builds) takes two
-    substring passes instead of two regular expressions over 40 KB."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
-        data = re.sub(rb"\r\n|\n|\r", b"\r\n", data)
-    stuffed = data.replace(b"\r\n.", b"\r\n..")
-    return b"." + stuffed if stuffed.startswith(b".") else stuffed
-
-
-def _deadline(connection: smtplib.SMTP, extra: float) -> contextlib.AbstractContextManager[None]:
-    if isinstance(connection, _PhaseMixin):
-        return connection.deadline(connection.command_timeout + extra)
-    return contextlib.nullcontext()
-
-
-def _rset_quietly(connection: smtplib.SMTP) -> None:
-    # Leaves the session clean for the next message of a batch; the refusal is what matters.
-    try:
-        connection.rset()
-    except (OSError, smtplib.SMTPException):
-        pass
-
-
-def _notify(on_phase: PhaseCallback | None, phase: str) -> None:
-    if on_phase is not None:
-        on_phase(phase)
-
-
-def envelope_address(address: str, *, smtputf8: bool) -> str:
-    """``address`` as it goes in MAIL FROM / RCPT TO: the domain IDNA-encoded
-    (``università.it`` → ``xn--universit-y1a.it``); a non-ASCII local part only when the
-    server offers SMTPUTF8 (RFC 6531), else :class:`AddressUnsupported`."""
-    local, _at, domain = address.strip().rpartition("@")
-    if not domain.isascii():
-        import idna
-
-        try:
-            domain = idna.encode(domain, uts46=True).decode("ascii")
-        except idna.IDNAError as err:
-            raise AddressUnsupported(f"Invalid international domain: {err}") from err
-    if not local.isascii() and not smtputf8:
-        raise AddressUnsupported(
-            "The address has non-ASCII characters before the @ and the server does not "
-            "offer SMTPUTF8."
-        )
-    return f"{local}@{domain}" if local else domain
-
-
-def envelope_parts(
-    connection: smtplib.SMTP,
-    from_addr: str,
-    to_addrs: list[str],
-    mail_options: list[str] | None = None,
-) -> tuple[str, list[str], list[str]]:
-    """The sender, the recipients and the MAIL options as they go on the wire (IDNA
-    domains, ``SMTPUTF8`` when a local part needs it); :class:`AddressUnsupported` (its
-    ``phase`` says which command) when an address cannot go."""
-    options = list(mail_options or ())
-    smtputf8 = connection.has_extn("smtputf8")
-    if smtputf8 and not all(
-        address.rpartition("@")[0].isascii() for address in (from_addr, *to_addrs)
-    ):
-        options.append("SMTPUTF8")
-    try:
-        sender = envelope_address(from_addr, smtputf8=smtputf8)
-    except AddressUnsupported as err:
-        err.phase = "mail"
-        raise
-    recipients = [envelope_address(address, smtputf8=smtputf8) for address in to_addrs]
-    return sender, recipients, options
-
-
-def _envelope(
-    connection: smtplib.SMTP,
-    from_addr: str,
-    to_addrs: list[str],
-    *,
-    on_phase: PhaseCallback | None,
-    preset_key: str | None,
-    mail_options: list[str] | None = None,
-) -> None:
-    phase = "mail"
-    _notify(on_phase, phase)
-    try:
-        sender, recipients, options = envelope_parts(connection, from_addr, to_addrs, mail_options)
-        code, reply = connection.mail(sender, options)
-        if code != 250:
-            _rset_quietly(connection)
-            raise smtplib.SMTPSenderRefused(code, reply, sender)
-        phase = "rcpt"
-        _notify(on_phase, phase)
-        for address, recipient in zip(to_addrs, recipients, strict=True):
-            code, reply = connection.rcpt(recipient)
-            if code not in (250, 251):
-                _rset_quietly(connection)
-                raise smtplib.SMTPRecipientsRefused({address: (code, reply)})
-    except AddressUnsupported as err:
-        raise _fail(err, phase=err.phase, preset_key=preset_key, secrets=()) from err
-    except (OSError, smtplib.SMTPException, UnicodeError) as err:
-        raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err

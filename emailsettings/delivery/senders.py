@@ -27,6 +27,7 @@ from .. import conf
 from ..failures import ErrorClass, Failure
 from ..limits import TokenBucket
 from ..models import Phase
+from ..smtpclassify import enhanced_code
 
 if TYPE_CHECKING:
     from ..models import Delivery, SmtpAccount
@@ -71,14 +72,6 @@ class Sender(Protocol):
         "data_sent" just before the message can reach the server."""
 
     def close(self) -> None: ...
-
-
-_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-
-
-def _enhanced_code(text: str) -> str:
-    match = _ENHANCED.search(text or "")
-    return ".".join(match.groups()) if match else ""
 
 
 def _reply_text(reply: Any) -> str:
@@ -281,14 +274,14 @@ class SmtpSender:
         if self.connection is None:
             return Phase.CONNECT
         if self.connection.has_extn("pipelining") and conf.smtp_pipelining():
-            # MAIL, RCPT and DATA leave in one write (see emailsettings.smtp.send_message).
+            # MAIL, RCPT and DATA leave in one write (see emailsettings.smtpsend.send_message).
             return Phase.DATA_SENT
         return Phase.MAIL
 
     def send(
         self, delivery: Delivery, message: Prepared, *, on_phase: PhaseCallback
     ) -> Accepted | Failure:
-        from .. import smtp
+        from .. import smtp, smtpsend
         from ..exceptions import DeliveryError
         from ..messages import message_bytes
         from . import sentcopy
@@ -310,7 +303,7 @@ class SmtpSender:
                         on_phase=phase_reached,
                     )
                     self.sessions_opened += 1
-                reply = smtp.send_message(
+                reply = smtpsend.send_message(
                     self.connection,
                     message=data,
                     from_addr=self.account.email,
@@ -332,7 +325,7 @@ class SmtpSender:
             return Accepted(
                 reply=_reply_text(reply.reply),
                 code=reply.code,
-                enhanced=_enhanced_code(reply.reply),
+                enhanced=enhanced_code(reply.reply),
             )
         raise AssertionError("unreachable")
 

@@ -1,6 +1,6 @@
 """Italian advice for a classified failure (see smtp-errors.md): what happened and what to do.
 
-The failure is classified once, where it happens (``emailsettings.smtp.classify``, the Smart
+The failure is classified once, where it happens (``emailsettings.smtpclassify.classify``, the Smart
 Mail sender, the webhook mapping): :func:`advice` reads its class and only picks a variant
 by provider or wording within that class. Provider facts (Google/Microsoft family, where an
 app password is created, sending limits) live on the presets (``emailsettings/presets.py``).

@@ -10,7 +10,7 @@ import ssl
 import pytest
 from django.core.exceptions import ValidationError
 
-from emailsettings import smtp
+from emailsettings import smtp, smtpclassify
 from emailsettings.exceptions import (
     DestinationRefused,
     MailboxConfigurationError,
@@ -403,7 +403,7 @@ def auth_error(reply: str) -> smtplib.SMTPAuthenticationError:
     ],
 )
 def test_classification(exc, phase, preset, error_class, configuration, temporary):
-    failure = smtp.classify(exc, phase=phase, preset_key=preset)
+    failure = smtpclassify.classify(exc, phase=phase, preset_key=preset)
     assert failure.error_class == error_class
     assert failure.is_configuration_error is configuration
     assert failure.is_temporary is temporary
@@ -411,7 +411,7 @@ def test_classification(exc, phase, preset, error_class, configuration, temporar
 
 
 def test_disconnect_after_data_is_an_unknown_outcome():
-    failure = smtp.classify(
+    failure = smtpclassify.classify(
         smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), phase="data_sent"
     )
     assert failure.after_data
@@ -421,7 +421,7 @@ def test_disconnect_after_data_is_an_unknown_outcome():
 
 
 def test_enhanced_code_wins_over_the_basic_code():
-    failure = smtp.classify(
+    failure = smtpclassify.classify(
         smtplib.SMTPDataError(550, b"4.2.0 Temporarily deferred"), phase="data_sent"
     )
     assert failure.enhanced == "4.2.0"
@@ -433,7 +433,7 @@ def test_scrub_removes_password_and_auth_blobs():
 
     blob = base64.b64encode(b"\x00anna@example.test\x00Segreta!").decode()
     text = f"AUTH PLAIN {blob}\n535 5.7.8 bad Segreta! {blob} U2VncmV0YSE="
-    clean = smtp.scrub(text, ["Segreta!"])
+    clean = smtpclassify.scrub(text, ["Segreta!"])
     assert "Segreta!" not in clean
     assert blob not in clean
     assert "U2VncmV0YSE" not in clean

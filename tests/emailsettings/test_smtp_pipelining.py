@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from emailsettings import delivery as services
-from emailsettings import pipelining, smtp
+from emailsettings import pipelining, smtp, smtpsend
 from emailsettings.failures import ErrorClass
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings
 from psicogest.devsmtp import Behaviour
@@ -108,7 +108,7 @@ def test_envelope_goes_in_one_write_and_the_data_only_after_354(smtp_server_fact
     transcript = Transcript(connection)
     phases: list[str] = []
     try:
-        reply = smtp.send_message(
+        reply = smtpsend.send_message(
             connection,
             message=b"Subject: x\r\n\r\nciao\r\n",
             from_addr=SMTP_USER,
@@ -133,7 +133,7 @@ def test_refused_recipient_resets_and_the_session_goes_on(smtp_server_factory):
     transcript = Transcript(connection)
     try:
         with pytest.raises(smtp.DeliveryError) as caught:
-            smtp.send_message(
+            smtpsend.send_message(
                 connection,
                 message=b"Subject: x\r\n\r\nciao\r\n",
                 from_addr=SMTP_USER,
@@ -147,7 +147,7 @@ def test_refused_recipient_resets_and_the_session_goes_on(smtp_server_factory):
             "reply 503",
         ]
         assert transcript.events[4:6] == ["send RSET", "reply 250"]
-        reply = smtp.send_message(
+        reply = smtpsend.send_message(
             connection,
             message=b"Subject: y\r\n\r\nciao\r\n",
             from_addr=SMTP_USER,
@@ -168,7 +168,7 @@ def test_refused_recipient_resets_and_the_session_goes_on(smtp_server_factory):
 class Careless354Server:
     """Offers PIPELINING and answers 354 to DATA although it refused the only recipient
     (RFC 2920 forbids it; a client must still not send a message then). Plain TCP: the
-    client under test is smtplib with :func:`smtp.send_message`."""
+    client under test is smtplib with :func:`smtpsend.send_message`."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -200,7 +200,7 @@ def test_354_after_a_refused_recipient_drops_the_session_and_sends_nothing():
     connection.ehlo()
 
     with pytest.raises(smtp.DeliveryError) as caught:
-        smtp.send_message(
+        smtpsend.send_message(
             connection,
             message=b"Subject: x\r\n\r\nciao\r\n",
             from_addr="a@example.test",
@@ -221,7 +221,7 @@ def test_pipelining_can_be_turned_off(smtp_server_factory, settings):
     connection = open_test_connection(server)
     transcript = Transcript(connection)
     try:
-        smtp.send_message(
+        smtpsend.send_message(
             connection,
             message=b"Subject: x\r\n\r\nciao\r\n",
             from_addr=SMTP_USER,

@@ -8,7 +8,7 @@ import smtplib
 
 import pytest
 
-from emailsettings import smtp
+from emailsettings import smtp, smtpsend
 from emailsettings.exceptions import (
     MailboxConfigurationError,
     PermanentDeliveryError,
@@ -274,7 +274,7 @@ def test_phases_are_reported_in_order(smtp_server_factory):
         password=SMTP_PASSWORD,
         on_phase=phases.append,
     )
-    reply = smtp.send_message(
+    reply = smtpsend.send_message(
         connection,
         message=b"Subject: x\r\n\r\nciao\r\n.punto\r\n",
         from_addr=SMTP_USER,
@@ -306,7 +306,7 @@ def test_data_replies_raise_temporary_or_permanent(smtp_server_factory, reply, e
     )
     try:
         with pytest.raises(exception) as caught:
-            smtp.send_message(
+            smtpsend.send_message(
                 connection,
                 message=b"Subject: x\r\n\r\nciao\r\n",
                 from_addr=SMTP_USER,

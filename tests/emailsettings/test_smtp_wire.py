@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from emailsettings import smtp
+from emailsettings import smtp, smtpsend
 from tests.smtp_fixtures import SMTP_PASSWORD, SMTP_USER
 
 
@@ -66,7 +66,7 @@ def test_dot_stuffing_matches_the_rule_for_any_mix_of_line_ends_and_dots():
         b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 40))) for _ in range(2000)
     ]
     for data in samples:
-        assert smtp.dot_stuffed(data) == _reference_stuffing(data), data
+        assert smtpsend.dot_stuffed(data) == _reference_stuffing(data), data
 
 
 def test_a_line_that_starts_with_a_dot_arrives_unchanged(smtp_server):
@@ -83,7 +83,7 @@ def test_a_line_that_starts_with_a_dot_arrives_unchanged(smtp_server):
         password=SMTP_PASSWORD,
     )
     try:
-        smtp.send_message(
+        smtpsend.send_message(
             connection,
             message=body,
             from_addr="studio@example.com",

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from emailsettings import delivery as services
-from emailsettings import smtp
+from emailsettings import smtp, smtpsend
 from emailsettings.delivery.queueing import create_deliveries
 from emailsettings.exceptions import DeliveryError, InvalidRecipient
 from emailsettings.failures import ErrorClass
@@ -408,7 +408,7 @@ def test_accented_local_part_through_the_smtp_layer(mta):
     try:
         assert connection.has_extn("smtputf8")
         with pytest.raises(DeliveryError) as refused:
-            smtp.send_message(
+            smtpsend.send_message(
                 connection,
                 message="Subject: Prova\r\n\r\nÈ la fattura.\r\n".encode(),
                 from_addr=mta.user,
