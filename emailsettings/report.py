@@ -25,6 +25,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from psicogest.formatting import format_datetime
+
 from .delivery import lifecycle
 from .failures import ErrorClass
 from .forms.ids import parse_id
@@ -417,7 +419,7 @@ def build_rows(*, deliveries: Iterable[Delivery], practitioner: Any) -> list[Rep
                 can_bulk_retry=delivery.status in BULK_RETRYABLE,
                 detail_url=detail_url(delivery.pk),
                 invoice_url=invoice_url(delivery.invoice_id),
-                created_label=timezone.localtime(delivery.created_at).strftime("%d/%m/%Y %H:%M"),
+                created_label=format_datetime(delivery.created_at),
             )
         )
     return rows
