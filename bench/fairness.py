@@ -14,7 +14,7 @@ from no deliveries and queues each practitioner's invoices with ``queue_invoice_
   the order);
 * "today" (FIFO): ``EMAILSETTINGS_MAILBOX_WORKER_SLOTS`` so high that every batch is
   published at once, in order — the small ones wait behind the big one's 100 batches;
-* fair dispatch (``emailsettings/delivery/dispatch.py``) with 1 and 2 slots per
+* fair dispatch (``emailsettings/outbox/dispatch.py``) with 1 and 2 slots per
   practitioner (``--slots``): the big one has that many batches in the broker or running,
   its next one joins the queue behind everybody else's; "1+1" is one slot and one more lent
   while nobody else waits (``EMAILSETTINGS_MAILBOX_IDLE_SLOTS``), given back between two
@@ -48,9 +48,9 @@ from django.core.management import call_command  # noqa: E402
 from django.db.models import Max, Min  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from emailsettings import delivery as services  # noqa: E402
+from devtools.smtpserver import LocalCA  # noqa: E402
 from emailsettings.models import Delivery  # noqa: E402
-from psicogest.devsmtp import LocalCA  # noqa: E402
+from emailsettings.outbox.queueing import queue_invoice_emails  # noqa: E402
 from psicogest.models import Invoice, Practitioner  # noqa: E402
 
 BIG_EMAIL = "grande@bench.test"
@@ -85,7 +85,7 @@ def scenario(
     ids: list[list[int]] = []
     for invoices in queues:
         started.append(timezone.now())
-        ids.append([d.pk for d in services.queue_invoice_emails(invoices)])
+        ids.append([d.pk for d in queue_invoice_emails(invoices)])
     base.wait_until_sent([pk for group in ids for pk in group], poll=0.2)
     seconds: list[tuple[float, float]] = []
     for start, group in zip(started, ids, strict=True):

@@ -62,8 +62,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from emailsettings import delivery as services  # noqa: E402
-from emailsettings.messages import build_message, message_bytes  # noqa: E402
+from devtools.smtpserver import LocalCA, SmtpTestServer  # noqa: E402
+from emailsettings.covermail.message import build_message, message_bytes  # noqa: E402
 from emailsettings.models import (  # noqa: E402
     Channel,
     Delivery,
@@ -71,7 +71,8 @@ from emailsettings.models import (  # noqa: E402
     EmailSettings,
     SmtpAccount,  # noqa: E402
 )
-from psicogest.devsmtp import LocalCA, SmtpTestServer  # noqa: E402
+from emailsettings.outbox.queueing import queue_invoice_email, queue_invoice_emails  # noqa: E402
+from emailsettings.outbox.worker import send_batch  # noqa: E402
 from psicogest.invoicepdf import invoice_pdf_bytes  # noqa: E402
 from psicogest.models import Invoice, Patient, Practitioner  # noqa: E402
 
@@ -119,7 +120,7 @@ class Sink(StatsProcess):
     """The aiosmtpd SMTP sink (:class:`StatsProcess`)."""
 
     def __init__(self, ca_dir: Path) -> None:
-        from psicogest.devsmtp import free_port
+        from devtools.smtpserver import free_port
 
         self.port = free_port()
         super().__init__(
@@ -296,9 +297,9 @@ def queries_per_delivery(practitioner: Practitioner) -> dict[int, float]:
             )
             invoice.pdf.save(f"q{size}-{n}.pdf", ContentFile(pdf_of_40kb("Q")), save=True)
             # The worker is stopped by now: the published tasks wait in the queue unused.
-            ids.append(services.queue_invoice_email(invoice).pk)
+            ids.append(queue_invoice_email(invoice).pk)
         with CaptureQueriesContext(connection) as captured:
-            services.send_batch(delivery_ids=ids)
+            send_batch(delivery_ids=ids)
         sent = Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENT).count()
         result[size] = len(captured.captured_queries) / max(sent, 1)
     return result
@@ -334,7 +335,7 @@ def pipeline_run(
         time.sleep(3)  # the worker's pool is up before the clock starts
         connections_before, _received = stats() if stats else (0, 0)
         started = time.perf_counter()
-        deliveries = services.queue_invoice_emails(invoices)
+        deliveries = queue_invoice_emails(invoices)
         queued = time.perf_counter() - started
         wait_until_sent([d.pk for d in deliveries])
         elapsed = time.perf_counter() - started

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from psicogest.devsmtp import LocalCA, free_port
+from devtools.smtpserver import LocalCA, free_port
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 STUNNEL = "/usr/bin/stunnel4"

@@ -1,6 +1,6 @@
 """Benchmark of the Smart Mail channel: anymail's Postmark backend against a local ESP.
 
-The ESP is a local stand-in for Postmark's send API (``psicogest/devesp.py``: ``POST /email``
+The ESP is a local stand-in for Postmark's send API (``devtools/espserver.py``: ``POST /email``
 with JSON, ``200`` and a ``MessageID`` after 50 ms, HTTP/1.1 keep-alive, a thread per
 connection) in a process of its own, so it is not the bottleneck. anymail is pointed at it
 through settings alone (``POSTMARK_API_URL``, read into ``ANYMAIL``); Smart Mail's
@@ -60,9 +60,10 @@ from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils.module_loading import import_string  # noqa: E402
 
-from emailsettings import delivery as services  # noqa: E402
-from emailsettings.messages import build_message  # noqa: E402
+from emailsettings.covermail.message import build_message  # noqa: E402
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings  # noqa: E402
+from emailsettings.outbox.queueing import queue_invoice_emails  # noqa: E402
+from emailsettings.outbox.worker import send_batch  # noqa: E402
 
 TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.I)
 
@@ -72,7 +73,7 @@ class Esp(base.StatsProcess):
 
     def __init__(self, *, port: int, delay: float) -> None:
         super().__init__(
-            [sys.executable, "-m", "psicogest.devesp", str(port), str(delay)],
+            [sys.executable, "-m", "devtools.espserver", str(port), str(delay)],
             what="the ESP stand-in",
         )
 
@@ -124,7 +125,7 @@ def in_process(practitioner: object, count: int, *, daily_quota: int) -> dict[st
     settings.EMAILSETTINGS_WARMUP_DAILY_QUOTA = daily_quota
     invoices = list(base.Invoice.objects.filter(practitioner=practitioner).order_by("pk")[:count])
     Delivery.objects.filter(practitioner=practitioner).delete()
-    ids = [d.pk for d in services.queue_invoice_emails(invoices)]
+    ids = [d.pk for d in queue_invoice_emails(invoices)]
     batch = int(os.environ["EMAILSETTINGS_BATCH_SIZE"])
     cpu, wall = time.process_time(), time.perf_counter()
     batches = [ids[start : start + batch] for start in range(0, len(ids), batch)]
@@ -133,14 +134,14 @@ def in_process(practitioner: object, count: int, *, daily_quota: int) -> dict[st
             import cProfile
 
             cProfile.runctx(
-                "for ids in batches: services.send_batch(delivery_ids=ids, time_budget=3600)",
+                "for ids in batches: send_batch(delivery_ids=ids, time_budget=3600)",
                 globals(),
-                {"batches": batches, "services": services},
+                {"batches": batches, "send_batch": send_batch},
                 os.environ.pop("BENCH_PROFILE"),
             )
         else:
             for ids_of_batch in batches:
-                services.send_batch(delivery_ids=ids_of_batch, time_budget=3600)
+                send_batch(delivery_ids=ids_of_batch, time_budget=3600)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     settings.EMAILSETTINGS_SMART_MAIL_DAILY_QUOTA = 0
     settings.EMAILSETTINGS_WARMUP_DAILY_QUOTA = 0
@@ -192,7 +193,7 @@ def main() -> None:
             time.sleep(3)  # the worker's pool is up before the clock starts
             connections_before, received_before = esp.stats()
             started = time.perf_counter()
-            ids = [d.pk for d in services.queue_invoice_emails(invoices)]
+            ids = [d.pk for d in queue_invoice_emails(invoices)]
             queued = time.perf_counter() - started
             wait_until_sent(ids)
             elapsed = time.perf_counter() - started

@@ -6,7 +6,7 @@ packages ``postfix`` and ``stunnel4``; ``bench/run.sh`` installs them when missi
 ``make test`` does for its services. The same 40 KB invoices go, on one connection each:
 
 * plain ``smtplib`` without and with ``TCP_NODELAY`` (the ceiling);
-* the product's SMTP layer (``emailsettings.smtp``: guarded connection, ``send_message``),
+* the product's SMTP layer (``emailsettings.mailbox.smtp``: guarded connection, ``send_message``),
   with and without PIPELINING;
 * the whole in-process pipeline, ``send_batch`` (claim → send → record in PostgreSQL), as
   one worker process runs it: msg/s, SQL statements and CPU ms per delivery.
@@ -49,11 +49,13 @@ from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from sinks import issue_certificate, latency_relay, smtplib_seconds, tls_sink  # noqa: E402
 
-from emailsettings import delivery as services  # noqa: E402
-from emailsettings import smtp, smtpsend  # noqa: E402
-from emailsettings.messages import build_message, message_bytes  # noqa: E402
+from devtools.smtpserver import LocalCA  # noqa: E402
+from emailsettings.covermail.message import build_message, message_bytes  # noqa: E402
+from emailsettings.mailbox import smtp  # noqa: E402
+from emailsettings.mailbox import transaction as smtpsend  # noqa: E402
 from emailsettings.models import Delivery, DeliveryStatus, SmtpAccount  # noqa: E402
-from psicogest.devsmtp import LocalCA  # noqa: E402
+from emailsettings.outbox.queueing import queue_invoice_emails  # noqa: E402
+from emailsettings.outbox.worker import send_batch  # noqa: E402
 
 NETNS = "psicogest-bench"
 HOST_SIDE, NS_SIDE = "10.203.0.1", "10.203.0.2"
@@ -151,20 +153,20 @@ def pipeline(practitioner: object, address: str, port: int, count: int) -> dict[
     )
     invoices = list(base.Invoice.objects.filter(practitioner=practitioner).order_by("pk")[:count])
     Delivery.objects.filter(practitioner=practitioner).delete()
-    ids = [d.pk for d in services.queue_invoice_emails(invoices)]
+    ids = [d.pk for d in queue_invoice_emails(invoices)]
     cpu, wall = time.process_time(), time.perf_counter()
     with CaptureQueriesContext(connection) as captured:
         if os.environ.get("BENCH_PROFILE"):
             import cProfile
 
             cProfile.runctx(
-                "services.send_batch(delivery_ids=ids, time_budget=3600)",
+                "send_batch(delivery_ids=ids, time_budget=3600)",
                 globals(),
-                {"ids": ids, "services": services},
+                {"ids": ids, "send_batch": send_batch},
                 os.environ["BENCH_PROFILE"],
             )
         else:
-            services.send_batch(delivery_ids=ids, time_budget=3600)
+            send_batch(delivery_ids=ids, time_budget=3600)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     sent = Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENT).count()
     statements = [q for q in captured.captured_queries if not TRANSACTION_CONTROL.match(q["sql"])]
@@ -273,7 +275,7 @@ def main() -> None:
     print(f"Preparing {count} invoices with 40 KB PDFs…", flush=True)
     practitioner, invoices = base.prepare(count, SimpleNamespace(port=465))
     try:
-        rows = services.queue_invoice_emails(invoices)
+        rows = queue_invoice_emails(invoices)
         messages = [(d.recipient, message_bytes(build_message(d))) for d in rows]
         Delivery.objects.filter(practitioner=practitioner).delete()
         with tls_sink(ca, address="127.0.0.1") as port:

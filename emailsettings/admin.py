@@ -1,6 +1,12 @@
 from django.contrib import admin
 
-from .models import Delivery, DeliveryEvent, EmailSettings, SmtpAccount, SuppressedAddress
+from emailsettings.models import (
+    Delivery,
+    DeliveryEvent,
+    EmailSettings,
+    SmtpAccount,
+    SuppressedAddress,
+)
 
 
 @admin.register(EmailSettings)

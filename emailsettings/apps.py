@@ -7,7 +7,7 @@ class EmailSettingsConfig(AppConfig):
     verbose_name = _("Impostazioni email")
 
     def ready(self) -> None:
-        from . import (
+        from emailsettings import (
             checks,  # noqa: F401  (registers the system checks)
             receivers,  # noqa: F401  (anymail tracking webhooks)
         )

@@ -10,7 +10,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 @register()
 def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Every key in EMAILSETTINGS_ENCRYPTION_KEYS must be a valid Fernet key."""
-    from . import conf
+    from emailsettings import conf
 
     errors: list[Error] = []
     keys = conf.encryption_keys()
@@ -44,7 +44,7 @@ def check_personal_smtp_guard(app_configs: Any = None, **kwargs: Any) -> list[Er
     """In production the personal-SMTP guard must be on and the local test server off."""
     from django.conf import settings
 
-    from . import conf
+    from emailsettings import conf
 
     if getattr(settings, "DJANGO_ENV", "development") != "production":
         return []
@@ -112,8 +112,8 @@ def check_oauth_providers(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     configured one the public redirect base URL (HTTPS in production)."""
     from django.conf import settings
 
-    from . import conf
-    from .oauth import ENDPOINT_NAMES, PROVIDERS
+    from emailsettings import conf
+    from emailsettings.mailbox.oauth import ENDPOINT_NAMES, PROVIDERS
 
     production = getattr(settings, "DJANGO_ENV", "development") == "production"
     found: list[CheckMessage] = []

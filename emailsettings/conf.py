@@ -202,7 +202,7 @@ def mailbox_read_interval_seconds() -> float:
     return _number("EMAILSETTINGS_MAILBOX_READ_INTERVAL_SECONDS", 300)
 
 
-# --- OAuth 2.0 for Google and Microsoft mailboxes (emailsettings/oauth.py) ---------------
+# --- OAuth 2.0 for Google and Microsoft mailboxes (emailsettings/mailbox/oauth.py) ---------------
 
 
 def local_test_oauth_server() -> dict | None:

@@ -12,7 +12,7 @@ def mailbox_banner(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    from .models import MailboxStatus, SmtpAccount
+    from emailsettings.models import MailboxStatus, SmtpAccount
 
     account = (
         SmtpAccount.objects.filter(practitioner=user, status=MailboxStatus.BROKEN)
@@ -21,7 +21,7 @@ def mailbox_banner(request: HttpRequest) -> dict[str, Any]:
     )
     reconnect = ""
     if account is not None and account.needs_reconnect:
-        from .oauth import get_provider
+        from emailsettings.mailbox.oauth import get_provider
 
         provider = get_provider(account.oauth_provider)
         reconnect = str(provider.label) if provider else ""

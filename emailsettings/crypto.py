@@ -33,7 +33,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from . import conf
+from emailsettings import conf
 
 SETTING_NAME = "EMAILSETTINGS_ENCRYPTION_KEYS"
 

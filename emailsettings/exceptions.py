@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from django.core.exceptions import ValidationError
 
 if TYPE_CHECKING:
-    from .failures import Failure
+    from emailsettings.failures import Failure
 
 
 class EmailSettingsError(Exception):

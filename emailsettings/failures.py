@@ -1,10 +1,10 @@
 """The one value that says what went wrong with a delivery or a mailbox check.
 
 Every source produces a :class:`Failure`: the SMTP session
-(:func:`emailsettings.smtpclassify.classify`),
+(:func:`emailsettings.mailbox.classify.classify`),
 the Smart Mail sender (an ESP API error), the ESP's tracking webhooks, the worker itself (an
 unexpected error, a crash) and, later, the mailbox reader. The lifecycle
-(:mod:`emailsettings.delivery.lifecycle`) decides the row's status from it, the guidance
+(:mod:`emailsettings.outbox.lifecycle`) decides the row's status from it, the guidance
 (:mod:`emailsettings.guidance`) turns it into Italian advice, the report shows it. It is
 stored in ``Delivery.last_error_*`` and ``SmtpAccount.last_error`` (:meth:`Failure.as_dict`).
 

@@ -11,7 +11,7 @@
   a running batch has reserved. A batch claims its share of the quota once, under a lock on
   the practitioner's row (:func:`reserve_smart_mail_quota`), not once a delivery.
 
-A delivery over quota is neither sent nor failed: :mod:`emailsettings.delivery` defers it to
+A delivery over quota is neither sent nor failed: :mod:`emailsettings.outbox` defers it to
 :attr:`Quota.resets_at` and the sweeper wakes it then.
 
 :class:`TokenBucket` is the pace itself: a token bucket per mailbox (or per practitioner's
@@ -33,8 +33,8 @@ from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 
-from . import conf
-from .models import Channel, Delivery, DeliveryStatus
+from emailsettings import conf
+from emailsettings.models import Channel, Delivery, DeliveryStatus
 
 if TYPE_CHECKING:
     from psicogest.models import Practitioner

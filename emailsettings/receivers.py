@@ -2,7 +2,7 @@
 
 The ESP posts events to anymail's webhook URLs (authenticated with ``ANYMAIL
 ["WEBHOOK_SECRET"]``); anymail sends the ``tracking`` signal, and the receiver here hands
-it to :func:`emailsettings.delivery.tracking.record_tracking_event`, which matches it by the
+it to :func:`emailsettings.backchannel.webhooks.record_tracking_event`, which matches it by the
 ESP's message id. Only the delivery id travels in the metadata, so nothing here sees patient
 data beyond the recipient address already stored.
 """
@@ -19,7 +19,7 @@ from django.dispatch import receiver
 def on_tracking_event(
     sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any
 ) -> None:
-    from .delivery.tracking import record_tracking_event
+    from emailsettings.backchannel.webhooks import record_tracking_event
 
     record_tracking_event(esp=_esp_key(esp_name), event=event)
 

@@ -25,12 +25,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from psicogest.formatting import format_datetime
-
-from .delivery import lifecycle
-from .failures import ErrorClass
-from .forms.ids import parse_id
-from .models import (
+from emailsettings.failures import ErrorClass
+from emailsettings.forms.ids import parse_id
+from emailsettings.models import (
     Channel,
     Delivery,
     DeliveryCount,
@@ -38,6 +35,8 @@ from .models import (
     RecipientRole,
     SmtpAccount,
 )
+from emailsettings.outbox import lifecycle
+from psicogest.formatting import format_datetime
 
 PAGE_SIZES = (25, 50, 100)
 DEFAULT_PAGE_SIZE = 50
@@ -107,13 +106,13 @@ _TONES: dict[str, str] = {
     DeliveryStatus.CANCELLED: "info",
 }
 
-# Which actions the page offers: the lifecycle's rules (emailsettings.delivery raises
+# Which actions the page offers: the lifecycle's rules (emailsettings.outbox raises
 # ActionNotAllowed otherwise).
 BULK_RETRYABLE = frozenset({DeliveryStatus.FAILED})
 
 
 def offered_actions(delivery: Delivery) -> dict[str, bool]:
-    from .delivery.actions import can_retry_now
+    from emailsettings.outbox.actions import can_retry_now
 
     return {
         "can_resend": delivery.status in lifecycle.RESENDABLE,
@@ -314,7 +313,7 @@ def error_advice(*, delivery: Delivery, preset_key: str | None) -> tuple[str, st
     if delivery.last_error_class == ErrorClass.QUOTA_WAIT:
         # The Smart Mail daily quota (emailsettings.limits): its own sentence says it all.
         return delivery.last_error_text, ""
-    from .guidance import advice
+    from emailsettings.guidance import advice
 
     result = advice(
         error_class=delivery.last_error_class or ErrorClass.UNKNOWN,

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
-from .models import Invoice, Patient, Practitioner
+from psicogest.models import Invoice, Patient, Practitioner
 
 
 @admin.register(Practitioner)

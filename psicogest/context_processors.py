@@ -18,7 +18,7 @@ def worker_status(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    from .models import WorkerHeartbeat
+    from psicogest.models import WorkerHeartbeat
 
     recent = WorkerHeartbeat.objects.filter(seen_at__gte=timezone.now() - WORKER_SILENCE)
     return {"workers_down": not recent.exists()}

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
-from .models import InvoiceAddress, Patient, Salutation
+from psicogest.models import InvoiceAddress, Patient, Salutation
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise as StrOrPromise

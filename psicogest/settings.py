@@ -84,6 +84,9 @@ INSTALLED_APPS = [
     "psicogest",
     "emailsettings",
 ]
+if not PRODUCTION:
+    # The local test servers' commands (run_smtp_test_server, run_oauth_test_server).
+    INSTALLED_APPS.append("devtools")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -268,7 +271,7 @@ ANYMAIL = {
     key: value
     for key, value in {
         "POSTMARK_SERVER_TOKEN": env.str("POSTMARK_SERVER_TOKEN", default=""),
-        # Unset: Postmark's own API. A local stand-in for benchmarks (psicogest/devesp.py).
+        # Unset: Postmark's own API. A local stand-in for benchmarks (devtools/espserver.py).
         "POSTMARK_API_URL": env.str("POSTMARK_API_URL", default=""),
         "MAILGUN_API_KEY": env.str("MAILGUN_API_KEY", default=""),
         "MAILGUN_SENDER_DOMAIN": env.str("MAILGUN_SENDER_DOMAIN", default=""),
@@ -365,7 +368,7 @@ EMAILSETTINGS_LOCAL_TEST_SERVER = (
     else {
         "host": env.str("LOCAL_SMTP_HOST", default="localhost"),
         "port": env.int("LOCAL_SMTP_PORT", default=1025),
-        # Its IMAP side (psicogest/devimap.py): bounces, PEC receipts, the Sent folder.
+        # Its IMAP side (devtools/imapserver.py): bounces, PEC receipts, the Sent folder.
         "imap_port": env.int("LOCAL_IMAP_PORT", default=1993),
     }
 )

@@ -11,7 +11,7 @@ from django.utils import timezone
 @shared_task(name="psicogest.heartbeat")
 def heartbeat(marker: str = "") -> None:
     """Record that a worker is alive; the pages warn when none has beaten recently."""
-    from .models import WorkerHeartbeat
+    from psicogest.models import WorkerHeartbeat
 
     WorkerHeartbeat.objects.update_or_create(
         hostname=marker or socket.gethostname(), defaults={"seen_at": timezone.now()}

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from . import views
+from psicogest import views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="invoices", permanent=False)),

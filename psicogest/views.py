@@ -19,8 +19,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from .forms import PatientForm
-from .models import Invoice, Patient
+from psicogest.forms import PatientForm
+from psicogest.models import Invoice, Patient
 
 
 @login_required

@@ -72,9 +72,9 @@ def other_practitioner(db):
 
 @pytest.fixture
 def postmark_standin(settings):
-    """A local stand-in for Postmark's send API (``psicogest/devesp.py``, a real HTTP/1.1
+    """A local stand-in for Postmark's send API (``devtools/espserver.py``, a real HTTP/1.1
     server on a thread), with anymail's Postmark backend pointed at it through settings."""
-    from psicogest.devesp import EspStandIn
+    from devtools.espserver import EspStandIn
 
     with EspStandIn() as esp:
         settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"

@@ -1,5 +1,5 @@
 """``make run``'s local mail server for tests: the SMTP test server with its IMAP side
-(``psicogest/devimap.py``) and its "provider" (``psicogest/devprovider.py``), on free
+(``devtools/imapserver.py``) and its "provider" (``devtools/provider.py``), on free
 loopback ports, trusted by the product and offered as the "Server di test locale" preset
 (fixture ``local_mail_server``)."""
 
@@ -11,9 +11,9 @@ import time
 import imapclient
 import pytest
 
-from psicogest.devimap import ImapTestServer, MailStore
-from psicogest.devprovider import DevProvider
-from psicogest.devsmtp import LocalCA, SmtpTestServer
+from devtools.imapserver import ImapTestServer, MailStore
+from devtools.provider import DevProvider
+from devtools.smtpserver import LocalCA, SmtpTestServer
 
 USER = "maria@studio.test"
 
@@ -80,17 +80,18 @@ def local_mail_server(tmp_path, settings):
 def send_invoices_now(practitioner, *addresses: str) -> list:
     """One invoice to each of ``addresses``, sent in this process through the
     practitioner's mailbox; each must end ``sent``."""
-    from emailsettings import delivery as services
     from emailsettings.models import DeliveryStatus
+    from emailsettings.outbox.queueing import queue_invoice_email
+    from emailsettings.outbox.worker import send_batch
     from tests.factories import InvoiceFactory, PatientFactory
 
     deliveries = [
-        services.queue_invoice_email(
+        queue_invoice_email(
             InvoiceFactory(patient=PatientFactory(practitioner=practitioner, email=address))
         )
         for address in addresses
     ]
-    services.send_batch(delivery_ids=[d.pk for d in deliveries])
+    send_batch(delivery_ids=[d.pk for d in deliveries])
     for delivery in deliveries:
         delivery.refresh_from_db()
         assert delivery.status == DeliveryStatus.SENT, delivery.last_error_text

@@ -67,7 +67,7 @@ from pathlib import Path
 
 import pytest
 
-from psicogest.devsmtp import LocalCA, free_port
+from devtools.smtpserver import LocalCA, free_port
 
 MTA_DOMAIN = "studio.test"
 MTA_USER = f"maria@{MTA_DOMAIN}"

@@ -2,7 +2,7 @@
 checked at the test authorization server (``tests/oauth_server.py``) by RFC 7662
 introspection: Dovecot's own ``oauth2`` passdb, as a provider's IMAP side checks tokens.
 
-``oauth_imap(server)`` starts one for a :class:`psicogest.devoauth.LocalAuthorizationServer`
+``oauth_imap(server)`` starts one for a :class:`devtools.oauthserver.LocalAuthorizationServer`
 (its ``url`` and the client's credentials), IMAPS on a free loopback port with a certificate
 from the test CA; ``deliver(user, raw)`` puts a message in a user's INBOX (maildir ``new/``);
 ``log_text()`` is Dovecot's log. Stopped at the end of the test.
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from psicogest.devsmtp import LocalCA, free_port
+from devtools.smtpserver import LocalCA, free_port
 from tests.mta_fixtures import DOVECOT
 from tests.oauth_server import CLIENT_ID, CLIENT_SECRET
 

@@ -1,5 +1,5 @@
 """Fixtures and helpers for "Accedi con Google / Microsoft" tests: a local authorization
-server (:class:`psicogest.devoauth.LocalAuthorizationServer`, built with Authlib's server
+server (:class:`devtools.oauthserver.LocalAuthorizationServer`, built with Authlib's server
 components) standing in for Google and Microsoft, reached through settings only.
 
 Registered for every test through ``pytest_plugins`` in ``tests/conftest.py``: the
@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from psicogest.devoauth import LocalAuthorizationServer
+from devtools.oauthserver import LocalAuthorizationServer
 
 CLIENT_ID = "psicogest-test-client"
 CLIENT_SECRET = "segreto-del-client-di-prova"

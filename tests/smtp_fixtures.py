@@ -1,4 +1,4 @@
-"""Fixtures for tests that talk SMTP: real aiosmtpd servers on loopback (psicogest.devsmtp).
+"""Fixtures for tests that talk SMTP: real aiosmtpd servers on loopback (devtools.smtpserver).
 
 Registered for every test through ``pytest_plugins`` in ``tests/conftest.py``.
 
@@ -11,7 +11,7 @@ Registered for every test through ``pytest_plugins`` in ``tests/conftest.py``.
 - ``smtp_server_factory(tls="starttls"|"implicit"|"none", users=…, behaviour=…, cert=…,
   xoauth2=check, pipelining=False)`` (``check(user, token)`` also offers AUTH XOAUTH2;
   ``pipelining=True`` offers PIPELINING, RFC 2920)
-  starts a :class:`~psicogest.devsmtp.SmtpTestServer` (stopped after the test);
+  starts a :class:`~devtools.smtpserver.SmtpTestServer` (stopped after the test);
   ``smtp_server``: one STARTTLS server accepting :data:`SMTP_USER` / :data:`SMTP_PASSWORD`.
 - ``silent_server``: accepts TCP connections and never answers (timeouts).
 - ``smtp_account_factory(server, practitioner=None, **fields)``: a saved ``SmtpAccount``
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from psicogest.devsmtp import Behaviour, LocalCA, SilentServer, SmtpTestServer
+from devtools.smtpserver import Behaviour, LocalCA, SilentServer, SmtpTestServer
 
 SMTP_USER = "anna.bianchi@example.test"
 SMTP_PASSWORD = "Segreta-Di-Prova-42!"  # distinctive, so leaks are easy to spot

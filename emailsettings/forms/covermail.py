@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from ..rendering import validate_template
+from emailsettings.covermail.rendering import validate_template
 
 
 class CoverMailForm(forms.Form):

@@ -10,7 +10,7 @@ from django import forms
 from django.utils.dates import WEEKDAYS
 from django.utils.translation import gettext_lazy as _
 
-from ..models import EmailSettings
+from emailsettings.models import EmailSettings
 
 WEEKDAYS_DEFAULT = ["0", "1", "2", "3", "4"]
 

@@ -2,7 +2,7 @@
 
 Same credentials as SMTP; the IMAP server comes from the provider (``presets.IMAP_SERVERS``)
 unless typed. Nothing is looked up on save: the guarded connection checks the destination
-at every read (:mod:`emailsettings.imap`), and a refusal shows on the card as the reason of
+at every read (:mod:`emailsettings.mailbox.imap`), and a refusal shows on the card as the reason of
 the last read.
 """
 
@@ -14,10 +14,11 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from .. import conf, presets
-from ..imap import IMAP_PORTS
-from ..models import SmtpAccount
-from .smtp import HOSTNAME_RE, SECURITY_CHOICES, _is_ip_literal
+from emailsettings import conf
+from emailsettings.forms.smtp import HOSTNAME_RE, SECURITY_CHOICES, _is_ip_literal
+from emailsettings.mailbox import presets
+from emailsettings.mailbox.imap import IMAP_PORTS
+from emailsettings.models import SmtpAccount
 
 
 class MailboxReadingForm(forms.ModelForm):

@@ -7,8 +7,8 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from ..models import Channel, DeliveryStatus
-from ..report import DEFAULT_PAGE_SIZE, PAGE_SIZES, Period, ReportFilters
+from emailsettings.models import Channel, DeliveryStatus
+from emailsettings.report import DEFAULT_PAGE_SIZE, PAGE_SIZES, Period, ReportFilters
 
 
 class DeliveryFilterForm(forms.Form):

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
-from .ids import parse_id
+from emailsettings.forms.ids import parse_id
 
 # One confirmation covers at most this many invoices: a month's batch with room to spare,
 # while the page and the progress URL stay small.
@@ -121,7 +121,7 @@ class ScheduleForm(forms.Form):
 
         from django.utils import timezone
 
-        from ..schedule import MAX_DAYS_AHEAD
+        from emailsettings.outbox.schedule import MAX_DAYS_AHEAD
 
         cleaned = super().clean() or self.cleaned_data
         typed = (self.data.get("invia_il") or "").strip()

@@ -4,7 +4,7 @@ The password field never renders its value back; left empty, it keeps the stored
 so the host or username can be changed without retyping it, and it is masked in error
 reports (``sensitive_variables``).
 
-Saving looks the host up (:func:`emailsettings.smtp.check_destination`): at most
+Saving looks the host up (:func:`emailsettings.mailbox.smtp.check_destination`): at most
 ``LOOKUP_RATE_LIMIT_COUNT`` look-ups per practitioner in ``LOOKUP_RATE_LIMIT_WINDOW``
 seconds, and the answer for the same host and port is reused for ``LOOKUP_RESULT_SECONDS``
 (the page shown after a refused save validates the form again). Every refused destination
@@ -24,11 +24,12 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
-from .. import conf, presets
-from ..models import Channel, EmailSettings, Security, SmtpAccount
+from emailsettings import conf
+from emailsettings.mailbox import presets
+from emailsettings.models import Channel, EmailSettings, Security, SmtpAccount
 
 # RFC 1123 host name; IP literals are parsed with ipaddress. The destination check
-# (emailsettings.smtp.check_destination) decides whether the address may be used.
+# (emailsettings.mailbox.smtp.check_destination) decides whether the address may be used.
 HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
@@ -161,7 +162,7 @@ class SmtpAccountForm(forms.ModelForm):
 
     def _keeps_oauth(self, preset_key: str | None) -> bool:
         """An OAuth mailbox saved without a password, on a preset its provider serves."""
-        from ..oauth import provider_for_preset
+        from emailsettings.mailbox.oauth import provider_for_preset
 
         if not (self.instance.uses_oauth and self.instance.has_credentials):
             return False
@@ -230,9 +231,13 @@ class SmtpAccountForm(forms.ModelForm):
         return cleaned
 
     def _check_destination(self, host: str, port: int) -> None:
-        # Imported here: the network layer lives in emailsettings.smtp.
-        from ..limits import fixed_window_retry_after, retry_after_text, within_fixed_window
-        from ..smtp import check_destination
+        # Imported here: the network layer lives in emailsettings.mailbox.smtp.
+        from emailsettings.limits import (
+            fixed_window_retry_after,
+            retry_after_text,
+            within_fixed_window,
+        )
+        from emailsettings.mailbox.smtp import check_destination
 
         if self.practitioner_id is None:  # not tied to a practitioner: nothing to count
             try:
@@ -279,7 +284,7 @@ class SmtpAccountForm(forms.ModelForm):
             account.clear_oauth()
             account.set_password(password)
         if changed:
-            from ..mailbox import forget_checks
+            from emailsettings.health.verify import forget_checks
 
             forget_checks(account)
         if commit:

@@ -1,9 +1,9 @@
 """Italian advice for a classified failure (see smtp-errors.md): what happened and what to do.
 
-The failure is classified once, where it happens (``emailsettings.smtpclassify.classify``, the Smart
-Mail sender, the webhook mapping): :func:`advice` reads its class and only picks a variant
+The failure is classified once, where it happens (``mailbox.classify.classify``, the Smart Mail
+sender, the webhook mapping): :func:`advice` reads its class and only picks a variant
 by provider or wording within that class. Provider facts (Google/Microsoft family, where an
-app password is created, sending limits) live on the presets (``emailsettings/presets.py``).
+app password is created, sending limits) live on the presets (``emailsettings/mailbox/presets.py``).
 ``ErrorClass`` is re-exported here for the callers that know it from this module.
 
 The advice itself lives by what failed: :mod:`.login` (a refused login), :mod:`.mailbox`
@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _
 
-from ..failures import ErrorClass
-from .base import Advice
-from .mailbox import provider_of, smtp_advice
-from .outcomes import outbox, smart_mail, unknown
+from emailsettings.failures import ErrorClass
+from emailsettings.guidance.base import Advice
+from emailsettings.guidance.mailbox import provider_of, smtp_advice
+from emailsettings.guidance.outcomes import outbox, smart_mail, unknown
 
 __all__ = ["Advice", "ErrorClass", "advice", "provider_name"]
 
 
 def provider_name(preset_key: str | None) -> str:
-    from ..presets import get_preset
+    from emailsettings.mailbox.presets import get_preset
 
     preset = get_preset(preset_key)
     if preset is None or preset.key in ("custom", "local"):

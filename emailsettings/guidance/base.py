@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..presets import Preset
+    from emailsettings.mailbox.presets import Preset
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext_lazy as _
 
-from ..failures import ErrorClass
-from .base import Advice, family_of, has
+from emailsettings.failures import ErrorClass
+from emailsettings.guidance.base import Advice, family_of, has
 
 if TYPE_CHECKING:
-    from ..presets import Preset
+    from emailsettings.mailbox.presets import Preset
 
 
 SUSPICIOUS_LOGIN_EXPLANATION = _(
@@ -228,7 +228,7 @@ def _smtp_auth_disabled() -> Advice:
 
 
 def _oauth_reconnect(provider: Preset | None) -> Advice:
-    from ..oauth import provider_for_preset
+    from emailsettings.mailbox.oauth import provider_for_preset
 
     oauth_provider = provider_for_preset(provider.key if provider else None)
     title = (

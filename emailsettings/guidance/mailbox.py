@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext_lazy as _
 
-from ..failures import ErrorClass
-from .base import Advice, family_of, has, sentence
-from .login import login_advice
+from emailsettings.failures import ErrorClass
+from emailsettings.guidance.base import Advice, family_of, has, sentence
+from emailsettings.guidance.login import login_advice
 
 if TYPE_CHECKING:
-    from ..presets import Preset
+    from emailsettings.mailbox.presets import Preset
 
 
 def provider_of(preset_key: str | None, reply: str) -> Preset | None:
     """The provider, from the preset or, for a custom server, from the reply's wording."""
-    from ..presets import get_preset, provider_from_reply
+    from emailsettings.mailbox.presets import get_preset, provider_from_reply
 
     preset = get_preset(preset_key)
     if preset is not None and preset.key not in ("custom", "local"):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _
 
-from ..failures import ErrorClass
-from .base import Advice, sentence
+from emailsettings.failures import ErrorClass
+from emailsettings.guidance.base import Advice, sentence
 
 
 def smart_mail(error_class: str, code: int | None) -> Advice | None:

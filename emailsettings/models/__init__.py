@@ -7,7 +7,7 @@ The models live by concept in :mod:`.account`, :mod:`.delivery` and :mod:`.track
 every name is importable from here.
 """
 
-from .account import (
+from emailsettings.models.account import (
     AuthMethod,
     Channel,
     EmailSettings,
@@ -16,7 +16,7 @@ from .account import (
     SenderDomain,
     SmtpAccount,
 )
-from .delivery import (
+from emailsettings.models.delivery import (
     Delivery,
     DeliveryCount,
     DeliveryEvent,
@@ -26,7 +26,7 @@ from .delivery import (
     Phase,
     RecipientRole,
 )
-from .tracking import (
+from emailsettings.models.tracking import (
     MailboxFolderState,
     PecReceipt,
     SentCopy,

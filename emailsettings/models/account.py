@@ -10,9 +10,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from emailsettings.failures import ErrorClass
 from psicogest.models import OwnedQuerySet
-
-from ..failures import ErrorClass
 
 
 class Channel(models.TextChoices):
@@ -33,7 +32,7 @@ class EmailSettings(models.Model):
     body_template = models.TextField(_("testo"), blank=True)
     # A separate message to the practitioner for every invoice mail (never Cc or Bcc).
     copy_to_self = models.BooleanField(_("ricevi una copia di ogni fattura"), default=False)
-    # The sending window (see emailsettings/schedule.py): weekdays as digits, Monday = 0
+    # The sending window (see emailsettings/outbox/schedule.py): weekdays as digits, Monday = 0
     # ("01234" = Monday to Friday), hours in the practice's time zone; no days, no window.
     window_days = models.CharField(_("giorni di invio"), max_length=7, blank=True)
     window_start = models.TimeField(_("dalle"), null=True, blank=True)
@@ -85,7 +84,7 @@ class SmtpAccount(models.Model):
     auth_method = models.CharField(
         _("accesso"), max_length=10, choices=AuthMethod.choices, default=AuthMethod.PASSWORD
     )
-    # "google" | "microsoft" while connected with OAuth (emailsettings.oauth.PROVIDERS).
+    # "google" | "microsoft" while connected with OAuth (emailsettings.mailbox.oauth.PROVIDERS).
     oauth_provider = models.CharField(max_length=20, blank=True, editable=False)
     oauth_refresh_token_encrypted = models.TextField(blank=True, editable=False)
     oauth_access_token_encrypted = models.TextField(blank=True, editable=False)
@@ -141,7 +140,7 @@ class SmtpAccount(models.Model):
     def set_password(self, raw_password: str) -> None:
         """Store ``raw_password`` encrypted and bound to this row's practitioner (set it
         first): the token decrypts for no other practitioner's row."""
-        from ..crypto import SMTP_PASSWORD, encrypt_for
+        from emailsettings.crypto import SMTP_PASSWORD, encrypt_for
 
         self.password_encrypted = (
             encrypt_for(raw_password, owner_id=self.practitioner_id, purpose=SMTP_PASSWORD)
@@ -152,7 +151,7 @@ class SmtpAccount(models.Model):
     def get_password(self) -> str:
         """The stored password; :class:`~emailsettings.crypto.DecryptionError` when no key
         decrypts it for this row's practitioner (a dropped key, or a copied token)."""
-        from ..crypto import SMTP_PASSWORD, decrypt_for
+        from emailsettings.crypto import SMTP_PASSWORD, decrypt_for
 
         if not self.password_encrypted:
             return ""
@@ -196,7 +195,7 @@ class SmtpAccount(models.Model):
     ) -> None:
         """Store the tokens encrypted and bound to the practitioner; ``refresh_token=None``
         keeps the stored one (Google sends it only at the first consent)."""
-        from ..crypto import OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN, encrypt_for
+        from emailsettings.crypto import OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN, encrypt_for
 
         owner = self.practitioner_id
         self.oauth_access_token_encrypted = (
@@ -215,7 +214,7 @@ class SmtpAccount(models.Model):
     def get_oauth_tokens(self) -> tuple[str, str]:
         """(access token, refresh token), "" for a missing one;
         :class:`~emailsettings.crypto.DecryptionError` when a key was dropped."""
-        from ..crypto import OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN, decrypt_for
+        from emailsettings.crypto import OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN, decrypt_for
 
         owner = self.practitioner_id
         access = self.oauth_access_token_encrypted
@@ -235,8 +234,8 @@ class SmtpAccount(models.Model):
 
 class SenderDomain(models.Model):
     """The domain of the practitioner's address, checked for Smart Mail's own-address From
-    (SPF/DKIM/DMARC, see ``emailsettings/dns.py``). One row per practitioner; it only counts
-    while ``domain`` is still the domain of the practitioner's address."""
+    (SPF/DKIM/DMARC, see ``smartmail/senderdomain.py``). One row per practitioner; it only
+    counts while ``domain`` is still the domain of the practitioner's address."""
 
     practitioner = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sender_domain"

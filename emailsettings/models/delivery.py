@@ -11,10 +11,9 @@ from django.db.models import Q, TextChoices
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from emailsettings.failures import ErrorClass
+from emailsettings.models.account import Channel
 from psicogest.models import OwnedQuerySet
-
-from ..failures import ErrorClass
-from .account import Channel
 
 
 class DeliveryStatus(models.TextChoices):
@@ -57,7 +56,7 @@ class Phase(models.TextChoices):
 
 class DeliveryQuerySet(OwnedQuerySet):
     def in_flight(self) -> DeliveryQuerySet:
-        from .delivery.lifecycle import IN_FLIGHT
+        from emailsettings.models.delivery.lifecycle import IN_FLIGHT
 
         return self.filter(status__in=IN_FLIGHT)
 

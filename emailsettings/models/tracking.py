@@ -9,10 +9,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from emailsettings.models.account import SmtpAccount
+from emailsettings.models.delivery import Delivery
 from psicogest.models import OwnedQuerySet
-
-from .account import SmtpAccount
-from .delivery import Delivery
 
 
 class WebhookState(models.TextChoices):

@@ -22,13 +22,8 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from psicogest.models import Invoice
-
-from ..forms.covermail import CoverMailForm
-from ..forms.ids import parse_id
-from ..keywords import KEYWORDS
-from ..limits import fixed_window_retry_after, within_fixed_window
-from ..rendering import (
+from emailsettings.covermail.keywords import KEYWORDS
+from emailsettings.covermail.rendering import (
     RenderedMail,
     cover_mail_templates_for,
     length_error,
@@ -36,7 +31,11 @@ from ..rendering import (
     restore_default_cover_mail,
     save_cover_mail,
 )
-from .cards import card_message, refuse, refused_data
+from emailsettings.forms.covermail import CoverMailForm
+from emailsettings.forms.ids import parse_id
+from emailsettings.limits import fixed_window_retry_after, within_fixed_window
+from emailsettings.views.cards import card_message, refuse, refused_data
+from psicogest.models import Invoice
 
 # The preview's invoice list shows the most recent ones; any owned invoice id is accepted.
 PREVIEW_INVOICE_CHOICES = 100

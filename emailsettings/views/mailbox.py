@@ -17,16 +17,15 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
+from emailsettings.exceptions import RateLimited
+from emailsettings.failures import Failure
+from emailsettings.health import verify as mailbox
+from emailsettings.health.verify import TEST_MAIL, VERIFY, check_progress, start_check
+from emailsettings.limits import fixed_window_retry_after, retry_after_text
+from emailsettings.models import MailboxStatus, Phase, SmtpAccount
+from emailsettings.views.cards import card_message
+from emailsettings.views.smtp import mailbox_advice
 from psicogest.formatting import format_long_datetime
-
-from .. import mailbox
-from ..exceptions import RateLimited
-from ..failures import Failure
-from ..limits import fixed_window_retry_after, retry_after_text
-from ..mailbox import TEST_MAIL, VERIFY, check_progress, start_check
-from ..models import MailboxStatus, Phase, SmtpAccount
-from .cards import card_message
-from .smtp import mailbox_advice
 
 
 def _account(request: HttpRequest) -> SmtpAccount | None:
@@ -50,7 +49,7 @@ def _refuse(request: HttpRequest, message: str, status: int) -> HttpResponse:
 
 def _rate_limited_message(account: SmtpAccount) -> str:
     """The refusal, with when to try again (the limit's window is counted per practitioner
-    in ``emailsettings.mailbox``)."""
+    in ``emailsettings.health.verify``)."""
     seconds = fixed_window_retry_after(
         mailbox._rate_key(account.practitioner_id), window=mailbox.RATE_LIMIT_WINDOW
     )

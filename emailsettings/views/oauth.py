@@ -25,10 +25,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import conf, oauth
-from ..exceptions import OAuthFlowError, RateLimited
-from ..models import SmtpAccount
-from .cards import card_message, card_url
+from emailsettings import conf
+from emailsettings.exceptions import OAuthFlowError, RateLimited
+from emailsettings.mailbox import oauth
+from emailsettings.models import SmtpAccount
+from emailsettings.views.cards import card_message, card_url
 
 SESSION_KEY = "emailsettings:oauth-flow"
 
@@ -133,7 +134,7 @@ def _check_pending(request: HttpRequest, pending: Any) -> tuple[oauth.Provider, 
 
 def _verify_soon(request: HttpRequest, account: SmtpAccount) -> None:
     """A new connection is checked at once: when it works, held invoices start again."""
-    from ..mailbox import VERIFY, start_check
+    from emailsettings.health.verify import VERIFY, start_check
 
     try:
         start_check(account=account, kind=VERIFY)
@@ -149,7 +150,7 @@ def _verify_soon(request: HttpRequest, account: SmtpAccount) -> None:
 @login_required
 @require_POST
 def disconnect(request: HttpRequest) -> HttpResponse:
-    from .smtp import switch_to_smart_mail
+    from emailsettings.views.smtp import switch_to_smart_mail
 
     account = _account(request)
     if account is None or not account.uses_oauth:

@@ -12,10 +12,10 @@ from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from ..forms.options import SendingOptionsForm
-from ..models import EmailSettings
-from ..schedule import window_of
-from .cards import card_message, card_url, refuse, refused_data
+from emailsettings.forms.options import SendingOptionsForm
+from emailsettings.models import EmailSettings
+from emailsettings.outbox.schedule import window_of
+from emailsettings.views.cards import card_message, card_url, refuse, refused_data
 
 
 def _settings_row(request: HttpRequest) -> EmailSettings:

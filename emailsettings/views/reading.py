@@ -11,10 +11,10 @@ from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from .. import presets
-from ..forms.reading import MailboxReadingForm
-from ..models import SmtpAccount
-from .cards import card_message, card_url, refuse, refused_data
+from emailsettings.forms.reading import MailboxReadingForm
+from emailsettings.mailbox import presets
+from emailsettings.models import SmtpAccount
+from emailsettings.views.cards import card_message, card_url, refuse, refused_data
 
 
 def section_context(request: HttpRequest) -> dict[str, Any]:

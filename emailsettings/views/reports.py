@@ -1,9 +1,9 @@
 """The sent-email report ("Elenco invii email"): list, detail, live refresh, CSV export and
 the actions (resend, retry now, send with Smart Mail, reactivate an address, bulk retry).
 
-Views stay thin: queries live in emailsettings.report, actions in emailsettings.delivery
-(imported lazily, it is the sending module's). Every query goes through
-``owned_by(request.user)``: another practitioner's id is a 404.
+Views stay thin: queries live in emailsettings.report, actions in
+emailsettings.outbox.actions. Every query goes through ``owned_by(request.user)``: another
+practitioner's id is a 404.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import report
-from ..delivery import pec
-from ..forms.ids import parse_id
-from ..forms.report import DeliveryFilterForm
-from ..models import Delivery, DeliveryStatus, PecReceipt, SuppressedAddress
+from emailsettings import report
+from emailsettings.backchannel import pec
+from emailsettings.exceptions import ActionNotAllowed, InvalidRecipient
+from emailsettings.forms.ids import parse_id
+from emailsettings.forms.report import DeliveryFilterForm
+from emailsettings.models import Delivery, DeliveryStatus, PecReceipt, SuppressedAddress
+from emailsettings.outbox import actions
 
 
 def _query_without(params: QueryDict, *names: str) -> QueryDict:
@@ -243,10 +245,7 @@ def _not_allowed(request: HttpRequest, delivery: Delivery, action: str) -> None:
 
 def _run_action(request: HttpRequest, pk: int, action: str, success: str) -> HttpResponse:
     delivery = _owned_delivery(request, pk)
-    from .. import delivery as delivery_services
-    from ..exceptions import ActionNotAllowed, InvalidRecipient
-
-    service: Any = getattr(delivery_services, action)
+    service: Any = getattr(actions, action)
     try:
         result = service(delivery=delivery)
     except ActionNotAllowed:
@@ -303,9 +302,7 @@ def delivery_send_now(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def delivery_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
     delivery = _owned_delivery(request, pk)
-    from .. import delivery as delivery_services
-
-    delivery_services.reactivate_address(
+    actions.reactivate_address(
         practitioner=request.user,  # type: ignore[arg-type]
         address=delivery.recipient,
     )
@@ -335,16 +332,13 @@ def deliveries_bulk_retry(request: HttpRequest) -> HttpResponse:
     )
     if len(deliveries) != len(ids):
         raise Http404
-    from .. import delivery as delivery_services
-    from ..exceptions import ActionNotAllowed, InvalidRecipient
-
     done = skipped = 0
     for delivery in deliveries:
         if delivery.status not in report.BULK_RETRYABLE:
             skipped += 1
             continue
         try:
-            delivery_services.resend(delivery=delivery)
+            actions.resend(delivery=delivery)
         except (ActionNotAllowed, InvalidRecipient):
             skipped += 1
         else:

@@ -16,8 +16,11 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from ..autodetect import domain_of
-from ..dns import (
+from emailsettings.covermail.identity import smart_mail_identity
+from emailsettings.limits import fixed_window_retry_after, retry_after_text, within_fixed_window
+from emailsettings.mailbox.autodetect import domain_of
+from emailsettings.models import SenderDomain
+from emailsettings.smartmail.senderdomain import (
     DomainCheck,
     check_sender_domain,
     free_mail_advice,
@@ -26,10 +29,7 @@ from ..dns import (
     records_to_add,
     verify_sender_domain,
 )
-from ..identity import smart_mail_identity
-from ..limits import fixed_window_retry_after, retry_after_text, within_fixed_window
-from ..models import SenderDomain
-from .cards import card_message
+from emailsettings.views.cards import card_message
 
 if TYPE_CHECKING:
     from psicogest.models import Practitioner

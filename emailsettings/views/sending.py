@@ -3,7 +3,7 @@ go out, POST queues it), then the progress page of that batch with its JSON endp
 
 The batch is the list of delivery ids in the progress URL; every lookup goes through
 ``owned_by(request.user)``, so another practitioner's ids are simply not found. Creating the
-deliveries is ``emailsettings.delivery.queue_invoice_emails`` (idempotent for a double click
+deliveries is ``emailsettings.outbox.queue_invoice_emails`` (idempotent for a double click
 or a re-submitted form); these views only choose, confirm and show.
 """
 
@@ -27,10 +27,9 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from psicogest.models import Invoice
-
-from ..forms.sending import DeliveryBatchForm, InvoiceSelectionForm, ScheduleForm
-from ..models import (
+from emailsettings.covermail.rendering import cover_mail_templates_for, render_cover_mail
+from emailsettings.forms.sending import DeliveryBatchForm, InvoiceSelectionForm, ScheduleForm
+from emailsettings.models import (
     Channel,
     Delivery,
     DeliveryStatus,
@@ -38,8 +37,8 @@ from ..models import (
     SmtpAccount,
     SuppressedAddress,
 )
-from ..rendering import cover_mail_templates_for, render_cover_mail
-from ..report import delivery_meaning, is_in_flight, status_tone
+from emailsettings.report import delivery_meaning, is_in_flight, status_tone
+from psicogest.models import Invoice
 
 # How the progress page groups the statuses of a batch.
 SENT_STATUSES = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED})
@@ -95,7 +94,7 @@ def _owned_invoices(request: HttpRequest, ids: Sequence[int]) -> list[Invoice]:
 
 def _is_pec(recipient: str, invoice: Invoice) -> bool:
     """A PEC address: the patient's PEC field, or a PEC provider's domain (the presets')."""
-    from ..presets import is_pec_address
+    from emailsettings.mailbox.presets import is_pec_address
 
     pec = (invoice.patient.pec or "").strip().lower()
     return (bool(pec) and pec == recipient.strip().lower()) or is_pec_address(recipient)
@@ -103,8 +102,8 @@ def _is_pec(recipient: str, invoice: Invoice) -> bool:
 
 def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
     """Each invoice with its recipient and subject, or why it cannot be sent."""
-    from ..delivery import invoice_recipients
-    from ..exceptions import InvalidRecipient
+    from emailsettings.exceptions import InvalidRecipient
+    from emailsettings.outbox.queueing import invoice_recipients
 
     subject_template, body_template = cover_mail_templates_for(request.user)  # type: ignore[arg-type]
     addresses = [invoice.patient.invoice_recipient.lower() for invoice in invoices]
@@ -146,7 +145,7 @@ def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
 
 def _channel(request: HttpRequest) -> tuple[str, SmtpAccount | None]:
     """The channel the mails will take, as the sending service decides it."""
-    from ..delivery import sending_mailbox
+    from emailsettings.outbox.queueing import sending_mailbox
 
     account = sending_mailbox(request.user)  # type: ignore[arg-type]
     return (Channel.SMTP, account) if account is not None else (Channel.SMART_MAIL, None)
@@ -187,10 +186,9 @@ def send_confirm(request: HttpRequest) -> HttpResponse:
 def _confirm_page(
     request: HttpRequest, rows: list[SendRow], schedule: ScheduleForm, *, status: int = 200
 ) -> HttpResponse:
+    from emailsettings.outbox.queueing import copy_address
+    from emailsettings.outbox.schedule import release_time, sending_window
     from psicogest.formatting import format_long_datetime
-
-    from ..delivery.queueing import copy_address
-    from ..schedule import release_time, sending_window
 
     sendable = [row for row in rows if row.sendable]
     channel, account = _channel(request)
@@ -219,10 +217,9 @@ def _confirm_page(
 def _send(
     request: HttpRequest, rows: list[SendRow], *, send_at: datetime.datetime | None
 ) -> HttpResponse:
+    from emailsettings.exceptions import InvalidRecipient
+    from emailsettings.outbox.queueing import queue_invoice_batch
     from psicogest.formatting import format_long_datetime
-
-    from ..delivery import queue_invoice_batch
-    from ..exceptions import InvalidRecipient
 
     sendable = [row.invoice for row in rows if row.sendable]
     refused = [row for row in rows if not row.sendable]
@@ -293,7 +290,7 @@ def _batch(request: HttpRequest, *, related: bool = False) -> list[Delivery]:
 
 def _row_error(delivery: Delivery, preset_key: str | None) -> str:
     """Why a finished row did not go (one plain sentence), "" otherwise."""
-    from ..report import error_advice
+    from emailsettings.report import error_advice
 
     if is_in_flight(delivery.status) or delivery.status in SENT_STATUSES:
         return ""
@@ -306,7 +303,7 @@ def _row_error(delivery: Delivery, preset_key: str | None) -> str:
 def progress_summary(deliveries: Sequence[Delivery]) -> dict[str, Any]:
     """Counts of a batch by outcome, and each delivery's current status (with why, for the
     rows that did not go)."""
-    from ..report import smtp_preset_key
+    from emailsettings.report import smtp_preset_key
 
     by_status = Counter(delivery.status for delivery in deliveries)
     preset_key = (

@@ -12,11 +12,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from ..limits import smart_mail_quota
-from ..oauth import with_consent_pages
-from ..rendering import HTML_PART_STYLES
-from . import covermail, options, reading, senderdomain, smtp
-from .cards import messages_by_card
+from emailsettings.covermail.rendering import HTML_PART_STYLES
+from emailsettings.limits import smart_mail_quota
+from emailsettings.mailbox.oauth import with_consent_pages
+from emailsettings.views import covermail, options, reading, senderdomain, smtp
+from emailsettings.views.cards import messages_by_card
 
 
 def render_settings_page(

@@ -28,13 +28,20 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import oauth, presets
-from ..autodetect import detect_provider
-from ..crypto import DecryptionError, mask
-from ..forms.smtp import ChannelForm, SmtpAccountForm, security_label
-from ..guidance import Advice, advice
-from ..models import Channel, Delivery, DeliveryStatus, EmailSettings, Phase, SmtpAccount
-from .cards import card_message, refuse, refused_data
+from emailsettings.crypto import DecryptionError, mask
+from emailsettings.forms.smtp import ChannelForm, SmtpAccountForm, security_label
+from emailsettings.guidance import Advice, advice
+from emailsettings.mailbox import oauth, presets
+from emailsettings.mailbox.autodetect import detect_provider
+from emailsettings.models import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    EmailSettings,
+    Phase,
+    SmtpAccount,
+)
+from emailsettings.views.cards import card_message, refuse, refused_data
 
 
 def _account(request: HttpRequest) -> SmtpAccount | None:
@@ -102,7 +109,7 @@ def mailbox_advice(
 ) -> Advice:
     """``guidance.advice`` for the practitioner's mailbox, about the port it really uses:
     the advice that port 25 is often blocked is only for port 25, any other port is named."""
-    from ..failures import UNREACHABLE_CLASSES
+    from emailsettings.failures import UNREACHABLE_CLASSES
 
     tip = advice(
         error_class=error_class,

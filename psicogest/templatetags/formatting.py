@@ -14,7 +14,7 @@ from typing import Any
 
 from django import template
 
-from .. import formatting
+from psicogest import formatting
 
 register = template.Library()
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from emailsettings.rendering import DEFAULT_SUBJECT, cover_mail_templates_for
+from emailsettings.covermail.rendering import DEFAULT_SUBJECT, cover_mail_templates_for
 from tests.conftest import ARTIFACTS, login, save_screenshot
 from tests.factories import InvoiceFactory, PatientFactory, PractitionerFactory
 

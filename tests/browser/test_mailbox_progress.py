@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from emailsettings.mailbox import _progress_key
+from emailsettings.health.verify import _progress_key
 from tests.conftest import login, save_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from psicogest.devsmtp import Behaviour
+from devtools.smtpserver import Behaviour
 from tests.conftest import login, save_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from emailsettings import delivery as services
 from emailsettings.models import Delivery, DeliveryStatus, SmtpAccount
+from emailsettings.outbox.queueing import queue_invoice_emails
 from tests.conftest import login, save_screenshot, wait_until
 from tests.emailsettings.test_oauth_flow import invoices, point_at, smtp_channel
 from tests.oauth_server import CALLBACK_PATH, configure, worker_env
@@ -69,7 +69,7 @@ def test_connect_with_google_verify_and_send_three_invoices(
     )
     expect(page.locator("#smtp-status-badge")).to_have_text("funzionante")
 
-    deliveries = services.queue_invoice_emails(invoices(practitioner, 3))
+    deliveries = queue_invoice_emails(invoices(practitioner, 3))
     wait_until(
         lambda: (
             set(

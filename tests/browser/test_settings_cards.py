@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from emailsettings.covermail.rendering import DEFAULT_SUBJECT, cover_mail_templates_for
 from emailsettings.models import Channel, EmailSettings, SmtpAccount
-from emailsettings.rendering import DEFAULT_SUBJECT, cover_mail_templates_for
 from tests.conftest import login, save_screenshot
 from tests.factories import InvoiceFactory, PatientFactory
 

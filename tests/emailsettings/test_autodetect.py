@@ -6,8 +6,8 @@ import dns.exception
 import dns.resolver
 import pytest
 
-from emailsettings import autodetect
-from emailsettings.autodetect import detect_provider
+from emailsettings.mailbox import autodetect
+from emailsettings.mailbox.autodetect import detect_provider
 from tests.fakedns import FakeResolver, mx_zone
 
 

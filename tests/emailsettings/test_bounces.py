@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from emailsettings.delivery import bounces
+from emailsettings.backchannel import bounces
 from emailsettings.failures import ErrorClass
 from emailsettings.models import (
     Delivery,

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
-from emailsettings import rendering
+from emailsettings.covermail import rendering
 from emailsettings.models import EmailSettings
 from emailsettings.views import covermail as covermail_views
 from tests.factories import InvoiceFactory, PatientFactory

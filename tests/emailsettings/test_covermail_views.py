@@ -8,8 +8,12 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from emailsettings.covermail.rendering import (
+    DEFAULT_BODY,
+    DEFAULT_SUBJECT,
+    cover_mail_templates_for,
+)
 from emailsettings.models import EmailSettings
-from emailsettings.rendering import DEFAULT_BODY, DEFAULT_SUBJECT, cover_mail_templates_for
 from tests.factories import InvoiceFactory, PatientFactory
 
 SETTINGS_URL = reverse("emailsettings:settings")
@@ -215,7 +219,7 @@ def test_the_settings_page_allows_exactly_the_mail_styles_for_its_preview(logged
     import base64
     import hashlib
 
-    from emailsettings.rendering import HTML_PART_STYLES
+    from emailsettings.covermail.rendering import HTML_PART_STYLES
 
     policy = logged_client.get(SETTINGS_URL)["Content-Security-Policy"]
     assert "style-src 'self' 'unsafe-hashes' 'sha256-" in policy

@@ -21,7 +21,7 @@ from django.db import connection
 from emailsettings import crypto
 from emailsettings.exceptions import MailboxConfigurationError
 from emailsettings.guidance import ErrorClass
-from emailsettings.mailbox import send_test_mail, verify_mailbox
+from emailsettings.health.verify import send_test_mail, verify_mailbox
 from emailsettings.models import MailboxStatus, SmtpAccount
 
 PASSWORD = "Sègreta-Pàssword-42!"
@@ -285,7 +285,7 @@ def test_a_password_copied_into_another_practitioners_row_does_not_decrypt(
     assert mine.get_password() == PASSWORD
 
     # The sending path turns it into the "re-enter the password" failure, before connecting.
-    from emailsettings.smtp import connection_for
+    from emailsettings.mailbox.smtp import connection_for
 
     with pytest.raises(MailboxConfigurationError) as excinfo:
         connection_for(theirs)

@@ -15,11 +15,9 @@ from django.core import mail
 from django.db import connection, transaction
 from django.utils import timezone
 
-from emailsettings import delivery as services
-from emailsettings.delivery import lifecycle
+from emailsettings.covermail.identity import clean_display_name, smart_mail_identity
+from emailsettings.covermail.message import attachment_name, build_message, message_bytes
 from emailsettings.exceptions import ActionNotAllowed, InvalidRecipient
-from emailsettings.identity import clean_display_name, smart_mail_identity
-from emailsettings.messages import attachment_name, build_message, message_bytes
 from emailsettings.models import (
     Channel,
     Delivery,
@@ -31,6 +29,17 @@ from emailsettings.models import (
     SmtpAccount,
     SuppressedAddress,
 )
+from emailsettings.outbox import lifecycle
+from emailsettings.outbox.actions import (
+    reactivate_address,
+    resend,
+    resume_held,
+    retry_now,
+    send_with_smart_mail,
+)
+from emailsettings.outbox.queueing import queue_invoice_email, queue_invoice_emails
+from emailsettings.outbox.sweeper import purge_bodies, sweep
+from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
 
 ANYMAIL_TEST = "anymail.backends.test.EmailBackend"
@@ -54,7 +63,7 @@ def anymail_backend(settings):
 
 @pytest.mark.django_db
 def test_queue_creates_one_queued_row_with_snapshot_and_event(invoice, practitioner):
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.QUEUED
@@ -75,24 +84,24 @@ def test_queue_creates_one_queued_row_with_snapshot_and_event(invoice, practitio
 def test_a_second_request_returns_the_pending_delivery_and_resend_makes_a_new_one(
     invoice, anymail_backend
 ):
-    first = services.queue_invoice_email(invoice)
-    again = services.queue_invoice_emails([invoice, invoice])
+    first = queue_invoice_email(invoice)
+    again = queue_invoice_emails([invoice, invoice])
     assert {d.pk for d in again} == {first.pk}
     assert Delivery.objects.count() == 1
 
-    services.send_batch(delivery_ids=[first.pk])
+    send_batch(delivery_ids=[first.pk])
     first.refresh_from_db()
     assert first.status == DeliveryStatus.SENT
     # Still inside the duplicate window: a re-submitted form returns the sent row.
-    assert services.queue_invoice_email(invoice).pk == first.pk
+    assert queue_invoice_email(invoice).pk == first.pk
 
-    second = services.resend(delivery=first)
+    second = resend(delivery=first)
     assert second.pk != first.pk
     assert second.resend_of_id == first.pk
     assert second.message_id != first.message_id
     assert second.status == DeliveryStatus.QUEUED
     # A double click on "resend" does not make a third one.
-    assert services.resend(delivery=first).pk == second.pk
+    assert resend(delivery=first).pk == second.pk
 
 
 @pytest.mark.django_db
@@ -108,18 +117,18 @@ def test_smtp_channel_and_broken_mailbox_hold_the_new_row(invoice, practitioner)
         username="studio@example.test",
         status=MailboxStatus.BROKEN,
     )
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
     assert delivery.channel == Channel.SMTP
     assert delivery.status == DeliveryStatus.HELD
     assert delivery.from_header == '"Studio Rossi" <studio@example.test>'
     assert delivery.message_id.endswith("@example.test>")
 
     with pytest.raises(ActionNotAllowed):
-        services.retry_now(delivery=delivery)  # the mailbox is still broken
+        retry_now(delivery=delivery)  # the mailbox is still broken
 
     account.status = MailboxStatus.OK
     account.save()
-    assert services.resume_held(practitioner_id=practitioner.pk) == 1
+    assert resume_held(practitioner_id=practitioner.pk) == 1
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.QUEUED
 
@@ -136,11 +145,11 @@ def test_send_with_smart_mail_is_an_explicit_recorded_choice(invoice, practition
         username="studio@example.test",
         status=MailboxStatus.BROKEN,
     )
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
     with pytest.raises(ActionNotAllowed):
-        services.resend(delivery=delivery)
+        resend(delivery=delivery)
 
-    services.send_with_smart_mail(delivery=delivery)
+    send_with_smart_mail(delivery=delivery)
 
     delivery.refresh_from_db()
     assert delivery.channel == Channel.SMART_MAIL
@@ -149,7 +158,7 @@ def test_send_with_smart_mail_is_an_explicit_recorded_choice(invoice, practition
     assert "via PsicoGest" in delivery.from_header
     assert delivery.events.filter(kind=EventKind.ACTION).exists()
     with pytest.raises(ActionNotAllowed):
-        services.send_with_smart_mail(delivery=delivery)
+        send_with_smart_mail(delivery=delivery)
 
 
 @pytest.mark.django_db
@@ -157,11 +166,11 @@ def test_suppressed_address_is_not_mailed_until_reactivated(invoice, practitione
     SuppressedAddress.objects.create(
         practitioner=practitioner, address="GIULIA@example.test", reason="bounced"
     )
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
     assert delivery.status == DeliveryStatus.SUPPRESSED
 
-    assert services.reactivate_address(practitioner=practitioner, address="giulia@example.test")
-    again = services.resend(delivery=delivery)
+    assert reactivate_address(practitioner=practitioner, address="giulia@example.test")
+    again = resend(delivery=delivery)
     assert again.status == DeliveryStatus.QUEUED
 
 
@@ -190,7 +199,7 @@ def test_bad_recipient_is_refused_and_nothing_is_created(practitioner, email, me
     bad = InvoiceFactory(patient=patient, number="99/2026")
 
     with pytest.raises(InvalidRecipient, match=message) as caught:
-        services.queue_invoice_emails([good, bad])
+        queue_invoice_emails([good, bad])
     assert "99/2026" in str(caught.value)
     assert Delivery.objects.count() == 0
     assert DeliveryEvent.objects.count() == 0
@@ -205,10 +214,10 @@ def test_line_breaks_in_patient_name_never_reach_a_header(practitioner, anymail_
         email="giulia@example.test",
     )
     invoice = InvoiceFactory(patient=patient, number="8/2026")
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
     assert "\n" not in delivery.subject and "\r" not in delivery.patient_name
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
     raw = mail.outbox[0].message().as_bytes()
     head = raw.split(b"\n\n", 1)[0]
     assert b"\nBcc:" not in head and b"\nX-Evil:" not in head
@@ -252,7 +261,7 @@ def test_attachment_names():
 
 @pytest.mark.django_db
 def test_message_has_text_html_pdf_date_and_the_stable_message_id(invoice):
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
     first = message_bytes(build_message(delivery))
     second = message_bytes(build_message(delivery))
     import email
@@ -277,8 +286,8 @@ def test_message_has_text_html_pdf_date_and_the_stable_message_id(invoice):
 def test_smart_mail_sends_with_the_platform_identity_and_only_the_delivery_id(
     invoice, practitioner, anymail_backend
 ):
-    delivery = services.queue_invoice_email(invoice)
-    services.send_batch(delivery_ids=[delivery.pk])
+    delivery = queue_invoice_email(invoice)
+    send_batch(delivery_ids=[delivery.pk])
 
     delivery.refresh_from_db()
     invoice.refresh_from_db()
@@ -322,9 +331,9 @@ def test_smart_mail_esp_5xx_is_deferred_then_sent(invoice, settings):
     settings.EMAIL_BACKEND = f"{__name__}.FlakyEsp"
     FlakyEsp.calls = 0
     mail.outbox = []
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DEFERRED
     assert delivery.last_error_code == 503
@@ -332,12 +341,12 @@ def test_smart_mail_esp_5xx_is_deferred_then_sent(invoice, settings):
     assert not mail.outbox
 
     # Not due yet: a worker that gets the id early leaves it alone.
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
     assert FlakyEsp.calls == 1
 
     Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
-    services.sweep()
-    services.send_batch(delivery_ids=[delivery.pk])
+    sweep()
+    send_batch(delivery_ids=[delivery.pk])
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SENT
     assert delivery.attempts == 2
@@ -348,8 +357,8 @@ def test_smart_mail_esp_5xx_is_deferred_then_sent(invoice, settings):
 @pytest.mark.django_db
 def test_smart_mail_recipients_refused_fails_at_once(invoice, settings):
     settings.EMAIL_BACKEND = f"{__name__}.RefusingEsp"
-    delivery = services.queue_invoice_email(invoice)
-    services.send_batch(delivery_ids=[delivery.pk])
+    delivery = queue_invoice_email(invoice)
+    send_batch(delivery_ids=[delivery.pk])
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED
     assert delivery.attempts == 1
@@ -360,11 +369,11 @@ def test_smart_mail_recipients_refused_fails_at_once(invoice, settings):
 def test_deferred_row_past_its_maximum_age_fails_as_expired(invoice, settings):
     settings.EMAIL_BACKEND = f"{__name__}.FlakyEsp"
     FlakyEsp.calls = 0
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
     Delivery.objects.filter(pk=delivery.pk).update(
         created_at=timezone.now() - timezone.timedelta(days=3)
     )
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED
     assert "Tentativi esauriti" in delivery.events.last().text
@@ -383,7 +392,7 @@ def test_two_concurrent_requests_for_the_same_invoice_create_one_delivery(invoic
         try:
             barrier.wait()
             with transaction.atomic():
-                results.append(services.queue_invoice_email(invoice).pk)
+                results.append(queue_invoice_email(invoice).pk)
         except BaseException as err:  # noqa: BLE001
             errors.append(err)
         finally:
@@ -402,7 +411,7 @@ def test_two_concurrent_requests_for_the_same_invoice_create_one_delivery(invoic
 
 @pytest.mark.django_db(transaction=True)
 def test_claim_has_one_winner(invoice):
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
     barrier = threading.Barrier(6)
     winners: list[bool] = []
 
@@ -438,8 +447,8 @@ def _track(event_type: str, **fields) -> None:
 def test_tracking_events_update_the_delivery_and_suppress_bad_addresses(
     invoice, practitioner, anymail_backend
 ):
-    delivery = services.queue_invoice_email(invoice)
-    services.send_batch(delivery_ids=[delivery.pk])
+    delivery = queue_invoice_email(invoice)
+    send_batch(delivery_ids=[delivery.pk])
     delivery.refresh_from_db()
     esp_id = delivery.esp_message_id
     assert esp_id
@@ -467,7 +476,7 @@ def test_tracking_events_update_the_delivery_and_suppress_bad_addresses(
 
     # The next invoice to that address is not mailed until it is reactivated.
     other = InvoiceFactory(patient=invoice.patient, number="9/2026")
-    assert services.queue_invoice_email(other).status == DeliveryStatus.SUPPRESSED
+    assert queue_invoice_email(other).status == DeliveryStatus.SUPPRESSED
 
 
 @pytest.mark.django_db
@@ -485,9 +494,7 @@ def test_sweeper_settles_expired_leases_by_phase(practitioner):
     from emailsettings.models import Phase
 
     before, after = (
-        services.queue_invoice_email(
-            InvoiceFactory(patient=PatientFactory(practitioner=practitioner))
-        )
+        queue_invoice_email(InvoiceFactory(patient=PatientFactory(practitioner=practitioner)))
         for _ in range(2)
     )
     for delivery, phase in ((before, Phase.RCPT), (after, Phase.DATA_SENT)):
@@ -496,7 +503,7 @@ def test_sweeper_settles_expired_leases_by_phase(practitioner):
             phase=phase, lease_expires_at=timezone.now() - timezone.timedelta(seconds=1)
         )
 
-    result = services.sweep()
+    result = sweep()
 
     before.refresh_from_db()
     after.refresh_from_db()
@@ -504,17 +511,17 @@ def test_sweeper_settles_expired_leases_by_phase(practitioner):
     assert before.status == DeliveryStatus.QUEUED  # retried, same Message-ID
     assert after.status == DeliveryStatus.UNKNOWN  # may have gone out: never re-sent
     assert "Non viene reinviato" in after.events.last().text
-    assert services.resend(delivery=after).status == DeliveryStatus.QUEUED
+    assert resend(delivery=after).status == DeliveryStatus.QUEUED
 
 
 @pytest.mark.django_db
 def test_old_message_bodies_are_purged_but_the_record_stays(invoice, settings):
     settings.EMAILSETTINGS_BODY_RETENTION_DAYS = 30
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
     Delivery.objects.filter(pk=delivery.pk).update(
         status=DeliveryStatus.SENT, created_at=timezone.now() - timezone.timedelta(days=31)
     )
-    assert services.purge_bodies() == 1
+    assert purge_bodies() == 1
     delivery.refresh_from_db()
     assert delivery.body_text == "" and delivery.body_html == ""
     assert delivery.body_purged_at is not None

@@ -9,9 +9,10 @@ from django.db import connection
 from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 
-from emailsettings import delivery as services
 from emailsettings import report
 from emailsettings.models import Channel, Delivery, DeliveryCount, DeliveryStatus
+from emailsettings.outbox.queueing import queue_invoice_emails
+from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +37,7 @@ def stored(practitioner) -> dict[tuple[str, str], int]:
 
 
 def queue(practitioner, count: int) -> list[Delivery]:
-    return services.queue_invoice_emails(
+    return queue_invoice_emails(
         [
             InvoiceFactory(patient=PatientFactory(practitioner=practitioner, email=f"p{n}@x.test"))
             for n in range(count)
@@ -49,7 +50,7 @@ def test_counters_follow_inserts_updates_and_deletes(practitioner, other_practit
     queue(other_practitioner, 2)
     assert stored(practitioner) == {(Channel.SMART_MAIL, DeliveryStatus.QUEUED): 5}
 
-    services.send_batch(delivery_ids=[row.pk for row in rows[:3]])
+    send_batch(delivery_ids=[row.pk for row in rows[:3]])
     Delivery.objects.filter(pk=rows[3].pk).update(status=DeliveryStatus.FAILED)
     Delivery.objects.filter(pk=rows[4].pk).update(channel=Channel.SMTP)
     Delivery.objects.filter(pk=rows[0].pk).delete()
@@ -68,7 +69,7 @@ def test_counters_follow_inserts_updates_and_deletes(practitioner, other_practit
 
 def test_all_time_counters_read_the_stored_counts(practitioner):
     rows = queue(practitioner, 4)
-    services.send_batch(delivery_ids=[rows[0].pk])
+    send_batch(delivery_ids=[rows[0].pk])
     filters = report.ReportFilters(period=report.Period.ALL)
 
     with CaptureQueriesContext(connection) as captured:

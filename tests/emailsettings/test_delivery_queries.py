@@ -14,8 +14,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from emailsettings import delivery as services
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings
+from emailsettings.outbox.queueing import queue_invoice_emails
+from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,9 +40,9 @@ def queries_for_a_batch(practitioner, count: int) -> int:
         )
         for n in range(count)
     ]
-    rows = services.queue_invoice_emails(invoices)
+    rows = queue_invoice_emails(invoices)
     with CaptureQueriesContext(connection) as captured:
-        services.send_batch(delivery_ids=[row.pk for row in rows])
+        send_batch(delivery_ids=[row.pk for row in rows])
     statuses = set(
         Delivery.objects.filter(pk__in=[r.pk for r in rows]).values_list("status", flat=True)
     )

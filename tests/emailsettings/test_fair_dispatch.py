@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
-from emailsettings import delivery as services
-from emailsettings.delivery.dispatch import Dispatcher
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings
+from emailsettings.outbox.dispatch import Dispatcher
+from emailsettings.outbox.queueing import queue_invoice_emails
 from tests.conftest import wait_until
 from tests.factories import InvoiceFactory, PatientFactory, PractitionerFactory
 
@@ -181,7 +181,7 @@ def queue_for_a_new_practitioner(smtp_account_factory, server, domain: str, coun
         InvoiceFactory(patient=PatientFactory(practitioner=owner, email=f"p{n}@{domain}"))
         for n in range(count)
     ]
-    return services.queue_invoice_emails(invoices)
+    return queue_invoice_emails(invoices)
 
 
 @pytest.mark.worker
@@ -235,7 +235,7 @@ def test_a_lent_worker_process_is_given_back_between_two_messages(
 ):
     """Alone, the big practitioner sends on both worker processes; a newcomer's invoice
     then goes out after a message or two of the big one, not after its lent batch."""
-    from psicogest.devsmtp import Behaviour
+    from devtools.smtpserver import Behaviour
 
     settings.EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE = 60000.0
     settings.EMAILSETTINGS_BATCH_SIZE = 10

@@ -140,7 +140,7 @@ def test_send_confirmation_does_not_read_an_id_in_other_digits(logged_client, in
 @pytest.mark.parametrize("url", PROGRESS_URLS)
 @pytest.mark.parametrize("value", BAD)
 def test_progress_with_a_value_that_is_no_id_is_404(logged_client, invoice, url, value):
-    from emailsettings.delivery import queue_invoice_email
+    from emailsettings.outbox.queueing import queue_invoice_email
 
     delivery = queue_invoice_email(invoice)
     assert logged_client.get(url, {"invii": f"{delivery.pk},{value}"}).status_code == 404

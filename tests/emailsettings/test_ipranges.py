@@ -1,4 +1,4 @@
-"""The SSRF guard's own address table (emailsettings.ipranges): every IANA special-purpose
+"""The SSRF guard's own address table (emailsettings.mailbox.ipranges): every IANA special-purpose
 block is refused whatever the interpreter's ``ipaddress`` thinks, embedded IPv4 addresses
 are judged by themselves, and ordinary public mail servers stay allowed."""
 
@@ -9,8 +9,8 @@ import itertools
 
 import pytest
 
-from emailsettings import ipranges
-from emailsettings.ipranges import is_public, refusing_range
+from emailsettings.mailbox import ipranges
+from emailsettings.mailbox.ipranges import is_public, refusing_range
 
 REFUSED = [
     # IPv4 Special-Purpose Address Registry

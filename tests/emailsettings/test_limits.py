@@ -16,10 +16,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from emailsettings import conf, limits
-from emailsettings import delivery as services
-from emailsettings.delivery import worker
 from emailsettings.limits import smart_mail_quota
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EventKind
+from emailsettings.outbox import worker
+from emailsettings.outbox.queueing import queue_invoice_emails
+from emailsettings.outbox.sweeper import sweep
+from emailsettings.outbox.worker import send_batch
 from tests.conftest import wait_until
 from tests.factories import InvoiceFactory, PatientFactory, PractitionerFactory
 
@@ -61,8 +63,8 @@ def make_invoices(practitioner, count: int):
 
 
 def send(invoices) -> list[Delivery]:
-    deliveries = services.queue_invoice_emails(invoices)
-    services.send_batch(delivery_ids=[d.pk for d in deliveries])
+    deliveries = queue_invoice_emails(invoices)
+    send_batch(delivery_ids=[d.pk for d in deliveries])
     for delivery in deliveries:
         delivery.refresh_from_db()
     return deliveries
@@ -109,8 +111,8 @@ def test_a_new_account_at_quota_waits_unsent_until_the_quota_frees_up(
     assert third.last_error_text == expected
 
     # The sweeper leaves it alone until then; a worker that gets its id early too.
-    services.sweep()
-    services.send_batch(delivery_ids=[third.pk])
+    sweep()
+    send_batch(delivery_ids=[third.pk])
     third.refresh_from_db()
     assert third.status == DeliveryStatus.DEFERRED
     assert third.attempts == 0
@@ -145,7 +147,7 @@ def test_rows_reserved_by_a_running_batch_count_toward_the_quota(
 ):
     settings.EMAILSETTINGS_WARMUP_DAILY_QUOTA = 3
     # Another worker's batch has claimed the quota for its two rows and not sent them yet.
-    theirs = services.queue_invoice_emails(make_invoices(practitioner, 2))
+    theirs = queue_invoice_emails(make_invoices(practitioner, 2))
     granted, _quota = limits.reserve_smart_mail_quota(
         practitioner_id=practitioner.pk,
         delivery_ids=[d.pk for d in theirs],
@@ -188,7 +190,7 @@ def test_a_long_quota_wait_never_turns_into_a_failure(practitioner, smart_mail, 
         quota_wait_until=timezone.now() - datetime.timedelta(seconds=1),
     )
     settings.EMAIL_BACKEND = f"{__name__}.BusyEsp"
-    services.send_batch(delivery_ids=[waiting.pk])
+    send_batch(delivery_ids=[waiting.pk])
 
     waiting.refresh_from_db()
     # The first real attempt meets a temporary error: retried later, not given up.
@@ -238,19 +240,19 @@ def test_the_sweeper_sends_the_waiting_delivery_once_the_quota_frees_up(
     settings.EMAILSETTINGS_WARMUP_DAILY_QUOTA = 1
     worker = celery_worker_factory(EMAILSETTINGS_WARMUP_DAILY_QUOTA="1")
 
-    (first,) = services.queue_invoice_emails(make_invoices(practitioner, 1))
+    (first,) = queue_invoice_emails(make_invoices(practitioner, 1))
     wait_until(
         lambda: Delivery.objects.get(pk=first.pk).status == DeliveryStatus.SENT,
         message="first delivery not sent:\n" + worker.log()[-2000:],
     )
-    (second,) = services.queue_invoice_emails(make_invoices(practitioner, 1))
+    (second,) = queue_invoice_emails(make_invoices(practitioner, 1))
     wait_until(
         lambda: Delivery.objects.get(pk=second.pk).status == DeliveryStatus.DEFERRED,
         message="second delivery not deferred:\n" + worker.log()[-2000:],
     )
     second.refresh_from_db()
     assert second.last_error_class == "quota_wait" and second.attempts == 0
-    services.sweep()  # not due yet: nothing happens
+    sweep()  # not due yet: nothing happens
     assert Delivery.objects.get(pk=second.pk).status == DeliveryStatus.DEFERRED
 
     # A day goes by: the first send leaves the window and the waiting row becomes due.
@@ -258,7 +260,7 @@ def test_the_sweeper_sends_the_waiting_delivery_once_the_quota_frees_up(
     Delivery.objects.filter(pk=first.pk).update(sent_at=timezone.now() - day)
     Delivery.objects.filter(pk=second.pk).update(next_attempt_at=second.next_attempt_at - day)
 
-    assert services.sweep().due == 1
+    assert sweep().due == 1
     wait_until(
         lambda: Delivery.objects.get(pk=second.pk).status == DeliveryStatus.SENT,
         message="the waiting delivery was not sent:\n" + worker.log()[-2000:],
@@ -303,9 +305,9 @@ def test_smart_mail_pace_hands_the_rest_to_a_new_task_past_the_time_budget(
     # 12 a minute: a burst of 2, then one every 5 s — longer than this batch may run.
     settings.EMAILSETTINGS_SMART_MAIL_RATE_PER_MINUTE = 12
     settings.EMAILSETTINGS_BATCH_TIME_BUDGET_SECONDS = 3
-    deliveries = services.queue_invoice_emails(make_invoices(practitioner, 3))
+    deliveries = queue_invoice_emails(make_invoices(practitioner, 3))
 
-    result = services.send_batch(delivery_ids=[d.pk for d in deliveries])
+    result = send_batch(delivery_ids=[d.pk for d in deliveries])
 
     assert result.handed_over == [deliveries[2].pk]
     statuses = [Delivery.objects.get(pk=d.pk).status for d in deliveries]

@@ -14,9 +14,9 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
-from emailsettings import mailbox
+from devtools.smtpserver import Behaviour
+from emailsettings.health import verify as mailbox
 from emailsettings.models import MailboxStatus
-from psicogest.devsmtp import Behaviour
 from tests.conftest import wait_until
 from tests.smtp_fixtures import SMTP_PASSWORD
 

@@ -1,5 +1,5 @@
 """The bytes of a delivery's message: what Django's SMTP backend would write, built with less
-work (``emailsettings.messages.mime_bytes``)."""
+work (``emailsettings.covermail.message.mime_bytes``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from emailsettings.messages import build_message, mime_bytes
+from emailsettings.covermail.message import build_message, mime_bytes
 
 
 def delivery(**changes):

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from devtools.oauthserver import remote_bearer_check
 from emailsettings.checks import check_personal_smtp_guard
-from emailsettings.mailbox import verify_mailbox
+from emailsettings.health.verify import verify_mailbox
 from emailsettings.models import SmtpAccount
-from psicogest.devoauth import remote_bearer_check
 from tests.emailsettings.test_oauth_flow import connect
 
 DEV_CLIENT = {"client_id": "psicogest-sviluppo", "client_secret": "segreto-di-sviluppo"}

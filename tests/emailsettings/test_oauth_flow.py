@@ -12,11 +12,10 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from emailsettings import delivery as services
-from emailsettings import oauth
 from emailsettings.exceptions import DeliveryError, OAuthFlowError
 from emailsettings.failures import ErrorClass
-from emailsettings.mailbox import verify_mailbox
+from emailsettings.health.verify import verify_mailbox
+from emailsettings.mailbox import oauth
 from emailsettings.models import (
     AuthMethod,
     Channel,
@@ -25,6 +24,8 @@ from emailsettings.models import (
     MailboxStatus,
     SmtpAccount,
 )
+from emailsettings.outbox.queueing import queue_invoice_email
+from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.oauth_server import authorize_query, callback_path, configure, consent
 
@@ -245,9 +246,9 @@ def test_a_refused_consent_says_so_and_stores_nothing(logged_client, practitione
 def test_verify_and_an_invoice_go_out_with_xoauth2(connected, practitioner, xoauth2_server):
     assert verify_mailbox(account=connected).ok
     [invoice] = invoices(practitioner)
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
 
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SENT, delivery.last_error_text
@@ -266,9 +267,9 @@ def test_an_expired_access_token_is_refreshed_once_before_the_send(
     SmtpAccount.objects.filter(pk=connected.pk).update(
         oauth_access_token_expires_at="2020-01-01T00:00:00Z"
     )
-    deliveries = [services.queue_invoice_email(invoice) for invoice in invoices(practitioner, 2)]
+    deliveries = [queue_invoice_email(invoice) for invoice in invoices(practitioner, 2)]
 
-    services.send_batch(delivery_ids=[d.pk for d in deliveries])
+    send_batch(delivery_ids=[d.pk for d in deliveries])
 
     assert oauth_provider.refreshes == 1
     assert [d.status for d in map(_reloaded, deliveries)] == [DeliveryStatus.SENT] * 2
@@ -284,9 +285,9 @@ def test_a_token_the_server_refuses_is_refreshed_once_and_retried(
     # Still valid by its stored expiry, but the provider no longer accepts it.
     oauth_provider.expire_access_tokens()
     [invoice] = invoices(practitioner)
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
 
     assert _reloaded(delivery).status == DeliveryStatus.SENT
     assert oauth_provider.refreshes == 1
@@ -303,9 +304,9 @@ def test_a_revoked_grant_holds_the_invoices_shows_the_banner_and_reconnecting_re
     logged_client, connected, practitioner, oauth_provider, xoauth2_server, caplog
 ):
     oauth_provider.revoke_user(MAILBOX)
-    deliveries = [services.queue_invoice_email(invoice) for invoice in invoices(practitioner, 3)]
+    deliveries = [queue_invoice_email(invoice) for invoice in invoices(practitioner, 3)]
 
-    services.send_batch(delivery_ids=[d.pk for d in deliveries])
+    send_batch(delivery_ids=[d.pk for d in deliveries])
 
     assert [_reloaded(d).status for d in deliveries] == [DeliveryStatus.HELD] * 3
     account = SmtpAccount.objects.get(pk=connected.pk)
@@ -321,7 +322,7 @@ def test_a_revoked_grant_holds_the_invoices_shows_the_banner_and_reconnecting_re
     account = point_at(SmtpAccount.objects.get(pk=connected.pk), xoauth2_server)
     assert verify_mailbox(account=account).ok
     assert [_reloaded(d).status for d in deliveries] == [DeliveryStatus.QUEUED] * 3
-    services.send_batch(delivery_ids=[d.pk for d in deliveries])
+    send_batch(delivery_ids=[d.pk for d in deliveries])
     assert [_reloaded(d).status for d in deliveries] == [DeliveryStatus.SENT] * 3
     assert len(xoauth2_server.messages) == 3
     for token in _tokens(oauth_provider):

@@ -11,13 +11,13 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.urls import reverse
 
+from devtools.smtpserver import Behaviour
 from emailsettings.checks import check_oauth_providers
 from emailsettings.failures import ErrorClass
 from emailsettings.forms.smtp import SmtpAccountForm
 from emailsettings.guidance import advice
-from emailsettings.mailbox import verify_mailbox
+from emailsettings.health.verify import verify_mailbox
 from emailsettings.models import AuthMethod, MailboxStatus, SmtpAccount
-from psicogest.devsmtp import Behaviour
 from tests.emailsettings.test_oauth_flow import MAILBOX, connect
 
 
@@ -159,7 +159,7 @@ def test_a_tenant_without_smtp_auth_is_the_it_admins_matter_even_with_oauth(
     )
     account = point_at(SmtpAccount.objects.get(practitioner=practitioner), server)
     # Microsoft's wording, whatever the mechanism: no refresh can help.
-    import psicogest.devsmtp as devsmtp
+    import devtools.smtpserver as devsmtp
 
     original = devsmtp.XOAUTH2_FAILURE
     devsmtp.XOAUTH2_FAILURE = (

@@ -11,8 +11,8 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from emailsettings import delivery as services
 from emailsettings.models import Delivery, DeliveryStatus, MailboxStatus, SmtpAccount
+from emailsettings.outbox.queueing import queue_invoice_email
 from tests.conftest import wait_until
 from tests.emailsettings.test_oauth_flow import (
     MAILBOX,
@@ -65,7 +65,7 @@ def test_connect_verify_and_send_three_invoices_through_a_real_worker(
         message="the verification did not succeed:\n" + worker.log()[-3000:],
     )
 
-    deliveries = [services.queue_invoice_email(invoice) for invoice in invoices(practitioner, 3)]
+    deliveries = [queue_invoice_email(invoice) for invoice in invoices(practitioner, 3)]
     try:
         wait_until(
             lambda: all(

@@ -20,11 +20,9 @@ from anymail.exceptions import AnymailRequestsAPIError
 from django.core import mail
 from django.utils import timezone
 
-from emailsettings import delivery as services
-from emailsettings.delivery import lifecycle
 from emailsettings.exceptions import ActionNotAllowed, InvalidRecipient
 from emailsettings.failures import ErrorClass
-from emailsettings.mailbox import build_test_message
+from emailsettings.health.verify import build_test_message
 from emailsettings.models import (
     Channel,
     Delivery,
@@ -34,6 +32,11 @@ from emailsettings.models import (
     Phase,
     SmtpAccount,
 )
+from emailsettings.outbox import lifecycle
+from emailsettings.outbox.actions import send_with_smart_mail
+from emailsettings.outbox.queueing import queue_invoice_email, queue_invoice_emails
+from emailsettings.outbox.sweeper import sweep
+from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
 
 ANYMAIL_TEST = "anymail.backends.test.EmailBackend"
@@ -67,9 +70,9 @@ def test_an_accented_domain_is_sent_in_idna_through_the_personal_mailbox(
 ):
     smtp_account_factory(smtp_server)
     _smtp_channel(practitioner)
-    delivery = services.queue_invoice_email(_invoice(practitioner, "mario.rossi@università.it"))
+    delivery = queue_invoice_email(_invoice(practitioner, "mario.rossi@università.it"))
 
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
 
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SENT
@@ -90,11 +93,11 @@ def test_a_non_ascii_local_part_without_smtputf8_fails_with_a_reason_and_the_bat
     _smtp_channel(practitioner)
     # Django's validator refuses such an address on the patient card; an imported one
     # still reaches the outbox.
-    accented = services.queue_invoice_email(_invoice(practitioner, "mario@example.test"))
+    accented = queue_invoice_email(_invoice(practitioner, "mario@example.test"))
     Delivery.objects.filter(pk=accented.pk).update(recipient="màrio@example.test")
-    plain = services.queue_invoice_email(_invoice(practitioner, "anna@example.test"))
+    plain = queue_invoice_email(_invoice(practitioner, "anna@example.test"))
 
-    services.send_batch(delivery_ids=[accented.pk, plain.pk])
+    send_batch(delivery_ids=[accented.pk, plain.pk])
 
     accented.refresh_from_db()
     plain.refresh_from_db()
@@ -104,7 +107,7 @@ def test_a_non_ascii_local_part_without_smtputf8_fails_with_a_reason_and_the_bat
     assert plain.status == DeliveryStatus.SENT
     assert [r.rcpt_tos for r in smtp_server.messages] == [["anna@example.test"]]
     # Nothing left for the sweeper to pick up again.
-    result = services.sweep()
+    result = sweep()
     assert result.requeued_after_crash == result.unknown == 0
     assert SmtpAccount.objects.get().status != MailboxStatus.BROKEN
 
@@ -115,9 +118,9 @@ def test_a_non_ascii_local_part_goes_out_with_smtputf8_when_offered(
 ):
     smtp_account_factory(smtp_server)
     _smtp_channel(practitioner)
-    delivery = services.queue_invoice_email(_invoice(practitioner, "mario@example.test"))
+    delivery = queue_invoice_email(_invoice(practitioner, "mario@example.test"))
     Delivery.objects.filter(pk=delivery.pk).update(recipient="màrio@università.it")
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SENT
     assert [m.rcpt_tos for m in smtp_server.messages] == [["màrio@xn--universit-y1a.it"]]
@@ -127,8 +130,8 @@ def test_a_non_ascii_local_part_goes_out_with_smtputf8_when_offered(
 def test_an_accented_domain_through_smart_mail_makes_a_strict_message(practitioner, settings):
     settings.EMAIL_BACKEND = ANYMAIL_TEST
     mail.outbox = []
-    delivery = services.queue_invoice_email(_invoice(practitioner, "mario.rossi@università.it"))
-    services.send_batch(delivery_ids=[delivery.pk])
+    delivery = queue_invoice_email(_invoice(practitioner, "mario.rossi@università.it"))
+    send_batch(delivery_ids=[delivery.pk])
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SENT
     [sent] = mail.outbox
@@ -186,11 +189,11 @@ class ConnectTimeoutEsp(_lost_answer(requests.exceptions.ConnectTimeout)):
 @pytest.mark.django_db
 def test_an_esp_answer_lost_after_the_request_is_unknown_and_never_resent(practitioner, settings):
     settings.EMAIL_BACKEND = f"{__name__}.ReadTimeoutEsp"
-    delivery = services.queue_invoice_email(_invoice(practitioner))
-    services.send_batch(delivery_ids=[delivery.pk])
+    delivery = queue_invoice_email(_invoice(practitioner))
+    send_batch(delivery_ids=[delivery.pk])
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.UNKNOWN
-    services.sweep()
+    sweep()
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.UNKNOWN and delivery.attempts == 1
 
@@ -198,8 +201,8 @@ def test_an_esp_answer_lost_after_the_request_is_unknown_and_never_resent(practi
 @pytest.mark.django_db
 def test_an_esp_that_cannot_be_reached_is_retried_later(practitioner, settings):
     settings.EMAIL_BACKEND = f"{__name__}.ConnectTimeoutEsp"
-    delivery = services.queue_invoice_email(_invoice(practitioner))
-    services.send_batch(delivery_ids=[delivery.pk])
+    delivery = queue_invoice_email(_invoice(practitioner))
+    send_batch(delivery_ids=[delivery.pk])
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DEFERRED
     assert delivery.last_error_class == ErrorClass.CONNECTION_FAILED
@@ -225,12 +228,12 @@ class ExplodingEsp:
 def test_an_unexpected_error_is_recorded_a_bounded_number_of_times(practitioner, settings):
     settings.EMAIL_BACKEND = f"{__name__}.ExplodingEsp"
     settings.EMAILSETTINGS_MAX_INTERNAL_ERRORS = 3
-    delivery = services.queue_invoice_email(_invoice(practitioner))
+    delivery = queue_invoice_email(_invoice(practitioner))
     for _attempt in range(3):
         Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.DEFERRED).update(
             next_attempt_at=timezone.now()
         )
-        services.send_batch(delivery_ids=[delivery.pk])
+        send_batch(delivery_ids=[delivery.pk])
         delivery.refresh_from_db()
         assert delivery.status != DeliveryStatus.SENDING
     assert delivery.status == DeliveryStatus.FAILED
@@ -241,7 +244,7 @@ def test_an_unexpected_error_is_recorded_a_bounded_number_of_times(practitioner,
 @pytest.mark.django_db
 def test_a_row_that_keeps_killing_its_worker_becomes_failed(practitioner, settings, caplog):
     settings.EMAILSETTINGS_MAX_CRASHES = 3
-    delivery = services.queue_invoice_email(_invoice(practitioner))
+    delivery = queue_invoice_email(_invoice(practitioner))
     statuses = []
     for _crash in range(3):
         claimed = lifecycle.claim(delivery.pk)
@@ -250,7 +253,7 @@ def test_a_row_that_keeps_killing_its_worker_becomes_failed(practitioner, settin
         Delivery.objects.filter(pk=delivery.pk).update(
             lease_expires_at=timezone.now() - datetime.timedelta(seconds=1)
         )
-        services.sweep()
+        sweep()
         delivery.refresh_from_db()
         statuses.append(delivery.status)
     assert statuses == [DeliveryStatus.QUEUED, DeliveryStatus.QUEUED, DeliveryStatus.FAILED]
@@ -269,15 +272,15 @@ def test_a_refused_connection_defers_and_only_a_lasting_outage_holds(
     """Nothing listens on the port: temporary (deferred, mailbox not broken). Once the
     outage has lasted long enough the mailbox is broken and the queue held; a working
     check then releases it."""
-    from psicogest.devsmtp import free_port
+    from devtools.smtpserver import free_port
 
     settings.EMAILSETTINGS_MAILBOX_UNREACHABLE_SECONDS = 3600
     account = smtp_account_factory(None, port=free_port("127.0.0.1"))
     _smtp_channel(practitioner)
-    first = services.queue_invoice_email(_invoice(practitioner))
-    second = services.queue_invoice_email(_invoice(practitioner, "anna@example.test"))
+    first = queue_invoice_email(_invoice(practitioner))
+    second = queue_invoice_email(_invoice(practitioner, "anna@example.test"))
 
-    services.send_batch(delivery_ids=[first.pk, second.pk])
+    send_batch(delivery_ids=[first.pk, second.pk])
 
     first.refresh_from_db()
     second.refresh_from_db()
@@ -291,7 +294,7 @@ def test_a_refused_connection_defers_and_only_a_lasting_outage_holds(
         unreachable_since=timezone.now() - datetime.timedelta(hours=2)
     )
     Delivery.objects.filter(pk__in=[first.pk, second.pk]).update(next_attempt_at=timezone.now())
-    services.send_batch(delivery_ids=[first.pk, second.pk])
+    send_batch(delivery_ids=[first.pk, second.pk])
     account.refresh_from_db()
     assert account.status == MailboxStatus.BROKEN
     assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.HELD}
@@ -303,14 +306,14 @@ def test_smart_mail_is_offered_only_when_the_mailbox_is_the_problem(
 ):
     smtp_account_factory(smtp_server)
     _smtp_channel(practitioner)
-    refused = services.queue_invoice_email(_invoice(practitioner, "nessuno@rifiuta.test"))
-    services.send_batch(delivery_ids=[refused.pk])
+    refused = queue_invoice_email(_invoice(practitioner, "nessuno@rifiuta.test"))
+    send_batch(delivery_ids=[refused.pk])
     refused.refresh_from_db()
     assert refused.status == DeliveryStatus.FAILED
     assert refused.last_error_class == ErrorClass.RECIPIENT_REFUSED
     assert not lifecycle.can_fall_back(refused)
     with pytest.raises(ActionNotAllowed):
-        services.send_with_smart_mail(delivery=refused)
+        send_with_smart_mail(delivery=refused)
 
 
 @pytest.mark.django_db
@@ -319,8 +322,8 @@ def test_the_report_tells_to_fix_the_patient_for_a_refused_address(
 ):
     smtp_account_factory(smtp_server)
     _smtp_channel(practitioner)
-    refused = services.queue_invoice_email(_invoice(practitioner, "nessuno@rifiuta.test"))
-    services.send_batch(delivery_ids=[refused.pk])
+    refused = queue_invoice_email(_invoice(practitioner, "nessuno@rifiuta.test"))
+    send_batch(delivery_ids=[refused.pk])
     page = logged_client.get(f"/email/invii/{refused.pk}/").content.decode()
     assert "Indirizzo del destinatario inesistente" in page
     assert "indirizzo email nella scheda del paziente</a>" in page
@@ -336,7 +339,7 @@ def test_an_invoice_without_pdf_is_refused_and_nothing_is_created(practitioner):
     invoice.pdf = ""
     invoice.save()
     with pytest.raises(InvalidRecipient, match="manca il PDF"):
-        services.queue_invoice_emails([_invoice(practitioner, "altra@example.test"), invoice])
+        queue_invoice_emails([_invoice(practitioner, "altra@example.test"), invoice])
     assert Delivery.objects.count() == 0
 
 
@@ -355,7 +358,7 @@ def test_publishing_to_a_paused_redis_fails_fast_and_the_row_stays_queued(
     paused_at = time.monotonic()
     try:
         with django_capture_on_commit_callbacks(execute=True):
-            delivery = services.queue_invoice_email(invoice)
+            delivery = queue_invoice_email(invoice)
         elapsed = time.monotonic() - paused_at
     finally:
         # CLIENT UNPAUSE would wait too: let the pause run out before the next test.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from emailsettings import presets
-from emailsettings.presets import PRESETS, Preset
+from emailsettings.mailbox import presets
+from emailsettings.mailbox.presets import PRESETS, Preset
 
 REQUIRED_KEYS = {
     "gmail",

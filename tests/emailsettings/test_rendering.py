@@ -9,9 +9,8 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from emailsettings.keywords import KEYWORDS, format_amount, format_date
-from emailsettings.models import EmailSettings
-from emailsettings.rendering import (
+from emailsettings.covermail.keywords import KEYWORDS, format_amount, format_date
+from emailsettings.covermail.rendering import (
     DEFAULT_BODY,
     DEFAULT_SUBJECT,
     SUBJECT_MAX_LENGTH,
@@ -21,6 +20,7 @@ from emailsettings.rendering import (
     save_cover_mail,
     validate_template,
 )
+from emailsettings.models import EmailSettings
 from psicogest.models import Salutation, Title
 from tests.factories import InvoiceFactory, PatientFactory, PractitionerFactory
 

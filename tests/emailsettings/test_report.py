@@ -469,7 +469,7 @@ def test_login_required(client, db, url):
     assert response.status_code == 302 and "/accesso/" in response["Location"]
 
 
-# --- actions (services from emailsettings.delivery) ------------------------------------------
+# --- actions (services from emailsettings.outbox) ------------------------------------------
 
 
 def _messages(response) -> list[str]:

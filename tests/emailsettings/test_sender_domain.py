@@ -11,11 +11,15 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from emailsettings import autodetect
-from emailsettings import delivery as services
-from emailsettings.dns import check_sender_domain, sender_domain_verified, verify_sender_domain
-from emailsettings.messages import build_message
+from emailsettings.covermail.message import build_message
+from emailsettings.mailbox import autodetect
 from emailsettings.models import SenderDomain
+from emailsettings.outbox.queueing import queue_invoice_email
+from emailsettings.smartmail.senderdomain import (
+    check_sender_domain,
+    sender_domain_verified,
+    verify_sender_domain,
+)
 from tests.factories import InvoiceFactory, PatientFactory, PractitionerFactory
 from tests.fakedns import FakeResolver
 
@@ -60,7 +64,7 @@ def own_domain_practitioner(db):
 
 def queue_one(practitioner):
     patient = PatientFactory(practitioner=practitioner, email="giulia@example.test")
-    return services.queue_invoice_email(InvoiceFactory(patient=patient, number="3/2026"))
+    return queue_invoice_email(InvoiceFactory(patient=patient, number="3/2026"))
 
 
 # --- the DNS check ---------------------------------------------------------------------------

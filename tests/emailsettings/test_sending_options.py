@@ -14,9 +14,6 @@ import zoneinfo
 import pytest
 from django.utils import timezone, translation
 
-from emailsettings import delivery as services
-from emailsettings.delivery import lifecycle
-from emailsettings.delivery.senders import Accepted
 from emailsettings.exceptions import ActionNotAllowed, InvalidRecipient
 from emailsettings.models import (
     Delivery,
@@ -26,7 +23,16 @@ from emailsettings.models import (
     EventKind,
     RecipientRole,
 )
-from emailsettings.schedule import SendingWindow, release_time
+from emailsettings.outbox import lifecycle
+from emailsettings.outbox.actions import cancel_scheduled, resend, send_now
+from emailsettings.outbox.queueing import (
+    queue_invoice_batch,
+    queue_invoice_email,
+    queue_invoice_emails,
+)
+from emailsettings.outbox.schedule import SendingWindow, release_time
+from emailsettings.outbox.senders import Accepted
+from emailsettings.outbox.sweeper import sweep
 from psicogest.models import InvoiceAddress
 from tests.factories import InvoiceFactory, PatientFactory
 
@@ -97,7 +103,7 @@ def test_invoices_go_to_the_pec_when_the_card_says_so(invoice):
     invoice.patient.invoice_address = InvoiceAddress.PEC
     invoice.patient.save()
 
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
     assert delivery.recipient == "giulia@pec.example.test"
     assert delivery.role == RecipientRole.PATIENT
@@ -110,7 +116,7 @@ def test_pec_chosen_without_a_pec_address_is_refused_and_creates_nothing(invoice
     invoice.patient.save()
 
     with pytest.raises(InvalidRecipient, match="PEC"):
-        services.queue_invoice_email(invoice)
+        queue_invoice_email(invoice)
     assert not Delivery.objects.exists()
 
 
@@ -124,7 +130,7 @@ def test_each_other_recipient_and_the_copy_get_their_own_row_and_message_id(invo
     invoice.patient.save()
     EmailSettings.objects.create(practitioner=practitioner, copy_to_self=True)
 
-    rows = services.queue_invoice_batch([invoice])
+    rows = queue_invoice_batch([invoice])
 
     assert [(row.recipient, row.role) for row in rows] == [
         ("giulia@example.test", RecipientRole.PATIENT),
@@ -135,9 +141,9 @@ def test_each_other_recipient_and_the_copy_get_their_own_row_and_message_id(invo
     assert len({row.message_id for row in rows}) == 4
     assert {row.status for row in rows} == {DeliveryStatus.QUEUED}
     # The contract still returns the patient's delivery, one per invoice.
-    assert services.queue_invoice_emails([invoice]) == [rows[0]]
+    assert queue_invoice_emails([invoice]) == [rows[0]]
     # A double click sends once, to everybody.
-    assert services.queue_invoice_batch([invoice]) == rows
+    assert queue_invoice_batch([invoice]) == rows
     assert Delivery.objects.count() == 4
 
 
@@ -147,14 +153,14 @@ def test_an_invalid_other_recipient_refuses_the_invoice(invoice):
     invoice.patient.save()
 
     with pytest.raises(InvalidRecipient, match="non un indirizzo"):
-        services.queue_invoice_batch([invoice])
+        queue_invoice_batch([invoice])
     assert not Delivery.objects.exists()
 
 
 @pytest.mark.django_db
 def test_the_copy_does_not_count_as_the_invoice_emailed(invoice, practitioner):
     EmailSettings.objects.create(practitioner=practitioner, copy_to_self=True)
-    rows = services.queue_invoice_batch([invoice])
+    rows = queue_invoice_batch([invoice])
     copy = next(row for row in rows if row.role == RecipientRole.COPY)
 
     claimed = lifecycle.claim(copy.pk)
@@ -168,11 +174,11 @@ def test_the_copy_does_not_count_as_the_invoice_emailed(invoice, practitioner):
 def test_resending_another_recipients_row_goes_to_the_same_address(invoice):
     invoice.patient.extra_emails = ["mamma@example.test"]
     invoice.patient.save()
-    extra = services.queue_invoice_batch([invoice])[1]
+    extra = queue_invoice_batch([invoice])[1]
     Delivery.objects.filter(pk=extra.pk).update(status=DeliveryStatus.FAILED)
     extra.refresh_from_db()
 
-    again = services.resend(delivery=extra)
+    again = resend(delivery=extra)
 
     assert (again.recipient, again.role, again.resend_of_id) == (
         "mamma@example.test",
@@ -189,11 +195,11 @@ def test_resending_another_recipients_row_goes_to_the_same_address(invoice):
 def test_a_scheduled_invoice_waits_and_is_released_by_the_sweeper_at_its_time(invoice):
     send_at = timezone.now() + datetime.timedelta(hours=2)
 
-    delivery = services.queue_invoice_email(invoice, send_at=send_at)
+    delivery = queue_invoice_email(invoice, send_at=send_at)
 
     assert delivery.status == DeliveryStatus.SCHEDULED
     assert delivery.scheduled_for == send_at
-    assert services.sweep().released == 0
+    assert sweep().released == 0
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SCHEDULED
     # A worker handed the id anyway does not take it early.
@@ -202,7 +208,7 @@ def test_a_scheduled_invoice_waits_and_is_released_by_the_sweeper_at_its_time(in
     Delivery.objects.filter(pk=delivery.pk).update(
         scheduled_for=timezone.now() - datetime.timedelta(seconds=1)
     )
-    assert services.sweep().released == 1
+    assert sweep().released == 1
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.QUEUED
     assert list(delivery.events.values_list("status", flat=True)) == [
@@ -228,7 +234,7 @@ def test_outside_the_window_invoices_are_scheduled_for_its_opening(invoice, prac
         end=datetime.time(20, 0),
     )
 
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
     assert delivery.status == DeliveryStatus.SCHEDULED
     assert delivery.scheduled_for == window.next_opening(delivery.created_at)
@@ -240,20 +246,20 @@ def test_outside_the_window_invoices_are_scheduled_for_its_opening(invoice, prac
 def test_a_scheduled_invoice_can_be_cancelled_or_sent_now_until_it_leaves(invoice, practitioner):
     EmailSettings.objects.create(practitioner=practitioner, copy_to_self=True)
     later = timezone.now() + datetime.timedelta(days=1)
-    patient_row, copy_row = services.queue_invoice_batch([invoice], send_at=later)
+    patient_row, copy_row = queue_invoice_batch([invoice], send_at=later)
 
-    cancelled = services.cancel_scheduled(delivery=patient_row)
+    cancelled = cancel_scheduled(delivery=patient_row)
     assert cancelled.status == DeliveryStatus.CANCELLED
     assert cancelled.scheduled_for is None
     with pytest.raises(ActionNotAllowed):
-        services.cancel_scheduled(delivery=cancelled)
+        cancel_scheduled(delivery=cancelled)
 
-    sent_now = services.send_now(delivery=copy_row)
+    sent_now = send_now(delivery=copy_row)
     assert sent_now.status == DeliveryStatus.QUEUED
     with pytest.raises(ActionNotAllowed):
-        services.cancel_scheduled(delivery=sent_now)
+        cancel_scheduled(delivery=sent_now)
     # A cancelled invoice can be sent again, as a new delivery.
-    assert services.resend(delivery=cancelled).status == DeliveryStatus.QUEUED
+    assert resend(delivery=cancelled).status == DeliveryStatus.QUEUED
 
 
 # --- timeline texts ------------------------------------------------------------------------
@@ -262,7 +268,7 @@ def test_a_scheduled_invoice_can_be_cancelled_or_sent_now_until_it_leaves(invoic
 @pytest.mark.django_db
 def test_timeline_texts_are_stored_in_italian_and_shown_in_the_readers_language(invoice):
     with translation.override("en"):
-        delivery = services.queue_invoice_email(invoice)
+        delivery = queue_invoice_email(invoice)
     event = DeliveryEvent.objects.get(delivery=delivery, kind=EventKind.QUEUED)
     assert event.text == "Messa in coda."
     with translation.override("en"):
@@ -275,7 +281,7 @@ def test_timeline_texts_are_stored_in_italian_and_shown_in_the_readers_language(
 def test_a_timeline_text_with_values_is_translated_with_its_values(invoice):
     from emailsettings.failures import ErrorClass, Failure
 
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
     claimed = lifecycle.claim(delivery.pk)
     failure = Failure(
         phase="rcpt", error_class=ErrorClass.TEMPORARY, code=451, reply="451 4.3.0 riprova"
@@ -291,7 +297,7 @@ def test_a_timeline_text_with_values_is_translated_with_its_values(invoice):
 
 @pytest.mark.django_db
 def test_a_server_reply_is_shown_as_it_was(invoice):
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
     event = DeliveryEvent.objects.create(
         delivery=delivery, kind=EventKind.ATTEMPT, text="250 2.0.0 Ok: queued as 1234 (100%)"
     )
@@ -301,7 +307,7 @@ def test_a_server_reply_is_shown_as_it_was(invoice):
 
 @pytest.mark.django_db
 def test_a_timeline_text_with_a_count_takes_the_right_form_in_english(invoice):
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
     for count, italian, english in [
         (1, "1 volta prima", "1 time before"),
         (3, "3 volte prima", "3 times before"),

@@ -12,8 +12,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from emailsettings import delivery as services
 from emailsettings.models import Delivery, DeliveryStatus, EmailSettings, RecipientRole
+from emailsettings.outbox.queueing import queue_invoice_email
 from psicogest.models import InvoiceAddress
 from tests.factories import InvoiceFactory, PatientFactory
 
@@ -291,9 +291,7 @@ def test_the_confirmation_warns_when_sending_now_is_outside_the_window(
 
 @pytest.fixture
 def scheduled(invoice):
-    return services.queue_invoice_email(
-        invoice, send_at=timezone.now() + datetime.timedelta(days=1)
-    )
+    return queue_invoice_email(invoice, send_at=timezone.now() + datetime.timedelta(days=1))
 
 
 @pytest.mark.django_db
@@ -348,7 +346,7 @@ def test_another_practitioner_cannot_touch_a_scheduled_row(
 
 @pytest.mark.django_db
 def test_the_timeline_is_shown_in_english_for_an_english_reader(logged_client, invoice, settings):
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
     logged_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
     body = logged_client.get(reverse("emailsettings:delivery", args=[delivery.pk])).content.decode()
     assert '<html lang="en">' in body

@@ -1,6 +1,6 @@
 """Sending invoices from the host UI: the confirmation page, the POST that queues, and the
 progress page with its JSON endpoint. The deliveries are created by the real
-``emailsettings.delivery`` service; no worker runs here (see tests/browser for that)."""
+``emailsettings.outbox`` service; no worker runs here (see tests/browser for that)."""
 
 from __future__ import annotations
 
@@ -333,7 +333,7 @@ def test_double_submit_creates_one_delivery_per_invoice(logged_client, invoice):
 def test_progress_data_counts_only_the_batch(
     logged_client, practitioner, invoice, second_invoice, foreign_invoice
 ):
-    from emailsettings.delivery import queue_invoice_email
+    from emailsettings.outbox.queueing import queue_invoice_email
 
     outside = queue_invoice_email(
         InvoiceFactory(patient=PatientFactory(practitioner=practitioner), number="99/2026")
@@ -391,7 +391,7 @@ def test_an_ordinary_address_is_not_taken_for_pec(logged_client, practitioner, e
 
 @pytest.mark.django_db
 def test_progress_of_another_practitioners_deliveries_is_not_found(logged_client, foreign_invoice):
-    from emailsettings.delivery import queue_invoice_email
+    from emailsettings.outbox.queueing import queue_invoice_email
 
     foreign = queue_invoice_email(foreign_invoice)
     for url in (PROGRESS_URL, PROGRESS_DATA_URL):

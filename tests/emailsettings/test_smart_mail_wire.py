@@ -1,5 +1,5 @@
 """Smart Mail on the wire: anymail's Postmark backend against a local stand-in of Postmark's
-send API (``psicogest/devesp.py``, a real HTTP/1.1 keep-alive server). A batch of one
+send API (``devtools/espserver.py``, a real HTTP/1.1 keep-alive server). A batch of one
 practitioner's deliveries reuses one connection (the backend's session lives from the
 batch's first send to its end); each batch opens its own."""
 
@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from emailsettings import delivery as services
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings
+from emailsettings.outbox.queueing import queue_invoice_emails
+from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +30,7 @@ def queue(practitioner, count: int, offset: int = 0) -> list[int]:
         )
         for n in range(count)
     ]
-    return [row.pk for row in services.queue_invoice_emails(invoices)]
+    return [row.pk for row in queue_invoice_emails(invoices)]
 
 
 def test_a_batch_through_the_postmark_backend_uses_one_connection(
@@ -37,7 +38,7 @@ def test_a_batch_through_the_postmark_backend_uses_one_connection(
 ):
     ids = queue(practitioner, 6)
 
-    services.send_batch(delivery_ids=ids)
+    send_batch(delivery_ids=ids)
 
     rows = Delivery.objects.filter(pk__in=ids)
     assert {row.status for row in rows} == {DeliveryStatus.SENT}
@@ -51,8 +52,8 @@ def test_each_batch_opens_its_own_connection_and_closes_it(
 ):
     first, second = queue(practitioner, 3), queue(practitioner, 3, offset=3)
 
-    services.send_batch(delivery_ids=first)
-    services.send_batch(delivery_ids=second)
+    send_batch(delivery_ids=first)
+    send_batch(delivery_ids=second)
 
     assert postmark_standin.messages == 6
     assert postmark_standin.connections == 2

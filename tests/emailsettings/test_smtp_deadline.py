@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from emailsettings import smtp
+from emailsettings.mailbox import smtp
 
 
 class Connection(smtp._PhaseMixin):

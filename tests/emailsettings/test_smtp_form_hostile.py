@@ -14,9 +14,9 @@ from django.test import Client
 from django.urls import reverse
 from django.views.debug import ExceptionReporter
 
-from emailsettings import smtp
 from emailsettings.exceptions import DestinationRefused
 from emailsettings.forms import smtp as smtp_forms
+from emailsettings.mailbox import smtp
 from emailsettings.models import SmtpAccount
 
 pytestmark = pytest.mark.django_db
@@ -205,7 +205,7 @@ def _explode(*args, **kwargs):
 
 @pytest.mark.parametrize(
     "where",
-    ["emailsettings.smtp.check_destination", "emailsettings.mailbox.forget_checks"],
+    ["emailsettings.mailbox.smtp.check_destination", "emailsettings.health.verify.forget_checks"],
     ids=["while-validating", "while-saving"],
 )
 def test_a_500_error_report_masks_the_password(

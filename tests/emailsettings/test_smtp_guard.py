@@ -10,13 +10,14 @@ import ssl
 import pytest
 from django.core.exceptions import ValidationError
 
-from emailsettings import smtp, smtpclassify
 from emailsettings.exceptions import (
     DestinationRefused,
     MailboxConfigurationError,
     TemporaryDeliveryError,
 )
 from emailsettings.guidance import ErrorClass
+from emailsettings.mailbox import classify as smtpclassify
+from emailsettings.mailbox import smtp
 
 
 class FakeResolver:

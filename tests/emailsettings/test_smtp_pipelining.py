@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
-from emailsettings import delivery as services
-from emailsettings import pipelining, smtp, smtpsend
+from devtools.smtpserver import Behaviour
 from emailsettings.failures import ErrorClass
+from emailsettings.mailbox import pipelining, smtp
+from emailsettings.mailbox import transaction as smtpsend
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings
-from psicogest.devsmtp import Behaviour
+from emailsettings.outbox.queueing import queue_invoice_emails
+from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
 from tests.smtp_fixtures import SMTP_PASSWORD, SMTP_USER
@@ -55,7 +57,7 @@ def queue_to(practitioner: Any, addresses: list[str]) -> list[Delivery]:
         InvoiceFactory(patient=PatientFactory(practitioner=practitioner, email=address))
         for address in addresses
     ]
-    return services.queue_invoice_emails(invoices)
+    return queue_invoice_emails(invoices)
 
 
 class Transcript:
@@ -263,7 +265,7 @@ def test_batch_replies_land_on_their_own_delivery(
     rows = queue_to(practitioner, addresses)
     calls = spy_on_pipelining(monkeypatch)
 
-    services.send_batch(delivery_ids=[row.pk for row in rows])
+    send_batch(delivery_ids=[row.pk for row in rows])
 
     found = {row.pk: row for row in Delivery.objects.filter(pk__in=[r.pk for r in rows])}
     got = [found[row.pk] for row in rows]
@@ -293,7 +295,7 @@ def test_a_row_changed_after_the_batch_loaded_it_goes_out_as_changed(
     on its way) is built again from what is stored, never sent as it was."""
     from django.utils import timezone
 
-    from emailsettings.delivery import lifecycle
+    from emailsettings.outbox import lifecycle
 
     server = smtp_server_factory(pipelining=True)
     smtp_account_factory(server)
@@ -310,7 +312,7 @@ def test_a_row_changed_after_the_batch_loaded_it_goes_out_as_changed(
 
     monkeypatch.setattr(lifecycle, "claim", claim_after_an_edit)
 
-    services.send_batch(delivery_ids=[first.pk, second.pk])
+    send_batch(delivery_ids=[first.pk, second.pk])
 
     assert set(
         Delivery.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)
@@ -349,7 +351,7 @@ def test_postfix_pipelined_batch_with_a_refused_recipient_in_the_middle(
     rows = queue_to(practitioner, [MTA_PATIENT, unknown, MTA_PATIENT])
     calls = spy_on_pipelining(monkeypatch)
 
-    result = services.send_batch(delivery_ids=[row.pk for row in rows])
+    result = send_batch(delivery_ids=[row.pk for row in rows])
 
     got = [Delivery.objects.get(pk=row.pk) for row in rows]
     assert [row.status for row in got] == [

@@ -8,7 +8,7 @@ import smtplib
 
 import pytest
 
-from emailsettings import smtp, smtpsend
+from devtools.smtpserver import Behaviour
 from emailsettings.exceptions import (
     MailboxConfigurationError,
     PermanentDeliveryError,
@@ -16,9 +16,10 @@ from emailsettings.exceptions import (
     UnknownOutcomeError,
 )
 from emailsettings.guidance import ErrorClass, advice
-from emailsettings.mailbox import send_test_mail, verify_mailbox
+from emailsettings.health.verify import send_test_mail, verify_mailbox
+from emailsettings.mailbox import smtp
+from emailsettings.mailbox import transaction as smtpsend
 from emailsettings.models import MailboxStatus, SmtpAccount
-from psicogest.devsmtp import Behaviour
 from tests.smtp_fixtures import SMTP_PASSWORD, SMTP_USER
 
 GMAIL_535 = (
@@ -158,7 +159,7 @@ def test_wrong_host_certificate_is_refused_with_starttls(smtp_server_factory, sm
 
 
 def test_connection_refused(smtp_account_factory, trust_local_ca):
-    from psicogest.devsmtp import free_port
+    from devtools.smtpserver import free_port
 
     account = smtp_account_factory(None, port=free_port())
 
@@ -411,7 +412,7 @@ def test_provider_replies_become_italian_advice(
 
 
 def test_a_check_stopped_by_the_task_time_limit_is_stored_as_a_timeout(smtp_account_factory):
-    from emailsettings.mailbox import VERIFY, record_check_abandoned
+    from emailsettings.health.verify import VERIFY, record_check_abandoned
 
     account = smtp_account_factory(None, port=587)
 

@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from emailsettings import autodetect
+from emailsettings.mailbox import autodetect
 from emailsettings.models import Channel, EmailSettings, MailboxStatus, SmtpAccount
 from tests.factories import PractitionerFactory
 from tests.fakedns import mx_zone

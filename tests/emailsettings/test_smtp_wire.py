@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from emailsettings import smtp, smtpsend
+from emailsettings.mailbox import smtp
+from emailsettings.mailbox import transaction as smtpsend
 from tests.smtp_fixtures import SMTP_PASSWORD, SMTP_USER
 
 
@@ -97,7 +98,7 @@ def test_a_line_that_starts_with_a_dot_arrives_unchanged(smtp_server):
 def test_connections_share_one_tls_context_until_the_ca_file_changes(tmp_path, settings):
     """Loading the system CA bundle for every batch's session cost about 20 ms; a changed
     extra CA file is still picked up."""
-    from psicogest.devsmtp import LocalCA
+    from devtools.smtpserver import LocalCA
 
     ca_file = tmp_path / "ca.pem"
     ca_file.write_bytes(Path(LocalCA.create(tmp_path / "one").ca_file).read_bytes())

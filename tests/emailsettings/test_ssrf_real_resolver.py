@@ -14,8 +14,8 @@ import socket
 import pytest
 from django.core.exceptions import ValidationError
 
-from emailsettings import smtp
 from emailsettings.exceptions import DeliveryError, DestinationRefused
+from emailsettings.mailbox import smtp
 
 REFUSED = [
     # IPv4 loopback, other spellings
@@ -123,7 +123,7 @@ def test_verify_says_the_same_for_a_missing_name_and_an_internal_one(
     address must read alike, or the check maps which internal names exist."""
     from emailsettings import guidance
     from emailsettings.failures import ErrorClass
-    from emailsettings.mailbox import verify_mailbox
+    from emailsettings.health.verify import verify_mailbox
 
     resolving = socket.getaddrinfo
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from emailsettings.mailbox import verify_mailbox
+from emailsettings.health.verify import verify_mailbox
 from emailsettings.models import MailboxStatus
 
 STUDIO_HOST = "mail.studio.test"

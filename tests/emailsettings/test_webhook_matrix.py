@@ -3,7 +3,7 @@
 The payloads are django-anymail's own test-suite samples (tests/webhook_samples.py), posted
 to ``/anymail/<esp>/tracking/`` with the project's webhook security, so what is pinned here
 is the whole path: anymail's view → the ``tracking`` signal → ``emailsettings.receivers`` →
-``emailsettings.delivery.tracking``. Per kind: the status a ``sent`` Smart Mail row moves
+``emailsettings.backchannel.webhooks``. Per kind: the status a ``sent`` Smart Mail row moves
 to, its error class, whether the address is suppressed, and exactly one webhook timeline
 event. Then what must change nothing: a wrong secret, another tenant's ids, a personal-SMTP
 row, a recipient that is not the row's, a replayed event; and an event that arrives while
@@ -22,9 +22,7 @@ from anymail.backends.test import EmailBackend as AnymailTestBackend
 from django.core import mail
 from django.test import Client
 
-from emailsettings import delivery as services
-from emailsettings.delivery import lifecycle, tracking
-from emailsettings.delivery.senders import Accepted
+from emailsettings.backchannel import webhooks as tracking
 from emailsettings.models import (
     Channel,
     Delivery,
@@ -35,6 +33,10 @@ from emailsettings.models import (
     WebhookEvent,
     WebhookState,
 )
+from emailsettings.outbox import lifecycle
+from emailsettings.outbox.queueing import queue_invoice_email
+from emailsettings.outbox.senders import Accepted
+from emailsettings.outbox.worker import send_batch
 from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory
 from tests.webhook_samples import ESPS, SAMPLES, available, build, post
 
@@ -47,7 +49,7 @@ pytestmark = [
 SECRET = "esp:segreto"
 SIGNING_KEY = "chiave-firma-mailgun"
 WHEN = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
-TRACKING_LOGGER = "emailsettings.delivery.tracking"
+TRACKING_LOGGER = "emailsettings.backchannel.webhooks"
 
 CASES = [(esp, kind) for esp in ESPS for kind in available(esp)]
 
@@ -390,7 +392,7 @@ def test_bounce_during_sending_waits_and_is_applied_when_the_send_is_recorded(
     client, practitioner, esp
 ):
     invoice = InvoiceFactory(patient=PatientFactory(practitioner=practitioner))
-    queued = services.queue_invoice_email(invoice)
+    queued = queue_invoice_email(invoice)
     delivery = lifecycle.claim(queued.pk)
     assert delivery is not None and delivery.status == DeliveryStatus.SENDING
     assert delivery.esp_message_id == ""
@@ -439,9 +441,7 @@ def test_an_event_left_waiting_by_a_worker_that_died_is_applied_by_the_sweeper(
 
     esp = "postmark"
     delivery = lifecycle.claim(
-        services.queue_invoice_email(
-            InvoiceFactory(patient=PatientFactory(practitioner=practitioner))
-        ).pk
+        queue_invoice_email(InvoiceFactory(patient=PatientFactory(practitioner=practitioner))).pk
     )
     assert delivery is not None
     message_id = esp_message_id(esp, 9)
@@ -502,9 +502,9 @@ def test_bounce_posted_while_the_worker_sends_ends_bounced_and_suppressed(
     EspThatPostsAWebhookMidSend.seen = []
     mail.outbox = []
     invoice = InvoiceFactory(patient=PatientFactory(practitioner=practitioner))
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
 
     assert EspThatPostsAWebhookMidSend.seen == [(DeliveryStatus.SENDING, "", 200)]
     delivery.refresh_from_db()

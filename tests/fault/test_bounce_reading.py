@@ -17,7 +17,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from emailsettings.delivery import mailreader
+from emailsettings.backchannel import reader as mailreader
 from emailsettings.failures import ErrorClass
 from emailsettings.models import (
     DeliveryEvent,

@@ -16,9 +16,10 @@ from collections import Counter
 
 import pytest
 
-from emailsettings import delivery as services
+from devtools.smtpserver import free_port
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings
-from psicogest.devsmtp import free_port
+from emailsettings.outbox.queueing import queue_invoice_email
+from emailsettings.outbox.sweeper import sweep
 from tests.conftest import wait_until
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.fault.test_delivery_faults import FAST
@@ -121,7 +122,7 @@ def test_broker_down_while_queueing_then_the_sweeper_sends_each_once(
 
     own_redis.stop()
     started = time.monotonic()
-    deliveries = [services.queue_invoice_email(invoice) for invoice in invoices]
+    deliveries = [queue_invoice_email(invoice) for invoice in invoices]
     # Each request fails fast on the broker and still succeeds.
     assert time.monotonic() - started < 60
     ids = [d.pk for d in deliveries]
@@ -136,7 +137,7 @@ def test_broker_down_while_queueing_then_the_sweeper_sends_each_once(
     time.sleep(1.2)  # older than EMAILSETTINGS_STALE_QUEUED_SECONDS
 
     def all_sent() -> bool:
-        services.sweep()
+        sweep()
         return set(Delivery.objects.filter(pk__in=ids).values_list("status", flat=True)) == {
             DeliveryStatus.SENT
         }

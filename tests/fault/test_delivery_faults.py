@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from django.db import transaction
 
-from emailsettings import delivery as services
+from devtools.smtpserver import Behaviour
 from emailsettings.models import (
     Channel,
     Delivery,
@@ -22,7 +22,10 @@ from emailsettings.models import (
     EventKind,
     MailboxStatus,
 )
-from psicogest.devsmtp import Behaviour
+from emailsettings.outbox.actions import resume_held
+from emailsettings.outbox.publish import publish_deliveries
+from emailsettings.outbox.queueing import queue_invoice_email, queue_invoice_emails
+from emailsettings.outbox.sweeper import sweep
 from psicogest.models import Invoice
 from tests.conftest import wait_until
 from tests.factories import InvoiceFactory, PatientFactory
@@ -67,7 +70,7 @@ def drive(predicate, *, timeout: float = 60.0):
     """Run the sweeper (as beat would) until ``predicate()`` holds."""
 
     def step():
-        services.sweep()
+        sweep()
         return predicate()
 
     return wait_until(step, timeout=timeout, interval=0.3)
@@ -91,7 +94,7 @@ def test_normal_send_one_message_with_pdf_and_headers(
     outbox()
     [invoice] = make_invoices(practitioner, 1)
 
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
     wait_until(lambda: settled([delivery.pk], DeliveryStatus.SENT), timeout=30)
     delivery.refresh_from_db()
@@ -133,7 +136,7 @@ def test_rolled_back_transaction_leaves_no_row_no_task_nothing_sent(
         pass
 
     with pytest.raises(Abort), transaction.atomic():
-        services.queue_invoice_email(invoice)
+        queue_invoice_email(invoice)
         raise Abort
 
     assert Delivery.objects.count() == 0
@@ -141,7 +144,7 @@ def test_rolled_back_transaction_leaves_no_row_no_task_nothing_sent(
         assert conn.default_channel.client.llen("celery") == 0
     outbox()
     time.sleep(1.5)
-    services.sweep()
+    sweep()
     assert smtp_server.messages == []
 
 
@@ -156,11 +159,11 @@ def test_duplicate_enqueue_and_two_racing_workers_send_one_message(
     outbox()
     [invoice] = make_invoices(practitioner, 1)
 
-    delivery = services.queue_invoice_email(invoice)
-    assert services.queue_invoice_email(invoice).pk == delivery.pk
+    delivery = queue_invoice_email(invoice)
+    assert queue_invoice_email(invoice).pk == delivery.pk
     row = (delivery.pk, delivery.practitioner_id, delivery.channel)
     for _ in range(6):
-        services.publish_deliveries([row])
+        publish_deliveries([row])
 
     wait_until(lambda: settled([delivery.pk], DeliveryStatus.SENT), timeout=30)
     time.sleep(1.0)  # let every duplicate task run
@@ -193,7 +196,7 @@ def test_temporary_failures_are_deferred_with_backoff_then_sent_once(
     outbox()
     [invoice] = make_invoices(practitioner, 1)
 
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
     drive(lambda: settled([delivery.pk], DeliveryStatus.SENT))
     delivery.refresh_from_db()
@@ -222,12 +225,12 @@ def test_unknown_recipient_fails_after_one_attempt_with_advice(
         practitioner, 1
     )
 
-    deliveries = services.queue_invoice_emails(invoices)
+    deliveries = queue_invoice_emails(invoices)
     ids = [d.pk for d in deliveries]
 
     wait_until(lambda: settled(ids, DeliveryStatus.SENT, DeliveryStatus.FAILED), timeout=30)
     time.sleep(1.0)
-    services.sweep()
+    sweep()
     refused, good = (Delivery.objects.get(pk=pk) for pk in ids)
     assert refused.status == DeliveryStatus.FAILED
     assert refused.attempts == 1
@@ -248,7 +251,7 @@ def test_authentication_failure_breaks_the_mailbox_and_holds_the_batch(
     outbox()
     invoices = make_invoices(practitioner, 5)
 
-    deliveries = services.queue_invoice_emails(invoices)
+    deliveries = queue_invoice_emails(invoices)
     ids = [d.pk for d in deliveries]
 
     wait_until(lambda: settled(ids, DeliveryStatus.HELD), timeout=30)
@@ -261,7 +264,7 @@ def test_authentication_failure_breaks_the_mailbox_and_holds_the_batch(
     assert rows[0].last_error_code == 535
     # Nothing is retried while the mailbox is broken.
     time.sleep(1.5)
-    services.sweep()
+    sweep()
     time.sleep(1.0)
     assert statuses(ids) == {DeliveryStatus.HELD: 5}
     assert smtp_server.connections == 1  # one login session, no retry
@@ -271,7 +274,7 @@ def test_authentication_failure_breaks_the_mailbox_and_holds_the_batch(
     account.set_password("Segreta-Di-Prova-42!")
     account.status = MailboxStatus.OK
     account.save()
-    assert services.resume_held(practitioner_id=practitioner.pk) == 5
+    assert resume_held(practitioner_id=practitioner.pk) == 5
     wait_until(lambda: settled(ids, DeliveryStatus.SENT), timeout=30)
     assert Counter(smtp_server.message_ids()) == {r.message_id: 1 for r in rows}
 
@@ -287,11 +290,11 @@ def test_connection_dropped_after_data_is_unknown_and_never_resent(
     outbox()
     [invoice] = make_invoices(practitioner, 1)
 
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
     wait_until(lambda: settled([delivery.pk], DeliveryStatus.UNKNOWN), timeout=30)
     for _ in range(5):
-        services.sweep()
+        sweep()
         time.sleep(0.4)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.UNKNOWN
@@ -312,7 +315,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     worker = outbox()
     invoices = make_invoices(practitioner, 200)
 
-    deliveries = services.queue_invoice_emails(invoices)
+    deliveries = queue_invoice_emails(invoices)
     ids = [d.pk for d in deliveries]
     wait_until(lambda: len(server.messages) >= 40, timeout=60)
     worker.kill()
@@ -348,7 +351,7 @@ def test_smart_mail_through_the_worker_writes_one_eml_per_invoice(
     )
     invoices = make_invoices(practitioner, 3)
 
-    deliveries = services.queue_invoice_emails(invoices)
+    deliveries = queue_invoice_emails(invoices)
     ids = [d.pk for d in deliveries]
 
     wait_until(lambda: settled(ids, DeliveryStatus.SENT), timeout=30)

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from emailsettings import delivery as services
+from devtools.smtpserver import DripServer
 from emailsettings.failures import ErrorClass
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings
-from psicogest.devsmtp import DripServer
+from emailsettings.outbox.queueing import queue_invoice_email, queue_invoice_emails
 from tests.conftest import wait_until
 from tests.factories import InvoiceFactory, PatientFactory
 
@@ -55,7 +55,7 @@ def test_a_dripping_mailbox_does_not_delay_another_practitioners_invoice(
         concurrency=2, EMAILSETTINGS_SMTP_EXTRA_CA_FILE=local_ca.ca_file, **LIMITS
     )
 
-    dripping = services.queue_invoice_emails(
+    dripping = queue_invoice_emails(
         [
             InvoiceFactory(
                 patient=PatientFactory(practitioner=practitioner, email=f"p{n}@example.test")
@@ -64,7 +64,7 @@ def test_a_dripping_mailbox_does_not_delay_another_practitioners_invoice(
         ]
     )
     time.sleep(0.5)  # the dripping batches reach the worker first
-    other = services.queue_invoice_email(
+    other = queue_invoice_email(
         InvoiceFactory(patient=PatientFactory(practitioner=other_practitioner))
     )
     queued_at = time.monotonic()

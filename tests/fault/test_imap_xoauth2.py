@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from emailsettings.delivery import mailreader
+from emailsettings.backchannel import reader as mailreader
 from emailsettings.models import DeliveryStatus, SmtpAccount
 from tests.emailsettings.test_oauth_flow import MAILBOX, connect
 from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory

@@ -13,13 +13,13 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from emailsettings import delivery as services
-from emailsettings.delivery import health
+from emailsettings.health import daily as health
 from emailsettings.models import (
     DeliveryStatus,
     MailboxStatus,
     SmtpAccount,
 )
+from emailsettings.outbox.queueing import queue_invoice_email
 from emailsettings.tasks import send_deliveries_task
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.mta_fixtures import MTA_PATIENT
@@ -44,7 +44,7 @@ def account(mta, mail_account, practitioner) -> SmtpAccount:
 def test_a_refused_password_gives_one_alert_a_day_holds_invoices_and_shows_the_banner(
     mta, account, practitioner
 ):
-    waiting = services.queue_invoice_email(
+    waiting = queue_invoice_email(
         InvoiceFactory(patient=PatientFactory(practitioner=practitioner, email=MTA_PATIENT))
     )
     account.set_password("la-vecchia-password")
@@ -97,7 +97,7 @@ def test_a_refused_imap_login_is_an_alert_too(mta, account, settings):
 
 def test_a_batch_ending_with_failed_invoices_sends_the_same_email_once(mta, account, practitioner):
     deliveries = [
-        services.queue_invoice_email(
+        queue_invoice_email(
             InvoiceFactory(patient=PatientFactory(practitioner=practitioner, email=address))
         )
         for address in ("nessuno@studio.test", "neanche@studio.test", MTA_PATIENT)

@@ -2,7 +2,7 @@
 
 The invoice leaves through the private Postfix (``tests/mta_fixtures.py``) from a mailbox on a
 PEC preset; the receipts its PEC provider would send back (built to the PEC technical rules
-by ``psicogest/devpec.py``: ``X-Ricevuta``, ``X-Riferimento-Message-ID``, a signed body with
+by ``devtools/pec.py``: ``X-Ricevuta``, ``X-Riferimento-Message-ID``, a signed body with
 ``daticert.xml``) are put in the practitioner's INBOX over IMAP, and the product reads them
 through the private Dovecot like any PEC mailbox.
 """
@@ -16,8 +16,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from emailsettings import delivery as services
-from emailsettings.delivery import mailreader
+from devtools.pec import receipt
+from emailsettings.backchannel import reader as mailreader
 from emailsettings.failures import ErrorClass
 from emailsettings.models import (
     DeliveryEvent,
@@ -26,7 +26,8 @@ from emailsettings.models import (
     PecReceipt,
     SmtpAccount,
 )
-from psicogest.devpec import receipt
+from emailsettings.outbox.queueing import queue_invoice_email
+from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.fault.conftest import imap_login
 from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
@@ -53,10 +54,10 @@ def unread_count(mta: PostfixMTA) -> int:
 
 def sent_invoice(mta: PostfixMTA, practitioner):
     before = len(mta.messages(MTA_PATIENT))
-    delivery = services.queue_invoice_email(
+    delivery = queue_invoice_email(
         InvoiceFactory(patient=PatientFactory(practitioner=practitioner, email=MTA_PATIENT))
     )
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SENT, delivery.last_error_text
     [original] = [
@@ -159,7 +160,7 @@ def test_a_non_delivery_notice_fails_the_invoice_with_the_reason(mta, pec_accoun
 def test_a_receipt_for_another_practitioners_message_changes_nothing(
     mta, pec_account, practitioner, other_practitioner
 ):
-    theirs = services.queue_invoice_email(
+    theirs = queue_invoice_email(
         InvoiceFactory(patient=PatientFactory(practitioner=other_practitioner, email=MTA_PATIENT))
     )
     mine, _original = sent_invoice(mta, practitioner)

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from emailsettings import delivery as services
-from emailsettings import smtp, smtpsend
-from emailsettings.delivery.queueing import create_deliveries
+from emailsettings.covermail.message import attachment_name
 from emailsettings.exceptions import DeliveryError, InvalidRecipient
 from emailsettings.failures import ErrorClass
-from emailsettings.mailbox import verify_mailbox
-from emailsettings.messages import attachment_name
+from emailsettings.health.verify import verify_mailbox
+from emailsettings.mailbox import smtp
+from emailsettings.mailbox import transaction as smtpsend
 from emailsettings.models import (
     Channel,
     Delivery,
@@ -38,6 +37,8 @@ from emailsettings.models import (
     MailboxStatus,
     SmtpAccount,
 )
+from emailsettings.outbox.queueing import create_deliveries, queue_invoice_email
+from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
 
@@ -169,10 +170,10 @@ def test_wrong_password_send_costs_one_failed_login_and_holds_the_invoice(
 ):
     account = mailbox(password="password-sbagliata")
     before = len(mta.messages(MTA_PATIENT))
-    delivery = services.queue_invoice_email(invoice_for(practitioner, MTA_PATIENT))
+    delivery = queue_invoice_email(invoice_for(practitioner, MTA_PATIENT))
     assert delivery.status == DeliveryStatus.QUEUED
 
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
 
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.HELD
@@ -221,11 +222,11 @@ def test_invoice_with_accented_cover_mail_is_delivered_intact(mta, mailbox, prac
     mailbox(port=port)
     invoice = invoice_for(practitioner, MTA_PATIENT)
     before = len(mta.messages(MTA_PATIENT))
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
     # The default cover mail is Italian with accents ("Il pagamento è da effettuare…").
     assert "è" in delivery.body_text and not delivery.body_text.isascii()
 
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
 
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SENT, (delivery.last_error_text, delivery.status)
@@ -301,9 +302,9 @@ def test_starttls_on_implicit_tls_port_send(mta, mailbox, practitioner, settings
     ("porta e sicurezza non corrispondono"), instead of retrying it as a timeout."""
     settings.EMAILSETTINGS_SMTP_SEND_TIMEOUT_SECONDS = 3.0
     account = mailbox(port=mta.smtps_port, security="starttls")
-    delivery = services.queue_invoice_email(invoice_for(practitioner, MTA_PATIENT))
+    delivery = queue_invoice_email(invoice_for(practitioner, MTA_PATIENT))
 
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
 
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.HELD
@@ -332,10 +333,10 @@ def test_implicit_tls_port_with_ssl_security_works(mta, mailbox, practitioner):
 
 def test_accented_domain_goes_in_idna_form_and_the_refusal_is_recorded(mta, mailbox, practitioner):
     mailbox()
-    delivery = services.queue_invoice_email(invoice_for(practitioner, IDN_PATIENT))
+    delivery = queue_invoice_email(invoice_for(practitioner, IDN_PATIENT))
     assert delivery.recipient == IDN_PATIENT
 
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
 
     delivery.refresh_from_db()
     # The test MTA relays nowhere: a clean 5xx at RCPT, recorded, never left "sending".
@@ -361,7 +362,7 @@ def test_accented_local_part_is_refused_when_queueing(mta, mailbox, practitioner
     invoice = invoice_for(practitioner, UTF8_LOCAL_PATIENT)
 
     with pytest.raises(InvalidRecipient):
-        services.queue_invoice_email(invoice)
+        queue_invoice_email(invoice)
 
     assert not Delivery.objects.filter(invoice=invoice).exists()
     time.sleep(0.3)
@@ -377,7 +378,7 @@ def test_accented_local_part_reaching_the_worker_goes_with_smtputf8(mta, mailbox
     [delivery] = create_deliveries(invoices=[invoice], recipients={invoice.pk: UTF8_LOCAL_PATIENT})
     assert delivery.status == DeliveryStatus.QUEUED
 
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
 
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED, (delivery.status, delivery.last_error_text)
@@ -395,7 +396,7 @@ def test_accented_local_part_reaching_the_worker_goes_with_smtputf8(mta, mailbox
 
 
 def test_accented_local_part_through_the_smtp_layer(mta):
-    """The same envelope through ``emailsettings.smtp`` directly (no row): SMTPUTF8 in MAIL
+    """The same envelope through ``emailsettings.mailbox.smtp`` directly (no row): SMTPUTF8 in MAIL
     FROM, the RCPT refused 550 5.1.1 and classified as a refused recipient."""
     connection = smtp.open_connection(
         host=mta.host,

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from emailsettings import delivery as services
+from devtools.smtpserver import Behaviour
 from emailsettings.models import Delivery, DeliveryStatus, MailboxStatus
-from psicogest.devsmtp import Behaviour
+from emailsettings.outbox.publish import publish_ids
+from emailsettings.outbox.queueing import queue_invoice_email, queue_invoice_emails
+from emailsettings.outbox.sweeper import sweep
 from tests.conftest import wait_until
 from tests.fault.test_broker_outage import own_redis  # noqa: F401
 from tests.fault.test_delivery_faults import FAST, drive, make_invoices, outbox, settled  # noqa: F401
@@ -93,7 +95,7 @@ def test_pool_child_killed_before_data_is_retried_and_sent_once(
     worker = outbox()
     [invoice] = make_invoices(practitioner, 1)
 
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
     wait_until(slow.started.is_set, timeout=30, message="the worker never reached RCPT")
     current = row(delivery.pk)
@@ -111,7 +113,7 @@ def test_pool_child_killed_before_data_is_retried_and_sent_once(
 
     drive(lambda: settled([delivery.pk], DeliveryStatus.SENT), timeout=60)
     time.sleep(1.0)
-    services.sweep()
+    sweep()
     time.sleep(1.0)
 
     final = row(delivery.pk)
@@ -138,7 +140,7 @@ def test_worker_killed_before_data_new_worker_sends_once(
     worker = outbox()
     [invoice] = make_invoices(practitioner, 1)
 
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
     wait_until(slow.started.is_set, timeout=30, message="the worker never reached RCPT")
     assert row(delivery.pk).phase == "rcpt"
@@ -149,7 +151,7 @@ def test_worker_killed_before_data_new_worker_sends_once(
     drive(lambda: settled([delivery.pk], DeliveryStatus.SENT), timeout=60)
     for _ in range(3):
         time.sleep(0.5)
-        services.sweep()
+        sweep()
 
     final = row(delivery.pk)
     assert final.status == DeliveryStatus.SENT
@@ -185,7 +187,7 @@ def test_worker_killed_after_data_accepted_is_unknown_one_copy_never_resent(
     worker = outbox()
     [invoice] = make_invoices(practitioner, 1)
 
-    delivery = services.queue_invoice_email(invoice)
+    delivery = queue_invoice_email(invoice)
 
     wait_until(behaviour.slow.started.is_set, timeout=30, message="the data never arrived")
     wait_until(
@@ -202,7 +204,7 @@ def test_worker_killed_after_data_accepted_is_unknown_one_copy_never_resent(
     drive(lambda: settled([delivery.pk], DeliveryStatus.UNKNOWN), timeout=60)
     for _ in range(6):
         time.sleep(0.5)
-        services.sweep()
+        sweep()
 
     final = row(delivery.pk)
     assert final.status == DeliveryStatus.UNKNOWN
@@ -231,7 +233,7 @@ def test_redis_flushed_with_tasks_queued_sweeper_sends_each_once(
     smtp_account_factory(smtp_server)
     invoices = make_invoices(practitioner, 5)
 
-    deliveries = services.queue_invoice_emails(invoices)  # no worker: the tasks wait
+    deliveries = queue_invoice_emails(invoices)  # no worker: the tasks wait
     ids = [d.pk for d in deliveries]
     client = _redis()
     assert client.llen("celery") >= 1
@@ -245,7 +247,7 @@ def test_redis_flushed_with_tasks_queued_sweeper_sends_each_once(
     drive(lambda: settled(ids, DeliveryStatus.SENT), timeout=60)
     for _ in range(4):
         time.sleep(0.5)
-        services.sweep()
+        sweep()
 
     assert settled(ids, DeliveryStatus.SENT)
     assert Counter(smtp_server.message_ids()) == {d.message_id: 1 for d in deliveries}
@@ -287,9 +289,9 @@ def test_task_with_stale_or_other_tenants_id_is_a_no_op(
     [invoice] = make_invoices(practitioner, 1)
     [other_invoice] = make_invoices(other_practitioner, 1, domain="altro.test")
 
-    sent = services.queue_invoice_email(invoice)
+    sent = queue_invoice_email(invoice)
     wait_until(lambda: settled([sent.pk], DeliveryStatus.SENT), timeout=30)
-    held = services.queue_invoice_email(other_invoice)
+    held = queue_invoice_email(other_invoice)
     assert row(held.pk).status == DeliveryStatus.HELD
 
     def snapshot():
@@ -303,7 +305,7 @@ def test_task_with_stale_or_other_tenants_id_is_a_no_op(
     for ids in ([sent.pk], [held.pk], [sent.pk, held.pk, missing], [missing]):
         _run_task(worker, ids)
     time.sleep(0.5)
-    services.sweep()
+    sweep()
 
     assert snapshot() == before
     assert Counter(server.message_ids()) == {sent.message_id: 1}
@@ -351,8 +353,8 @@ def test_published_send_tasks_carry_no_eta(smtp_server, smtp_account_factory, pr
         practitioner=practitioner, defaults={"channel": Channel.SMTP}
     )
     smtp_account_factory(smtp_server)
-    deliveries = services.queue_invoice_emails(make_invoices(practitioner, 3))
-    services.publish_ids([d.pk for d in deliveries])
+    deliveries = queue_invoice_emails(make_invoices(practitioner, 3))
+    publish_ids([d.pk for d in deliveries])
 
     raw = _redis().lrange("celery", 0, -1)
     assert raw, "no task was published"
@@ -406,11 +408,9 @@ def test_redis_restarted_under_a_busy_worker_sweeper_sends_each_once(
         **{**FAST, "EMAILSETTINGS_LEASE_SECONDS": "30"},
     )
 
-    [busy] = services.queue_invoice_emails(make_invoices(practitioner, 1))
+    [busy] = queue_invoice_emails(make_invoices(practitioner, 1))
     wait_until(slow.started.is_set, timeout=30, message="the worker never reached RCPT")
-    waiting = services.queue_invoice_emails(
-        make_invoices(other_practitioner, 3, domain="altro.test")
-    )
+    waiting = queue_invoice_emails(make_invoices(other_practitioner, 3, domain="altro.test"))
     waiting_ids = [d.pk for d in waiting]
     assert settled(waiting_ids, DeliveryStatus.QUEUED)
 
@@ -427,7 +427,7 @@ def test_redis_restarted_under_a_busy_worker_sweeper_sends_each_once(
         raise AssertionError(f"{rows}\nworker log:\n{worker.log()[-3000:]}") from None
     for _ in range(4):
         time.sleep(0.5)
-        services.sweep()
+        sweep()
 
     assert settled(ids, DeliveryStatus.SENT)
     assert Counter(busy_server.message_ids()) == {busy.message_id: 1}

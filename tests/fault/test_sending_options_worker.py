@@ -14,8 +14,11 @@ from collections import Counter
 import pytest
 from django.utils import timezone
 
-from emailsettings import delivery as services
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings, RecipientRole
+from emailsettings.outbox.actions import cancel_scheduled
+from emailsettings.outbox.publish import publish_ids
+from emailsettings.outbox.queueing import queue_invoice_batch, queue_invoice_email
+from emailsettings.outbox.sweeper import sweep
 from tests.conftest import wait_until
 from tests.factories import InvoiceFactory, PatientFactory
 
@@ -50,15 +53,13 @@ def test_a_scheduled_invoice_leaves_at_its_time_not_before(outbox, practitioner)
     server, worker = outbox
     invoice = InvoiceFactory(patient=PatientFactory(practitioner=practitioner))
 
-    delivery = services.queue_invoice_email(
-        invoice, send_at=timezone.now() + datetime.timedelta(hours=1)
-    )
+    delivery = queue_invoice_email(invoice, send_at=timezone.now() + datetime.timedelta(hours=1))
     assert delivery.status == DeliveryStatus.SCHEDULED
 
     # Before its time: the sweeper leaves it alone, and nothing reaches the server, even
     # when the row's id is handed to the worker directly.
-    assert services.sweep().released == 0
-    services.publish_ids([delivery.pk])
+    assert sweep().released == 0
+    publish_ids([delivery.pk])
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
         assert server.messages == []
@@ -70,7 +71,7 @@ def test_a_scheduled_invoice_leaves_at_its_time_not_before(outbox, practitioner)
     Delivery.objects.filter(pk=delivery.pk).update(
         scheduled_for=timezone.now() - datetime.timedelta(seconds=1)
     )
-    assert services.sweep().released == 1
+    assert sweep().released == 1
     wait_until(
         lambda: statuses([delivery.pk]) == {DeliveryStatus.SENT},
         timeout=30,
@@ -91,7 +92,7 @@ def test_other_recipients_and_the_copy_each_get_their_own_message(outbox, practi
     )
     invoice = InvoiceFactory(patient=patient)
 
-    rows = services.queue_invoice_batch([invoice])
+    rows = queue_invoice_batch([invoice])
 
     ids = [row.pk for row in rows]
     wait_until(
@@ -126,16 +127,14 @@ def test_other_recipients_and_the_copy_each_get_their_own_message(outbox, practi
 def test_a_cancelled_scheduled_invoice_never_leaves(outbox, practitioner):
     server, _worker = outbox
     invoice = InvoiceFactory(patient=PatientFactory(practitioner=practitioner))
-    delivery = services.queue_invoice_email(
-        invoice, send_at=timezone.now() + datetime.timedelta(minutes=5)
-    )
+    delivery = queue_invoice_email(invoice, send_at=timezone.now() + datetime.timedelta(minutes=5))
 
-    services.cancel_scheduled(delivery=delivery)
+    cancel_scheduled(delivery=delivery)
     Delivery.objects.filter(pk=delivery.pk).update(
         scheduled_for=timezone.now() - datetime.timedelta(seconds=1)
     )
-    assert services.sweep().released == 0
-    services.publish_ids([delivery.pk])
+    assert sweep().released == 0
+    publish_ids([delivery.pk])
     time.sleep(1.5)
 
     assert server.messages == []

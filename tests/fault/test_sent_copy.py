@@ -13,8 +13,6 @@ import datetime
 import pytest
 from django.utils import timezone
 
-from emailsettings import delivery as services
-from emailsettings.delivery import sentcopy
 from emailsettings.models import (
     DeliveryEvent,
     DeliveryStatus,
@@ -22,6 +20,9 @@ from emailsettings.models import (
     SentCopyState,
     SmtpAccount,
 )
+from emailsettings.outbox import sentcopy
+from emailsettings.outbox.queueing import queue_invoice_email
+from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.fault.conftest import imap_login
 from tests.mta_fixtures import MTA_PATIENT, MTA_PATIENT_PASSWORD, PostfixMTA
@@ -53,10 +54,10 @@ def account(mail_account) -> SmtpAccount:
 
 
 def send_one(practitioner):
-    delivery = services.queue_invoice_email(
+    delivery = queue_invoice_email(
         InvoiceFactory(patient=PatientFactory(practitioner=practitioner, email=MTA_PATIENT))
     )
-    services.send_batch(delivery_ids=[delivery.pk])
+    send_batch(delivery_ids=[delivery.pk])
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SENT, delivery.last_error_text
     return delivery

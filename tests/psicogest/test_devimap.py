@@ -1,4 +1,4 @@
-"""The IMAP side of ``make run``'s local test server (``psicogest/devimap.py``).
+"""The IMAP side of ``make run``'s local test server (``devtools/imapserver.py``).
 
 The tour a new user takes in ``make run``: the "Server di test locale" mailbox with
 "Rimbalzi e posta inviata (IMAP)" on; an invoice to a patient at ``rimbalza.test`` is
@@ -17,7 +17,8 @@ from email.message import EmailMessage
 import imapclient
 import pytest
 
-from emailsettings.delivery import mailreader, sentcopy
+from devtools.imapserver import MailStore
+from emailsettings.backchannel import reader as mailreader
 from emailsettings.models import (
     Channel,
     DeliveryStatus,
@@ -26,7 +27,7 @@ from emailsettings.models import (
     SmtpAccount,
     SuppressedAddress,
 )
-from psicogest.devimap import MailStore
+from emailsettings.outbox import sentcopy
 from tests.devmail import USER, send_invoices_now
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.template import Context, Template
 from django.urls import reverse
 from django.utils import translation
 
-from emailsettings.keywords import KEYWORDS_BY_NAME
+from emailsettings.covermail.keywords import KEYWORDS_BY_NAME
 from psicogest.formatting import (
     format_amount,
     format_date,

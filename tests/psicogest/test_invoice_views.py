@@ -52,7 +52,7 @@ def test_list_checkbox_values_are_plain_ids_for_large_numbers(logged_client, pra
 
 
 def test_list_shows_the_latest_delivery_status_of_each_invoice(logged_client, invoice):
-    from emailsettings.delivery import queue_invoice_email
+    from emailsettings.outbox.queueing import queue_invoice_email
 
     delivery = queue_invoice_email(invoice)
     Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.SENT)
@@ -68,7 +68,7 @@ def test_list_requires_login(client):
 
 
 def test_detail_offers_sending_and_lists_the_invoices_deliveries(logged_client, invoice):
-    from emailsettings.delivery import queue_invoice_email
+    from emailsettings.outbox.queueing import queue_invoice_email
 
     delivery = queue_invoice_email(invoice)
     response = logged_client.get(reverse("invoice", args=[invoice.pk]))

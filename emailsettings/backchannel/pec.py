@@ -1,0 +1,232 @@
+"""PEC receipts read from the practitioner's PEC mailbox (the PEC presets).
+
+A PEC provider answers every message with receipts, each an email with the ``X-Ricevuta``
+header (``accettazione``, ``non-accettazione``, ``presa-in-carico``, ``avvenuta-consegna``,
+``preavviso-errore-consegna``, ``errore-consegna``), the ``X-Riferimento-Message-ID`` of the
+message it is about and a ``daticert.xml`` attachment with the certified data (type, date,
+recipient, error). :func:`parse` reads them; :func:`apply` links a receipt to the
+practitioner's own delivery with that Message-ID: ``avvenuta-consegna`` → ``delivered``
+("Consegnata (ricevuta PEC del …)"), ``errore-consegna``/``non-accettazione`` → ``failed``
+with the reason, the others a timeline entry. The receipt is kept as received
+(:class:`~emailsettings.models.PecReceipt`): it is the practitioner's legal proof.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email
+import email.policy
+import logging
+import re
+import xml.etree.ElementTree as ET  # noqa: S405 (a small, size-capped attachment; no DTDs fetched)
+from dataclasses import dataclass
+from email.message import Message
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_noop
+
+from emailsettings.covermail.message import header_value
+from emailsettings.failures import ErrorClass, Failure
+from emailsettings.models import Channel, Delivery, DeliveryStatus, EventKind, PecReceipt
+from emailsettings.outbox import lifecycle
+from psicogest.formatting import format_long_datetime
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED = "accettazione"
+NOT_ACCEPTED = "non-accettazione"
+TAKEN_IN_CHARGE = "presa-in-carico"
+DELIVERED = "avvenuta-consegna"
+DELIVERY_WARNING = "preavviso-errore-consegna"
+NOT_DELIVERED = "errore-consegna"
+KINDS = frozenset(
+    {ACCEPTED, NOT_ACCEPTED, TAKEN_IN_CHARGE, DELIVERED, DELIVERY_WARNING, NOT_DELIVERED}
+)
+MAX_DATICERT_BYTES = 64 * 1024
+_MESSAGE_ID = re.compile(r"<[^<>\s]{3,250}>")
+_LABELS = {
+    ACCEPTED: _lazy("Ricevuta di accettazione"),
+    NOT_ACCEPTED: _lazy("Avviso di non accettazione"),
+    TAKEN_IN_CHARGE: _lazy("Ricevuta di presa in carico"),
+    DELIVERED: _lazy("Ricevuta di avvenuta consegna"),
+    DELIVERY_WARNING: _lazy("Preavviso di mancata consegna"),
+    NOT_DELIVERED: _lazy("Avviso di mancata consegna"),
+}
+
+
+def label(kind: str) -> str:
+    return str(_LABELS.get(kind, kind))
+
+
+@dataclass(frozen=True)
+class Receipt:
+    kind: str
+    referenced_id: str
+    recipient: str
+    issued_at: datetime.datetime
+    error: str
+    message_id: str
+    raw: bytes
+
+
+def _daticert(message: Message) -> ET.Element | None:
+    for part in message.walk():
+        name = (part.get_filename() or "").lower()
+        if name != "daticert.xml":
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes) or len(payload) > MAX_DATICERT_BYTES:
+            return None
+        try:
+            return ET.fromstring(payload)  # noqa: S314 (size-capped; expat refuses entity bombs)
+        except ET.ParseError:
+            return None
+    return None
+
+
+def _text(root: ET.Element | None, path: str) -> str:
+    if root is None:
+        return ""
+    found = root.find(path)
+    return header_value(found.text or "") if found is not None else ""
+
+
+def _issued_at(root: ET.Element | None, message: Message) -> datetime.datetime:
+    day, hour = _text(root, "dati/data/giorno"), _text(root, "dati/data/ora")
+    zone_node = root.find("dati/data") if root is not None else None
+    zone = zone_node.get("zona", "+0000") if zone_node is not None else "+0000"
+    try:
+        return datetime.datetime.strptime(f"{day} {hour} {zone}", "%d/%m/%Y %H:%M:%S %z")
+    except ValueError:
+        pass
+    try:
+        return email.utils.parsedate_to_datetime(str(message.get("Date", "")))
+    except (TypeError, ValueError):
+        return timezone.now()
+
+
+def parse(raw: bytes) -> Receipt | None:
+    """The receipt ``raw`` is, or ``None`` when it is not a PEC receipt."""
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    kind = header_value(str(message.get("X-Ricevuta", ""))).lower()
+    if kind not in KINDS:
+        return None
+    root = _daticert(message)
+    if root is not None and root.get("tipo", kind) != kind:
+        logger.warning("A PEC receipt's header and daticert.xml disagree: ignored")
+        return None
+    referenced = _MESSAGE_ID.findall(str(message.get("X-Riferimento-Message-ID", "")))
+    referenced = referenced or _MESSAGE_ID.findall(_text(root, "dati/msgid"))
+    own_id = _MESSAGE_ID.findall(str(message.get("Message-ID", "")))
+    if not referenced or not own_id:
+        return None
+    return Receipt(
+        kind=kind,
+        referenced_id=referenced[0],
+        recipient=_text(root, "dati/consegna").lower(),
+        issued_at=_issued_at(root, message),
+        error=_text(root, "dati/errore-esteso") or (root.get("errore", "") if root else ""),
+        message_id=own_id[0],
+        raw=raw,
+    )
+
+
+def apply(receipt: Receipt, *, practitioner_id: int) -> int | None:
+    """Record ``receipt`` on ``practitioner_id``'s delivery it refers to; its id."""
+    delivery = (
+        Delivery.objects.filter(
+            practitioner_id=practitioner_id,
+            channel=Channel.SMTP,
+            message_id=receipt.referenced_id,
+        )
+        .order_by("id")
+        .first()
+    )
+    if delivery is None:
+        return None
+    if receipt.recipient and receipt.recipient != delivery.recipient.lower():
+        logger.info("PEC receipt for delivery %s names another recipient: ignored", delivery.pk)
+        return None
+    try:
+        with transaction.atomic():
+            PecReceipt.objects.create(
+                practitioner_id=practitioner_id,
+                delivery=delivery,
+                kind=receipt.kind,
+                message_id=receipt.message_id[:255],
+                recipient=receipt.recipient[:254],
+                issued_at=receipt.issued_at,
+                raw=receipt.raw,
+            )
+            _record(receipt, delivery)
+    except IntegrityError:
+        return None  # already stored: read before
+    return delivery.pk
+
+
+_OPEN = (DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)
+
+
+def _receipt_text(kind: str, when: str, error: str) -> lifecycle.EventText:
+    """A receipt's sentence; for a failure, the provider's reason after it."""
+    if error and kind in _WITH_REASON:
+        return lifecycle.EventText(_WITH_REASON[kind], {"when": when, "reason": error})
+    return lifecycle.EventText(_SENTENCES[kind], {"when": when})
+
+
+_SENTENCES = {
+    DELIVERED: gettext_noop("Consegnata (ricevuta PEC di avvenuta consegna del %(when)s)."),
+    NOT_DELIVERED: gettext_noop("Non consegnata: avviso PEC di mancata consegna del %(when)s."),
+    NOT_ACCEPTED: gettext_noop(
+        "Non accettata dal gestore PEC: avviso di non accettazione del %(when)s."
+    ),
+    ACCEPTED: gettext_noop("Accettata dal gestore PEC del mittente (ricevuta del %(when)s)."),
+    TAKEN_IN_CHARGE: gettext_noop("Presa in carico dal gestore PEC del destinatario (%(when)s)."),
+    DELIVERY_WARNING: gettext_noop(
+        "Il gestore PEC non è ancora riuscito a consegnare il messaggio (%(when)s)."
+    ),
+}
+
+
+_WITH_REASON = {
+    NOT_DELIVERED: gettext_noop(
+        "Non consegnata: avviso PEC di mancata consegna del %(when)s (%(reason)s)."
+    ),
+    NOT_ACCEPTED: gettext_noop(
+        "Non accettata dal gestore PEC: avviso di non accettazione del %(when)s (%(reason)s)."
+    ),
+}
+
+
+def _record(receipt: Receipt, delivery: Delivery) -> None:
+    when = format_long_datetime(receipt.issued_at)
+    error = receipt.error if receipt.error and receipt.error != "nessuno" else ""
+    text = _receipt_text(receipt.kind, when, error)
+    rows = Delivery.objects.filter(pk=delivery.pk)
+    if receipt.kind == DELIVERED:
+        lifecycle.transition(
+            rows.filter(status__in=_OPEN),
+            to=DeliveryStatus.DELIVERED,
+            text=text,
+            kind=EventKind.MAILBOX,
+        )
+    elif receipt.kind in (NOT_DELIVERED, NOT_ACCEPTED):
+        error_class = (
+            ErrorClass.RECIPIENT_REFUSED
+            if receipt.kind == NOT_DELIVERED
+            else ErrorClass.MESSAGE_REJECTED
+        )
+        lifecycle.transition(
+            rows.filter(status__in=(*_OPEN, DeliveryStatus.DELIVERED)),
+            to=DeliveryStatus.FAILED,
+            text=text,
+            kind=EventKind.MAILBOX,
+            failure=Failure(phase="", error_class=error_class, reply=receipt.error),
+        )
+    else:
+        current = Delivery.objects.only("status").get(pk=delivery.pk).status
+        lifecycle.transition(
+            rows.filter(status=current), to=current, text=text, kind=EventKind.MAILBOX
+        )

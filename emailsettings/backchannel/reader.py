@@ -1,0 +1,221 @@
+"""Reading the practitioner's own mailbox for bounces (opt-in: "Leggi le risposte").
+
+Only while the mailbox has personal-SMTP sends in the watch window
+(``EMAILSETTINGS_BOUNCE_WATCH_DAYS``). The INBOX and the provider's spam folder are opened
+read-only (EXAMINE) and only messages since the oldest watched send are searched; each UID
+is looked at once (:class:`~emailsettings.models.MailboxFolderState`, reset when the
+folder's UIDVALIDITY changes). Headers and structure come first; only what looks like an
+automatic notice (a report, a returned message, a null sender, ``MAILER-DAEMON``) is fetched
+whole, always with ``BODY.PEEK``: nothing is marked read, moved or deleted, and nothing of
+the practitioner's other mail is stored.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.utils import parseaddr
+from typing import Any
+
+import imapclient
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from emailsettings import conf
+from emailsettings.backchannel import bounces, pec
+from emailsettings.mailbox import presets
+from emailsettings.mailbox.imap import ImapError, ImapServer, open_for_account
+from emailsettings.models import Channel, Delivery, MailboxFolderState, SmtpAccount
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 50
+MAX_BOUNCE_BYTES = 5 * 1024 * 1024
+MAX_BACKOFF = datetime.timedelta(hours=6)
+_HEADERS = b"BODY[HEADER.FIELDS (FROM RETURN-PATH AUTO-SUBMITTED CONTENT-TYPE X-RICEVUTA)]"
+_FETCH_HEADERS = ["RFC822.SIZE", "BODYSTRUCTURE", _HEADERS.replace(b"BODY", b"BODY.PEEK", 1)]
+_SYSTEM_SENDERS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mdaemon"})
+_NOTICE_TYPES = frozenset(
+    {"multipart/report", "message/delivery-status", "message/rfc822", "text/rfc822-headers"}
+)
+
+
+@dataclass
+class ReadResult:
+    ok: bool
+    looked_at: int = 0
+    # Bounces and PEC receipts matched to a delivery.
+    bounces: int = 0
+    error: str = ""
+
+
+def server_for(account: SmtpAccount) -> ImapServer | None:
+    if account.imap_host:
+        return ImapServer(account.imap_host, account.imap_port, account.imap_security)
+    known = presets.imap_server(account.preset)
+    return ImapServer(*known) if known else None
+
+
+def _watch_window() -> datetime.timedelta:
+    return datetime.timedelta(days=conf.bounce_watch_days())
+
+
+def oldest_watched_send(account: SmtpAccount, now: datetime.datetime) -> datetime.datetime | None:
+    return (
+        Delivery.objects.filter(
+            practitioner_id=account.practitioner_id,
+            channel=Channel.SMTP,
+            sent_at__gte=now - _watch_window(),
+        )
+        .order_by("sent_at")
+        .values_list("sent_at", flat=True)
+        .first()
+    )
+
+
+def due_accounts(now: datetime.datetime | None = None) -> list[int]:
+    """Opted-in mailboxes due for a read that have sends in the watch window."""
+    now = now or timezone.now()
+    recent = Delivery.objects.filter(channel=Channel.SMTP, sent_at__gte=now - _watch_window())
+    return list(
+        SmtpAccount.objects.filter(imap_enabled=True, practitioner__deliveries__in=recent)
+        .exclude(imap_next_read_at__gt=now)
+        .distinct()
+        .values_list("pk", flat=True)
+    )
+
+
+def _types(structure: Any) -> Iterator[str]:
+    if structure.is_multipart:
+        yield "multipart/" + structure[1].decode("ascii", "replace").lower()
+        for part in structure[0]:
+            yield from _types(part)
+    else:
+        main, sub = structure[0], structure[1]
+        yield f"{main.decode('ascii', 'replace')}/{sub.decode('ascii', 'replace')}".lower()
+
+
+def looks_automatic(data: dict[bytes, Any]) -> bool:
+    """Whether a message's headers and structure look like an automatic notice."""
+    if int(data.get(b"RFC822.SIZE", 0)) > MAX_BOUNCE_BYTES:
+        return False
+    # The server echoes the item name in its own spelling: find it by its prefix.
+    raw_headers = next(
+        (value for key, value in data.items() if key.upper().startswith(b"BODY[HEADER")), b""
+    )
+    headers = BytesHeaderParser().parsebytes(raw_headers or b"")
+    if headers.get("X-Ricevuta") or str(headers.get("Return-Path", "")).strip() == "<>":
+        return True
+    auto = str(headers.get("Auto-Submitted", "")).strip().lower()
+    if auto and auto != "no":
+        return True
+    sender = parseaddr(str(headers.get("From", "")))[1].lower()
+    if sender.partition("@")[0] in _SYSTEM_SENDERS:
+        return True
+    structure = data.get(b"BODYSTRUCTURE")
+    return structure is not None and any(kind in _NOTICE_TYPES for kind in _types(structure))
+
+
+def _read_folder(
+    client: imapclient.IMAPClient, account: SmtpAccount, folder: str, since: datetime.date
+) -> tuple[int, int]:
+    info = client.select_folder(folder, readonly=True)
+    uidvalidity = int(info.get(b"UIDVALIDITY", 0))
+    state, _created = MailboxFolderState.objects.get_or_create(account=account, folder=folder)
+    if state.uidvalidity != uidvalidity:
+        state.uidvalidity, state.last_uid = uidvalidity, 0
+    uids = sorted(uid for uid in client.search(["SINCE", since]) if uid > state.last_uid)
+    looked_at = found = 0
+    for start in range(0, len(uids), CHUNK):
+        chunk = uids[start : start + CHUNK]
+        heads = client.fetch(chunk, _FETCH_HEADERS)
+        wanted = [uid for uid in chunk if uid in heads and looks_automatic(heads[uid])]
+        bodies = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
+        for uid in wanted:
+            raw = bodies.get(uid, {}).get(b"BODY[]")
+            if raw and _notice(raw, account.practitioner_id):
+                found += 1
+        looked_at += len(chunk)
+        state.last_uid = chunk[-1]
+        state.read_at = timezone.now()
+        state.save()
+    if not uids:
+        state.read_at = timezone.now()
+        state.save()
+    return looked_at, found
+
+
+def _notice(raw: bytes, practitioner_id: int) -> bool:
+    """Record a PEC receipt or a bounce found in the mailbox; whether it was one of ours."""
+    receipt = pec.parse(raw)
+    if receipt is not None:
+        return pec.apply(receipt, practitioner_id=practitioner_id) is not None
+    bounce = bounces.parse(raw)
+    return bounce is not None and bool(
+        bounces.apply(bounce, practitioner_id=practitioner_id, window=_watch_window())
+    )
+
+
+def _folders(client: imapclient.IMAPClient) -> list[str]:
+    folders = ["INBOX"]
+    try:
+        junk = client.find_special_folder(imapclient.imapclient.JUNK)
+    except imapclient.exceptions.IMAPClientError:
+        junk = None
+    if junk and junk not in folders:
+        folders.append(junk)
+    return folders
+
+
+def read_mailbox(account: SmtpAccount, *, now: datetime.datetime | None = None) -> ReadResult:
+    """Read ``account``'s mailbox once for bounces and record the outcome on it."""
+    now = now or timezone.now()
+    oldest = oldest_watched_send(account, now)
+    if oldest is None:
+        return _finish(account, now, ReadResult(ok=True))
+    try:
+        client = open_for_account(account)
+    except ImapError as err:
+        return _finish(account, now, ReadResult(ok=False, error=str(err)))
+    result = ReadResult(ok=True)
+    try:
+        for folder in _folders(client):
+            looked_at, found = _read_folder(client, account, folder, since=oldest.date())
+            result.looked_at += looked_at
+            result.bounces += found
+    except (OSError, imapclient.exceptions.IMAPClientError) as err:
+        logger.warning("Reading mailbox %s stopped: %s", account.pk, type(err).__name__)
+        result = ReadResult(
+            ok=False,
+            error=_("La lettura della casella si è interrotta; PsicoGest riprova più tardi."),
+            looked_at=result.looked_at,
+        )
+    finally:
+        try:
+            client.logout()
+        except (OSError, imapclient.exceptions.IMAPClientError):
+            client.shutdown()
+    return _finish(account, now, result)
+
+
+def _finish(account: SmtpAccount, now: datetime.datetime, result: ReadResult) -> ReadResult:
+    interval = datetime.timedelta(seconds=conf.mailbox_read_interval_seconds())
+    if result.ok:
+        account.imap_read_at, account.imap_failures, account.imap_error = now, 0, ""
+        account.imap_next_read_at = now + interval
+    else:
+        account.imap_failures = min(account.imap_failures + 1, 30)
+        account.imap_error = result.error[:300]
+        account.imap_next_read_at = now + min(
+            interval * 2 ** min(account.imap_failures, 10), MAX_BACKOFF
+        )
+    SmtpAccount.objects.filter(pk=account.pk).update(
+        imap_read_at=account.imap_read_at,
+        imap_failures=account.imap_failures,
+        imap_error=account.imap_error,
+        imap_next_read_at=account.imap_next_read_at,
+    )
+    return result

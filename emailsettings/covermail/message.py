@@ -1,0 +1,144 @@
+"""The MIME message of a delivery: text and HTML parts of the cover mail, the invoice PDF.
+
+Built only from the delivery's snapshot (subject, bodies, From/Reply-To, Message-ID), so
+every retry of the same delivery sends the same message with the same Message-ID. Headers
+are checked for CR/LF once more here: nothing typed by a user may end a header line.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from email.generator import BytesGenerator, Generator
+from email.message import Message
+from email.utils import format_datetime
+from io import BytesIO
+from typing import TYPE_CHECKING
+
+from django.core.mail import EmailMultiAlternatives
+from django.utils.timezone import now
+
+from emailsettings.covermail.identity import message_id_domain
+
+if TYPE_CHECKING:
+    from emailsettings.models import Delivery
+    from psicogest.models import Invoice
+
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+
+
+def new_message_id(sender_address: str) -> str:
+    """A globally unique ``<uuid@sending-domain>`` Message-ID."""
+    return f"<{uuid.uuid4().hex}@{message_id_domain(sender_address)}>"
+
+
+def header_value(value: str) -> str:
+    """One header line: every control or line-separator character becomes a space."""
+    return re.sub(r"\s+", " ", _LINE_BREAKS.sub(" ", value or "")).strip()
+
+
+def attachment_name(invoice_number: str) -> str:
+    """``fattura-12-2026.pdf`` for invoice ``12/2026``: safe in any file system and header."""
+    number = re.sub(r"[^A-Za-z0-9._-]+", "-", invoice_number.replace("/", "-")).strip("-.")
+    return f"fattura-{number or 'senza-numero'}.pdf"
+
+
+def invoice_pdf(invoice: Invoice) -> bytes:
+    if not invoice.pdf:
+        return b""
+    with invoice.pdf.open("rb") as handle:
+        return handle.read()
+
+
+def build_message(delivery: Delivery, *, pdf: bytes | None = None) -> EmailMultiAlternatives:
+    """The message for ``delivery``; ``pdf`` avoids re-reading the file when given."""
+    headers = {
+        "Message-ID": header_value(delivery.message_id),
+        "Date": format_datetime(now()),
+    }
+    message = EmailMultiAlternatives(
+        subject=header_value(delivery.subject),
+        body=delivery.body_text,
+        from_email=header_value(delivery.from_header),
+        to=[header_value(delivery.recipient)],
+        reply_to=[header_value(delivery.reply_to)] if delivery.reply_to else [],
+        headers=headers,
+    )
+    if delivery.body_html:
+        message.attach_alternative(delivery.body_html, "text/html")
+    content = pdf if pdf is not None else invoice_pdf(delivery.invoice)
+    if content:
+        message.attach(attachment_name(delivery.invoice_number), content, "application/pdf")
+    return message
+
+
+def message_bytes(message: EmailMultiAlternatives) -> bytes:
+    """The message as sent over SMTP (CRLF line endings), like Django's SMTP backend."""
+    return mime_bytes(message.message())
+
+
+class _Generator(BytesGenerator):
+    """email's ``BytesGenerator``, writing the same bytes with less work for an attachment:
+    a base64 payload (ASCII lines ending in ``\\n``) goes out in one write with its line
+    endings replaced, instead of one write per 76-character line."""
+
+    def _handle_application(self, msg: Message) -> None:
+        payload = msg._payload  # type: ignore[attr-defined]
+        if isinstance(payload, str) and payload.isascii() and "\r" not in payload:
+            self._fp.write(payload.replace("\n", self._NL).encode("ascii"))  # type: ignore[attr-defined]
+        else:
+            self._handle_text(msg)  # type: ignore[attr-defined]
+
+
+def _set_boundaries(mime: Message) -> None:
+    """A boundary for each multipart part that has none, checked against the parts' text
+    with a substring search: the generator would otherwise compile and run a regular
+    expression over the whole flattened message (40 KB of base64) for each one. Same
+    boundary format as email's own."""
+    texts = [
+        part.get_payload()
+        for part in mime.walk()
+        if not part.is_multipart() and isinstance(part.get_payload(), str)
+    ]
+    for part in mime.walk():
+        if part.is_multipart() and part.get_boundary() is None:
+            boundary = Generator._make_boundary()  # type: ignore[attr-defined]
+            while any(boundary in text for text in texts):
+                boundary = Generator._make_boundary()  # type: ignore[attr-defined]
+            part.set_boundary(boundary)
+
+
+def mime_bytes(mime: Message) -> bytes:
+    """``mime`` flattened with CRLF line endings, as Django's ``as_bytes(linesep="\\r\\n")``
+    writes it (no ``From`` mangling); boundaries are set on ``mime`` first."""
+    _set_boundaries(mime)
+    out = BytesIO()
+    _Generator(out, mangle_from_=False).flatten(mime, linesep="\r\n")
+    return out.getvalue()
+
+
+def seven_bit(data: bytes) -> bytes:
+    """``data`` with every 8-bit text part re-encoded quoted-printable, for a server that does
+    not offer 8BITMIME (RFC 6152: 8-bit data must not be sent to it). Headers are already
+    ASCII (encoded words); attachments are already base64."""
+    import email
+    import email.charset
+    import email.policy
+
+    message = email.message_from_bytes(data, policy=email.policy.compat32)
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        encoding = str(part.get("Content-Transfer-Encoding", "")).lower()
+        payload = part.get_payload(decode=True)
+        if encoding not in ("8bit", "binary", "") or not isinstance(payload, bytes):
+            continue
+        if payload.isascii():
+            continue
+        charset_name = part.get_content_charset() or "utf-8"
+        charset = email.charset.Charset(charset_name)
+        charset.body_encoding = email.charset.QP
+        del part["Content-Transfer-Encoding"]
+        text = payload.decode(charset_name, errors="replace").replace("\r\n", "\n")
+        part.set_payload(text, charset=charset)
+    return message.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n"))

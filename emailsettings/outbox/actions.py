@@ -1,0 +1,203 @@
+"""What the practitioner (the report) and the mailbox do to deliveries: resend, retry now,
+send with Smart Mail, reactivate an address, cancel a scheduled mail or send it now; hold
+a broken mailbox's queue and resume it.
+
+Timeline texts are stored in Italian (``gettext_noop``) whatever the request's language,
+and translated when shown.
+
+Each action is allowed only in the states the lifecycle names and raises
+:class:`~emailsettings.exceptions.ActionNotAllowed` otherwise; each change is one
+:func:`~emailsettings.outbox.lifecycle.transition` with its event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext_noop
+
+from emailsettings.covermail.identity import smart_mail_identity
+from emailsettings.exceptions import ActionNotAllowed
+from emailsettings.models import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    MailboxStatus,
+    RecipientRole,
+    SmtpAccount,
+    SuppressedAddress,
+)
+from emailsettings.outbox import lifecycle, publish
+from emailsettings.outbox.queueing import (
+    Recipient,
+    check_recipient,
+    create_deliveries,
+    is_valid_address,
+)
+
+if TYPE_CHECKING:
+    from psicogest.models import Practitioner
+
+
+def _requeue(delivery: Delivery, *, allowed: Sequence[str], text: str, **changes: Any) -> Delivery:
+    now = timezone.now()
+    moved = lifecycle.transition(
+        Delivery.objects.filter(pk=delivery.pk, status__in=allowed),
+        to=DeliveryStatus.QUEUED,
+        text=text,
+        changes={
+            "next_attempt_at": None,
+            "lease_expires_at": None,
+            "queued_at": now,
+            **changes,
+        },
+        now=now,
+    )
+    if not moved:
+        raise ActionNotAllowed(delivery.status)
+    publish.publish_ids_on_commit(moved)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def _mailbox_broken(practitioner_id: int) -> bool:
+    return SmtpAccount.objects.filter(
+        practitioner_id=practitioner_id, status=MailboxStatus.BROKEN
+    ).exists()
+
+
+def can_retry_now(delivery: Delivery) -> bool:
+    """A wait that can be cut short; a row held by a still-broken mailbox cannot."""
+    if delivery.status not in lifecycle.RETRY_NOW:
+        return False
+    return not (
+        delivery.status == DeliveryStatus.HELD
+        and delivery.channel == Channel.SMTP
+        and _mailbox_broken(delivery.practitioner_id)
+    )
+
+
+def retry_now(*, delivery: Delivery) -> Delivery:
+    """A deferred (or held) row goes back to the queue at once, same Message-ID."""
+    if not can_retry_now(delivery):
+        raise ActionNotAllowed(delivery.status)
+    return _requeue(
+        delivery,
+        allowed=lifecycle.RETRY_NOW,
+        text=gettext_noop("Nuovo tentativo richiesto dal professionista."),
+    )
+
+
+def send_with_smart_mail(*, delivery: Delivery) -> Delivery:
+    """The practitioner's explicit choice: send this personal-SMTP row, stopped by the
+    mailbox, with Smart Mail (recorded on the row and in its timeline)."""
+    if not lifecycle.can_fall_back(delivery):
+        raise ActionNotAllowed(delivery.status)
+    identity = smart_mail_identity(delivery.practitioner)
+    return _requeue(
+        delivery,
+        allowed=lifecycle.FALLBACK,
+        text=gettext_noop("Il professionista ha scelto di inviarla con Smart Mail."),
+        channel=Channel.SMART_MAIL,
+        fallback_to_smart_mail=True,
+        from_header=identity.from_header[:300],
+        reply_to=identity.reply_to[:300],
+    )
+
+
+def resend(*, delivery: Delivery) -> Delivery:
+    """A new delivery of the same invoice (new Message-ID, current patient address and cover
+    mail); the original row stays as it was, with an event saying it was resent."""
+    if delivery.status not in lifecycle.RESENDABLE:
+        raise ActionNotAllowed(delivery.status)
+    invoice = delivery.invoice
+    recipient = _resend_recipient(delivery)
+    created = create_deliveries(
+        invoices=[invoice], recipients={invoice.pk: [recipient]}, resend_of=delivery
+    )[0]
+    if created.resend_of_id == delivery.pk and created.created_at >= delivery.created_at:
+        lifecycle.transition(
+            Delivery.objects.filter(pk=delivery.pk),
+            to=delivery.status,
+            text=gettext_noop("Reinvio richiesto dal professionista."),
+        )
+    return created
+
+
+def _resend_recipient(delivery: Delivery) -> Recipient:
+    """The patient's row goes to the card's current address; another recipient's row and
+    the practitioner's copy to the same address as before."""
+    from emailsettings.exceptions import InvalidRecipient
+
+    if delivery.role == RecipientRole.PATIENT:
+        return Recipient(check_recipient(delivery.invoice))
+    check_recipient(delivery.invoice)  # the PDF is still needed
+    if not is_valid_address(delivery.recipient):
+        raise InvalidRecipient(delivery.recipient)
+    return Recipient(delivery.recipient, delivery.role)
+
+
+def cancel_scheduled(*, delivery: Delivery) -> Delivery:
+    """A scheduled mail that has not left yet is cancelled: it will not be sent."""
+    moved = lifecycle.transition(
+        Delivery.objects.filter(pk=delivery.pk, status__in=lifecycle.CANCELLABLE),
+        to=DeliveryStatus.CANCELLED,
+        text=gettext_noop("Invio programmato annullato dal professionista."),
+        changes={"scheduled_for": None},
+    )
+    if not moved:
+        raise ActionNotAllowed(delivery.status)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def send_now(*, delivery: Delivery) -> Delivery:
+    """A scheduled mail leaves at once instead of at its time."""
+    return _requeue(
+        delivery,
+        allowed=lifecycle.CANCELLABLE,
+        text=gettext_noop("Invio anticipato dal professionista: messa in coda."),
+        scheduled_for=None,
+    )
+
+
+def reactivate_address(*, practitioner: Practitioner, address: str) -> int:
+    """Remove ``address`` from the practitioner's suppressed addresses; returns how many
+    entries were removed."""
+    deleted, _rows = SuppressedAddress.objects.filter(
+        practitioner=practitioner, address__iexact=address.strip()
+    ).delete()
+    return deleted
+
+
+def _smtp_rows(practitioner_id: int, statuses: Sequence[str]) -> QuerySet[Delivery]:
+    return Delivery.objects.filter(
+        practitioner_id=practitioner_id, channel=Channel.SMTP, status__in=statuses
+    )
+
+
+def hold_pending(*, practitioner_id: int) -> int:
+    """Hold every personal-SMTP row of the practitioner still waiting to be sent (the
+    mailbox is broken). Rows a worker is sending are left to it."""
+    moved = lifecycle.transition(
+        _smtp_rows(practitioner_id, (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)),
+        to=DeliveryStatus.HELD,
+        text=gettext_noop("Trattenuta: la casella SMTP personale va corretta prima dell'invio."),
+        changes={"next_attempt_at": None},
+    )
+    return len(moved)
+
+
+def resume_held(*, practitioner_id: int) -> int:
+    """The mailbox works again: its held rows go back to the queue. Returns how many."""
+    moved = lifecycle.transition(
+        _smtp_rows(practitioner_id, (DeliveryStatus.HELD,)),
+        to=DeliveryStatus.QUEUED,
+        text=gettext_noop("La casella funziona di nuovo: invio ripreso."),
+        changes={"queued_at": timezone.now(), "next_attempt_at": None},
+    )
+    publish.publish_ids_on_commit(moved)
+    return len(moved)
