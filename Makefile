@@ -8,10 +8,10 @@ test: ## Install the test dependencies, start PostgreSQL and Redis, run the lint
 	scripts/test.sh $(PYTEST_ARGS)
 
 lint:
-	.venv/bin/ruff format --check . && .venv/bin/ruff check .
+	.venv/bin/ruff format --check . && .venv/bin/ruff check . && .venv/bin/lint-imports --no-cache
 
 typecheck:
-	.venv/bin/mypy psicogest emailsettings
+	.venv/bin/mypy psicogest emailsettings devtools
 
 lock: ## Re-lock the dependencies after editing pyproject.toml (needs uv)
 	uv pip compile pyproject.toml --python-version 3.11 --universal --generate-hashes -o requirements/base.lock

@@ -45,6 +45,8 @@ from authlib.oidc.core import AuthorizationCodeMixin
 from authlib.oidc.core.grants import OpenIDCode
 from joserfc.jwk import KeySet, RSAKey
 
+from devtools.smtpserver import wait_for_interrupt
+
 
 @dataclass
 class User:
@@ -307,8 +309,6 @@ def serve_forever(
 ) -> None:
     """Run the "provider di prova" until interrupted (``manage.py run_oauth_test_server``)."""
     import os
-
-    from devtools.smtpserver import wait_for_interrupt
 
     # Authlib's server refuses plain-HTTP requests unless told this is a local test.
     os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from email.utils import format_datetime, make_msgid
 
 from devtools.imapserver import MailStore, split_message
+from devtools.pec import receipt
 
 BOUNCE_DOMAIN = "rimbalza.test"
 MTA_NAME = "smtp.test.local"
@@ -109,8 +110,6 @@ class DevProvider:
     ) -> None:
         if not login:
             return
-        from devtools.pec import receipt
-
         message = email.message_from_bytes(data, policy=email.policy.compat32)
         message_id = str(message.get("Message-ID", "")).strip()
         subject = str(message.get("Subject", ""))

@@ -50,6 +50,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devtools.imapserver import ImapTestServer, MailStore
+from devtools.provider import DevProvider
+
 REFUSED_DOMAIN = "rifiuta.test"
 
 
@@ -590,9 +593,6 @@ def serve_forever(
     With ``imap_port`` it has an IMAP side too (``devtools/imapserver.py``): each user's
     mailbox, where a recipient at ``rimbalza.test`` bounces and a PEC recipient's receipts
     arrive ``notice_delay`` seconds after the message was accepted."""
-    from devtools.imapserver import ImapTestServer, MailStore
-    from devtools.provider import DevProvider
-
     ca = LocalCA.create(directory)
     store = MailStore(directory / "caselle")
     provider = DevProvider(store, delay=notice_delay)

@@ -6,12 +6,13 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error, Warning, register
 
+from emailsettings import conf
+from emailsettings.mailbox.oauth import ENDPOINT_NAMES, PROVIDERS
+
 
 @register()
 def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """Every key in EMAILSETTINGS_ENCRYPTION_KEYS must be a valid Fernet key."""
-    from emailsettings import conf
-
     errors: list[Error] = []
     keys = conf.encryption_keys()
     if not keys:
@@ -43,8 +44,6 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]
 def check_personal_smtp_guard(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """In production the personal-SMTP guard must be on and the local test server off."""
     from django.conf import settings
-
-    from emailsettings import conf
 
     if getattr(settings, "DJANGO_ENV", "development") != "production":
         return []
@@ -111,9 +110,6 @@ def check_oauth_providers(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     """ "Accedi con Google / Microsoft": each provider needs both halves of its app, and a
     configured one the public redirect base URL (HTTPS in production)."""
     from django.conf import settings
-
-    from emailsettings import conf
-    from emailsettings.mailbox.oauth import ENDPOINT_NAMES, PROVIDERS
 
     production = getattr(settings, "DJANGO_ENV", "development") == "production"
     found: list[CheckMessage] = []

@@ -7,13 +7,14 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from emailsettings.mailbox.oauth import get_provider
+from emailsettings.models import MailboxStatus, SmtpAccount
+
 
 def mailbox_banner(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    from emailsettings.models import MailboxStatus, SmtpAccount
-
     account = (
         SmtpAccount.objects.filter(practitioner=user, status=MailboxStatus.BROKEN)
         .only("id", "email", "last_error", "status", "auth_method", "oauth_provider")
@@ -21,8 +22,6 @@ def mailbox_banner(request: HttpRequest) -> dict[str, Any]:
     )
     reconnect = ""
     if account is not None and account.needs_reconnect:
-        from emailsettings.mailbox.oauth import get_provider
-
         provider = get_provider(account.oauth_provider)
         reconnect = str(provider.label) if provider else ""
     return {

@@ -196,3 +196,13 @@ NO_FAILURE_COLUMNS: dict[str, Any] = {
     "last_error_enhanced": "",
     "last_error_text": "",
 }
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The server (or ESP) took the message."""
+
+    reply: str = ""
+    code: int | None = None
+    enhanced: str = ""
+    esp_message_id: str = ""

@@ -35,6 +35,8 @@ from django.utils import timezone
 
 from emailsettings import conf
 from emailsettings.models import Channel, Delivery, DeliveryStatus
+from psicogest.formatting import format_time
+from psicogest.models import Practitioner
 
 if TYPE_CHECKING:
     from psicogest.models import Practitioner
@@ -148,8 +150,6 @@ def reserve_smart_mail_quota(
     of its own; :func:`release_smart_mail_quota` gives back what the batch did not send."""
     from django.db import transaction
 
-    from psicogest.models import Practitioner
-
     now = now or timezone.now()
     with transaction.atomic():
         practitioner = (
@@ -259,8 +259,6 @@ def retry_after_text(seconds: int) -> str:
     """ "riprova tra 7 minuti, alle 21:43" (plain Italian, local time)."""
     from django.utils.translation import gettext as _
     from django.utils.translation import ngettext
-
-    from psicogest.formatting import format_time
 
     at = timezone.localtime(timezone.now() + datetime.timedelta(seconds=seconds))
     minutes = max(1, math.ceil(seconds / 60))

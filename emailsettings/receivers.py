@@ -14,13 +14,13 @@ from typing import Any
 from anymail.signals import AnymailTrackingEvent, tracking
 from django.dispatch import receiver
 
+from emailsettings.backchannel.webhooks import record_tracking_event
+
 
 @receiver(tracking, dispatch_uid="emailsettings.tracking")
 def on_tracking_event(
     sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any
 ) -> None:
-    from emailsettings.backchannel.webhooks import record_tracking_event
-
     record_tracking_event(esp=_esp_key(esp_name), event=event)
 
 

@@ -27,6 +27,7 @@ from django.utils.translation import gettext_lazy
 
 from emailsettings.failures import ErrorClass
 from emailsettings.forms.ids import parse_id
+from emailsettings.guidance import advice
 from emailsettings.models import (
     Channel,
     Delivery,
@@ -36,7 +37,8 @@ from emailsettings.models import (
     SmtpAccount,
 )
 from emailsettings.outbox import lifecycle
-from psicogest.formatting import format_datetime
+from emailsettings.outbox.actions import can_retry_now
+from psicogest.formatting import format_datetime, format_long_datetime
 
 PAGE_SIZES = (25, 50, 100)
 DEFAULT_PAGE_SIZE = 50
@@ -112,8 +114,6 @@ BULK_RETRYABLE = frozenset({DeliveryStatus.FAILED})
 
 
 def offered_actions(delivery: Delivery) -> dict[str, bool]:
-    from emailsettings.outbox.actions import can_retry_now
-
     return {
         "can_resend": delivery.status in lifecycle.RESENDABLE,
         "can_retry": can_retry_now(delivery),
@@ -141,8 +141,6 @@ def status_meaning(*, status: str, channel: str) -> str:
 def delivery_meaning(delivery: Delivery) -> str:
     """:func:`status_meaning` of the row; a scheduled row says when it leaves."""
     if delivery.status == DeliveryStatus.SCHEDULED and delivery.scheduled_for:
-        from psicogest.formatting import format_long_datetime
-
         return _("programmata per %(when)s") % {
             "when": format_long_datetime(delivery.scheduled_for)
         }
@@ -313,8 +311,6 @@ def error_advice(*, delivery: Delivery, preset_key: str | None) -> tuple[str, st
     if delivery.last_error_class == ErrorClass.QUOTA_WAIT:
         # The Smart Mail daily quota (emailsettings.limits): its own sentence says it all.
         return delivery.last_error_text, ""
-    from emailsettings.guidance import advice
-
     result = advice(
         error_class=delivery.last_error_class or ErrorClass.UNKNOWN,
         preset_key=preset_key,

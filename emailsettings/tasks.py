@@ -8,7 +8,26 @@ from __future__ import annotations
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from emailsettings.backchannel.reader import due_accounts, read_mailbox
+from emailsettings.backchannel.webhooks import (
+    apply_pending_many,
+    apply_recorded_pending,
+    prune_pending,
+)
+from emailsettings.health.daily import accounts_in_use, after_batch, check_account
+from emailsettings.health.verify import (
+    TEST_MAIL,
+    VERIFY,
+    record_check_abandoned,
+    send_test_mail,
+    verify_mailbox,
+)
 from emailsettings.models import SmtpAccount
+from emailsettings.outbox.publish import publish_task
+from emailsettings.outbox.sentcopy import accounts_with_pending, file_pending
+from emailsettings.outbox.sweeper import purge_bodies, sweep
+from emailsettings.outbox.worker import send_batch
+from emailsettings.smartmail.senderdomain import recheck_verified_domains
 
 # --- mailbox checks ("Verifica connessione", "Invia una mail di prova") -----------------
 # One-shot: no retry; a worker lost mid-check gives the task back (acks_late) and it runs
@@ -26,8 +45,6 @@ CHECK_TIME_LIMIT = 120
     time_limit=CHECK_TIME_LIMIT,
 )
 def verify_mailbox_task(account_id: int) -> None:
-    from emailsettings.health.verify import VERIFY, record_check_abandoned, verify_mailbox
-
     account = SmtpAccount.objects.select_related("practitioner").filter(pk=account_id).first()
     if account is None:
         return
@@ -43,8 +60,6 @@ def verify_mailbox_task(account_id: int) -> None:
     time_limit=CHECK_TIME_LIMIT,
 )
 def send_test_mail_task(account_id: int) -> None:
-    from emailsettings.health.verify import TEST_MAIL, record_check_abandoned, send_test_mail
-
     account = SmtpAccount.objects.select_related("practitioner").filter(pk=account_id).first()
     if account is None:
         return
@@ -62,21 +77,18 @@ def send_test_mail_task(account_id: int) -> None:
 @shared_task(name="emailsettings.send_deliveries")
 def send_deliveries_task(delivery_ids: list[int], slot: str = "") -> None:
     """Send a batch of deliveries (one practitioner's, one connection); ``slot`` is the
-    worker slot reserved for it when it was published. Then the practitioner hears of held
-    or failed invoices, and the Sent copies are filed."""
-    from emailsettings.health.daily import after_batch
-    from emailsettings.outbox.worker import send_batch
-
+    worker slot reserved for it when it was published. Then the webhook events that came
+    during the sends are applied, the practitioner hears of held or failed invoices, and the
+    Sent copies are filed."""
     ids = [int(pk) for pk in delivery_ids]
-    send_batch(delivery_ids=ids, slot=str(slot or ""))
+    result = send_batch(delivery_ids=ids, slot=str(slot or ""))
+    # Webhook events that arrived while these rows were being sent, in one query.
+    apply_pending_many(result.smart_mail_sent)
     after_batch(ids)
     _file_sent_copies_soon()
 
 
 def _file_sent_copies_soon() -> None:
-    from emailsettings.outbox.publish import publish_task
-    from emailsettings.outbox.sentcopy import accounts_with_pending
-
     for account_id in accounts_with_pending():
         publish_task("emailsettings.file_sent_copies", [account_id])
 
@@ -84,9 +96,6 @@ def _file_sent_copies_soon() -> None:
 @shared_task(name="emailsettings.sweep_deliveries")
 def sweep_deliveries_task() -> None:
     """Settle dead workers' rows, wake due retries, re-publish forgotten rows (beat)."""
-    from emailsettings.backchannel.webhooks import apply_recorded_pending, prune_pending
-    from emailsettings.outbox.sweeper import sweep
-
     sweep()
     apply_recorded_pending()
     prune_pending()
@@ -95,16 +104,12 @@ def sweep_deliveries_task() -> None:
 @shared_task(name="emailsettings.purge_delivery_bodies")
 def purge_delivery_bodies_task() -> None:
     """Drop old message bodies; the delivery records stay (beat, daily)."""
-    from emailsettings.outbox.sweeper import purge_bodies
-
     purge_bodies()
 
 
 @shared_task(name="emailsettings.recheck_sender_domains")
 def recheck_sender_domains_task() -> None:
     """Re-verify the practitioners' sender domains (beat, daily)."""
-    from emailsettings.smartmail.senderdomain import recheck_verified_domains
-
     recheck_verified_domains()
 
 
@@ -114,9 +119,6 @@ def recheck_sender_domains_task() -> None:
 @shared_task(name="emailsettings.read_mailboxes")
 def read_mailboxes_task() -> None:
     """One read task per opted-in mailbox that is due and has recent sends (beat)."""
-    from emailsettings.backchannel.reader import due_accounts
-    from emailsettings.outbox.publish import publish_task
-
     for account_id in due_accounts():
         publish_task("emailsettings.read_mailbox", [account_id])
     _file_sent_copies_soon()
@@ -128,8 +130,6 @@ def read_mailboxes_task() -> None:
     time_limit=CHECK_TIME_LIMIT,
 )
 def read_mailbox_task(account_id: int) -> None:
-    from emailsettings.backchannel.reader import read_mailbox
-
     account = SmtpAccount.objects.filter(pk=account_id, imap_enabled=True).first()
     if account is not None:
         read_mailbox(account)
@@ -141,9 +141,6 @@ def read_mailbox_task(account_id: int) -> None:
 @shared_task(name="emailsettings.check_mailboxes")
 def check_mailboxes_task() -> None:
     """One check task per mailbox in use (beat, daily)."""
-    from emailsettings.health.daily import accounts_in_use
-    from emailsettings.outbox.publish import publish_task
-
     for account_id in accounts_in_use():
         publish_task("emailsettings.check_mailbox", [account_id])
 
@@ -154,8 +151,6 @@ def check_mailboxes_task() -> None:
     time_limit=CHECK_TIME_LIMIT,
 )
 def check_mailbox_task(account_id: int) -> None:
-    from emailsettings.health.daily import check_account
-
     account = SmtpAccount.objects.select_related("practitioner").filter(pk=account_id).first()
     if account is not None:
         check_account(account)
@@ -168,8 +163,6 @@ def check_mailbox_task(account_id: int) -> None:
 )
 def file_sent_copies_task(account_id: int) -> None:
     """File the mailbox's sent invoice mails in its Sent folder (IMAP APPEND)."""
-    from emailsettings.outbox.sentcopy import file_pending
-
     account = SmtpAccount.objects.filter(pk=account_id).first()
     if account is not None:
         file_pending(account)

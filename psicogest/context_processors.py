@@ -8,6 +8,8 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils import timezone
 
+from psicogest.models import WorkerHeartbeat
+
 # Beat runs the heartbeat every minute: three missed beats mean no worker (or no beat).
 WORKER_SILENCE = datetime.timedelta(minutes=3)
 
@@ -18,7 +20,5 @@ def worker_status(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    from psicogest.models import WorkerHeartbeat
-
     recent = WorkerHeartbeat.objects.filter(seen_at__gte=timezone.now() - WORKER_SILENCE)
     return {"workers_down": not recent.exists()}

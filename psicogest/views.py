@@ -19,14 +19,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
+from emailsettings.models import Delivery, DeliveryStatus
 from psicogest.forms import PatientForm
 from psicogest.models import Invoice, Patient
 
 
 @login_required
 def invoice_list(request: HttpRequest) -> HttpResponse:
-    from emailsettings.models import Delivery, DeliveryStatus
-
     latest = Delivery.objects.owned_by(request.user).filter(invoice=OuterRef("pk"))  # type: ignore[arg-type]
     latest = latest.order_by("-created_at", "-id")
     invoices = (

@@ -10,8 +10,10 @@ if [ -z "${QUICK:-}" ]; then  # QUICK=1 skips the linters while iterating on one
   echo "==> ruff"
   ruff format --check --quiet .
   ruff check --quiet .
+  echo "==> import layers (import-linter, pyproject.toml)"
+  lint-imports --no-cache
   echo "==> mypy"
-  mypy psicogest emailsettings
+  mypy psicogest emailsettings devtools
   echo "==> migrations are up to date"
   python manage.py makemigrations --check --dry-run >/dev/null
 fi

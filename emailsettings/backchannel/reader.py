@@ -26,8 +26,7 @@ from django.utils.translation import gettext as _
 
 from emailsettings import conf
 from emailsettings.backchannel import bounces, pec
-from emailsettings.mailbox import presets
-from emailsettings.mailbox.imap import ImapError, ImapServer, open_for_account
+from emailsettings.mailbox.imap import ImapError, open_for_account
 from emailsettings.models import Channel, Delivery, MailboxFolderState, SmtpAccount
 
 logger = logging.getLogger(__name__)
@@ -50,13 +49,6 @@ class ReadResult:
     # Bounces and PEC receipts matched to a delivery.
     bounces: int = 0
     error: str = ""
-
-
-def server_for(account: SmtpAccount) -> ImapServer | None:
-    if account.imap_host:
-        return ImapServer(account.imap_host, account.imap_port, account.imap_security)
-    known = presets.imap_server(account.preset)
-    return ImapServer(*known) if known else None
 
 
 def _watch_window() -> datetime.timedelta:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from emailsettings import conf
+from emailsettings.smartmail.senderdomain import sender_domain_verified
 
 if TYPE_CHECKING:
     from emailsettings.models import SmtpAccount
@@ -84,8 +85,6 @@ def smart_mail_identity(
     ``own_domain_verified`` is None), else from the platform address on behalf of the
     practitioner with replies to the practitioner."""
     if own_domain_verified is None:
-        from emailsettings.smartmail.senderdomain import sender_domain_verified
-
         own_domain_verified = sender_domain_verified(practitioner=practitioner)
     platform_address = conf.platform_from()
     if own_domain_verified:

@@ -115,30 +115,3 @@ def mime_bytes(mime: Message) -> bytes:
     out = BytesIO()
     _Generator(out, mangle_from_=False).flatten(mime, linesep="\r\n")
     return out.getvalue()
-
-
-def seven_bit(data: bytes) -> bytes:
-    """``data`` with every 8-bit text part re-encoded quoted-printable, for a server that does
-    not offer 8BITMIME (RFC 6152: 8-bit data must not be sent to it). Headers are already
-    ASCII (encoded words); attachments are already base64."""
-    import email
-    import email.charset
-    import email.policy
-
-    message = email.message_from_bytes(data, policy=email.policy.compat32)
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        encoding = str(part.get("Content-Transfer-Encoding", "")).lower()
-        payload = part.get_payload(decode=True)
-        if encoding not in ("8bit", "binary", "") or not isinstance(payload, bytes):
-            continue
-        if payload.isascii():
-            continue
-        charset_name = part.get_content_charset() or "utf-8"
-        charset = email.charset.Charset(charset_name)
-        charset.body_encoding = email.charset.QP
-        del part["Content-Transfer-Encoding"]
-        text = payload.decode(charset_name, errors="replace").replace("\r\n", "\n")
-        part.set_payload(text, charset=charset)
-    return message.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n"))

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
 from emailsettings.forms.ids import parse_id
+from emailsettings.outbox.schedule import MAX_DAYS_AHEAD
 
 # One confirmation covers at most this many invoices: a month's batch with room to spare,
 # while the page and the progress URL stay small.
@@ -120,8 +121,6 @@ class ScheduleForm(forms.Form):
         import datetime
 
         from django.utils import timezone
-
-        from emailsettings.outbox.schedule import MAX_DAYS_AHEAD
 
         cleaned = super().clean() or self.cleaned_data
         typed = (self.data.get("invia_il") or "").strip()

@@ -25,7 +25,15 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
 from emailsettings import conf
+from emailsettings.limits import (
+    fixed_window_retry_after,
+    retry_after_text,
+    within_fixed_window,
+)
 from emailsettings.mailbox import presets
+from emailsettings.mailbox.oauth import provider_for_preset
+from emailsettings.mailbox.smtp import check_destination
+from emailsettings.mailbox.state import forget_checks
 from emailsettings.models import Channel, EmailSettings, Security, SmtpAccount
 
 # RFC 1123 host name; IP literals are parsed with ipaddress. The destination check
@@ -162,8 +170,6 @@ class SmtpAccountForm(forms.ModelForm):
 
     def _keeps_oauth(self, preset_key: str | None) -> bool:
         """An OAuth mailbox saved without a password, on a preset its provider serves."""
-        from emailsettings.mailbox.oauth import provider_for_preset
-
         if not (self.instance.uses_oauth and self.instance.has_credentials):
             return False
         if self.data.get("password"):
@@ -232,13 +238,6 @@ class SmtpAccountForm(forms.ModelForm):
 
     def _check_destination(self, host: str, port: int) -> None:
         # Imported here: the network layer lives in emailsettings.mailbox.smtp.
-        from emailsettings.limits import (
-            fixed_window_retry_after,
-            retry_after_text,
-            within_fixed_window,
-        )
-        from emailsettings.mailbox.smtp import check_destination
-
         if self.practitioner_id is None:  # not tied to a practitioner: nothing to count
             try:
                 check_destination(host, port)
@@ -284,8 +283,6 @@ class SmtpAccountForm(forms.ModelForm):
             account.clear_oauth()
             account.set_password(password)
         if changed:
-            from emailsettings.health.verify import forget_checks
-
             forget_checks(account)
         if commit:
             account.save()

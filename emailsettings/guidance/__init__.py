@@ -19,13 +19,12 @@ from emailsettings.failures import ErrorClass
 from emailsettings.guidance.base import Advice
 from emailsettings.guidance.mailbox import provider_of, smtp_advice
 from emailsettings.guidance.outcomes import outbox, smart_mail, unknown
+from emailsettings.mailbox.presets import get_preset
 
 __all__ = ["Advice", "ErrorClass", "advice", "provider_name"]
 
 
 def provider_name(preset_key: str | None) -> str:
-    from emailsettings.mailbox.presets import get_preset
-
     preset = get_preset(preset_key)
     if preset is None or preset.key in ("custom", "local"):
         return str(_("il tuo provider"))

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from emailsettings.failures import ErrorClass
 from emailsettings.guidance.base import Advice, family_of, has
+from emailsettings.mailbox.oauth import provider_for_preset
 
 if TYPE_CHECKING:
     from emailsettings.mailbox.presets import Preset
@@ -228,8 +229,6 @@ def _smtp_auth_disabled() -> Advice:
 
 
 def _oauth_reconnect(provider: Preset | None) -> Advice:
-    from emailsettings.mailbox.oauth import provider_for_preset
-
     oauth_provider = provider_for_preset(provider.key if provider else None)
     title = (
         _("Ricollega il tuo account %(provider)s") % {"provider": oauth_provider.label}

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from emailsettings.failures import ErrorClass
 from emailsettings.guidance.base import Advice, family_of, has, sentence
 from emailsettings.guidance.login import login_advice
+from emailsettings.mailbox.presets import get_preset, provider_from_reply
 
 if TYPE_CHECKING:
     from emailsettings.mailbox.presets import Preset
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
 
 def provider_of(preset_key: str | None, reply: str) -> Preset | None:
     """The provider, from the preset or, for a custom server, from the reply's wording."""
-    from emailsettings.mailbox.presets import get_preset, provider_from_reply
-
     preset = get_preset(preset_key)
     if preset is not None and preset.key not in ("custom", "local"):
         return preset

@@ -17,6 +17,7 @@ from django.utils.translation import ngettext
 
 from emailsettings.guidance import Advice, advice
 from emailsettings.health.alerts import alert_practitioner
+from emailsettings.health.verify import verify_mailbox
 from emailsettings.mailbox.imap import ImapError, open_for_account
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings, SmtpAccount
 
@@ -42,8 +43,6 @@ def _imap_problem(account: SmtpAccount) -> str:
 
 def check_account(account: SmtpAccount) -> bool:
     """Check one mailbox; whether it is fine. Alerts the practitioner when it is not."""
-    from emailsettings.health.verify import verify_mailbox
-
     result = verify_mailbox(account=account)
     failure = result.failure
     if failure is not None and failure.is_configuration_error:

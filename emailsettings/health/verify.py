@@ -1,7 +1,6 @@
-"""The practitioner's own mailbox: its checks ("Verifica connessione", "Invia una mail di
-prova") and its health, of which this module is the only writer (``SmtpAccount.status``,
-``last_error``, ``unreachable_since``): checks, sends and configuration changes all report
-here, and a change of health holds or releases the mailbox's queued invoices.
+"""The practitioner's own mailbox checks: "Verifica connessione" and "Invia una mail di
+prova". Their outcome is written to the mailbox's health row (:mod:`emailsettings.mailbox.state`),
+and a change of health holds or releases the mailbox's queued invoices.
 
 Both run in a Celery worker (``emailsettings.tasks``): :func:`start_check` is what a view
 calls (rate limit, progress marker, enqueue on commit); :func:`verify_mailbox` and
@@ -26,18 +25,24 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from emailsettings import conf
+from emailsettings.covermail.identity import message_id_domain, smtp_display_name
 from emailsettings.exceptions import DeliveryError, RateLimited
 from emailsettings.failures import ErrorClass, Failure
+from emailsettings.limits import within_fixed_window
 from emailsettings.mailbox.smtp import close_quietly, connection_for
-from emailsettings.mailbox.transaction import probe_envelope, send_message
-from emailsettings.models import MailboxStatus, SmtpAccount
+from emailsettings.mailbox.state import set_health
+from emailsettings.mailbox.transaction import envelope_address, probe_envelope, send_message
+from emailsettings.models import SmtpAccount
+from emailsettings.outbox.actions import follow_mailbox_health
+from emailsettings.outbox.publish import publish_task
 
 logger = logging.getLogger(__name__)
 
 VERIFY = "verify"
 TEST_MAIL = "test"
 CHECK_KINDS = (VERIFY, TEST_MAIL)
+# The tasks that run them, by their registered names (emailsettings.tasks).
+CHECK_TASKS = {VERIFY: "emailsettings.verify_mailbox", TEST_MAIL: "emailsettings.send_test_mail"}
 
 # "5 per 10 minutes per practitioner", verify and test mail together.
 RATE_LIMIT_COUNT = 5
@@ -70,8 +75,6 @@ def _progress_key(account_id: int) -> str:
 
 
 def _consume_rate_limit(practitioner_id: int) -> None:
-    from emailsettings.limits import within_fixed_window
-
     if not within_fixed_window(
         _rate_key(practitioner_id), limit=RATE_LIMIT_COUNT, window=RATE_LIMIT_WINDOW
     ):
@@ -89,8 +92,6 @@ def _consume_rate_limit(practitioner_id: int) -> None:
 def start_check(*, account: SmtpAccount, kind: str) -> dict[str, Any]:
     """Rate-limit, mark the check as queued and enqueue its task once the transaction
     commits. Returns the progress marker. Raises :class:`RateLimited`."""
-    from emailsettings import tasks
-
     if kind not in CHECK_KINDS:
         raise ValueError(f"Unknown check {kind!r}")
     _consume_rate_limit(account.practitioner_id)
@@ -101,13 +102,11 @@ def start_check(*, account: SmtpAccount, kind: str) -> dict[str, Any]:
         "started_at": timezone.now().isoformat(),
     }
     cache.set(_progress_key(account.pk), progress, timeout=PROGRESS_TTL)
-    task = tasks.verify_mailbox_task if kind == VERIFY else tasks.send_test_mail_task
+    task_name = CHECK_TASKS[kind]
     account_id = account.pk
 
     def enqueue() -> None:
-        from emailsettings.outbox.publish import publish_task
-
-        if not publish_task(task.name, [account_id]):
+        if not publish_task(task_name, [account_id]):
             # Broker down: say so on the page instead of waiting forever.
             progress["state"] = "unavailable"
             cache.set(_progress_key(account_id), progress, timeout=PROGRESS_TTL)
@@ -219,95 +218,23 @@ def _record(*, account: SmtpAccount, result: CheckResult) -> None:
     """Store a check's outcome. Only a configuration error (credentials, sender, TLS, host)
     makes the mailbox "broken"; a timeout or a refused recipient does not."""
     if result.ok:
-        _set_health(account, healthy=True, verified_at=result.at)
-        return
-    assert result.failure is not None
-    _set_health(account, healthy=not result.failure.is_configuration_error, failure=result.failure)
-
-
-def _set_health(
-    account: SmtpAccount,
-    *,
-    healthy: bool,
-    failure: Failure | None = None,
-    verified_at: datetime | None = None,
-) -> None:
-    """Write the mailbox's health with a conditional update (the row may have been edited
-    meanwhile: only these fields are written), then let the outbox follow: a working mailbox
-    releases its held invoices, a broken one holds what is still waiting."""
-    from emailsettings.outbox import actions
-
-    now = timezone.now()
-    changes: dict[str, Any] = {}
-    if failure is None:
-        changes = {"status": MailboxStatus.OK, "last_error": {}, "unreachable_since": None}
-        if verified_at is not None:
-            changes["last_verified_at"] = verified_at
+        health = set_health(account, healthy=True, verified_at=result.at)
     else:
-        changes = {"last_error_at": now, "last_error": failure.as_dict()}
-        if not healthy:
-            changes["status"] = MailboxStatus.BROKEN
-    SmtpAccount.objects.filter(pk=account.pk).update(**changes, updated_at=now)
-    for name, value in changes.items():
-        setattr(account, name, value)
-    if failure is None:
-        actions.resume_held(practitioner_id=account.practitioner_id)
-    elif not healthy:
-        actions.hold_pending(practitioner_id=account.practitioner_id)
-
-
-def forget_checks(account: SmtpAccount) -> None:
-    """The connection settings changed: the last check was about other settings (the
-    caller saves the row)."""
-    account.status = MailboxStatus.UNVERIFIED
-    account.last_error = {}
-    account.last_error_at = None
-    account.unreachable_since = None
-
-
-def record_send_success(*, account: SmtpAccount) -> None:
-    """A message went out through the mailbox: it works (written only when that is news)."""
-    if account.status == MailboxStatus.OK and account.unreachable_since is None:
-        return
-    _set_health(account, healthy=True)
-
-
-def record_send_failure(*, account: SmtpAccount, failure: Failure) -> None:
-    """A send found the mailbox misconfigured: broken, its queue held."""
-    _set_health(account, healthy=False, failure=failure)
-
-
-def record_unreachable(*, account: SmtpAccount, failure: Failure) -> bool:
-    """A send could not reach the server. Temporary at first; once it has lasted
-    ``EMAILSETTINGS_MAILBOX_UNREACHABLE_SECONDS`` the mailbox is broken and its queue held.
-    Returns whether it is now broken."""
-    now = timezone.now()
-    since = account.unreachable_since
-    if since is None:
-        SmtpAccount.objects.filter(pk=account.pk, unreachable_since__isnull=True).update(
-            unreachable_since=now
+        assert result.failure is not None
+        health = set_health(
+            account, healthy=not result.failure.is_configuration_error, failure=result.failure
         )
-        account.unreachable_since = now
-        return False
-    if (now - since).total_seconds() < conf.mailbox_unreachable_seconds():
-        return False
-    logger.info("Mailbox %s unreachable since %s: held", account.pk, since.isoformat())
-    _set_health(account, healthy=False, failure=failure)
-    return True
+    follow_mailbox_health(practitioner_id=account.practitioner_id, health=health)
 
 
 def _header_address(address: str) -> str:
     """``address`` for a header: the domain IDNA-encoded (headers are ASCII here)."""
-    from emailsettings.mailbox.transaction import envelope_address
-
     return envelope_address(address, smtputf8=True)
 
 
 def build_test_message(*, account: SmtpAccount) -> EmailMessage:
     """The test message: from the mailbox with the same cleaned sender name invoices use
     (``identity.smtp_identity``), to the practitioner."""
-    from emailsettings.covermail.identity import message_id_domain, smtp_display_name
-
     practitioner = account.practitioner
     display_name = smtp_display_name(account, practitioner)
     message = EmailMessage()

@@ -4,8 +4,8 @@
   ``autodetect`` — the settings guessed from an address (domain table, then MX).
 - ``ipranges`` — which addresses a personal connection may reach; ``smtp`` — the destination
   guard (:func:`check_destination`) and the guarded connection (TLS, login, XOAUTH2).
-- ``transaction`` — MAIL / RCPT / DATA on that connection, pipelined when offered
-  (``pipelining``); ``classify`` — any failure of a session into a ``Failure``.
+- ``transaction`` — MAIL / RCPT / DATA on that connection, pipelined when offered;
+  ``classify`` — any failure of a session into a ``Failure``.
 - ``imap`` — the guarded IMAP connection (read-only use); ``oauth`` — Google and Microsoft
   sign-in, token refresh; ``state`` — the mailbox's health row.
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 from emailsettings.exceptions import DestinationRefused
 from emailsettings.failures import ErrorClass, Failure
+from emailsettings.mailbox.presets import get_preset
 
 MAX_REPLY_LENGTH = 2000
 
@@ -157,8 +158,6 @@ def classify(exc: BaseException, *, phase: str, preset_key: str | None = None) -
     """Classify ``exc`` raised during ``phase`` (connect, tls, auth, mail, rcpt, data,
     data_sent) following ``smtp-errors.md``. The reply is not yet scrubbed of the password:
     :func:`open_connection` and :func:`send_message` do it."""
-    from emailsettings.mailbox.presets import get_preset
-
     after_data = phase == "data_sent"
     code, text = _reply_parts(exc)
     enhanced = enhanced_code(text)

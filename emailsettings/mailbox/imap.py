@@ -20,7 +20,9 @@ import imapclient
 from django.utils.translation import gettext as _
 from imapclient import imap4, tls
 
-from emailsettings.exceptions import DestinationRefused
+from emailsettings.crypto import DecryptionError
+from emailsettings.exceptions import DeliveryError, DestinationRefused
+from emailsettings.mailbox import oauth, presets
 from emailsettings.mailbox.smtp import check_destination, tls_context
 
 if TYPE_CHECKING:
@@ -134,15 +136,18 @@ def open_mailbox(
     return client
 
 
+def server_for(account: SmtpAccount) -> ImapServer | None:
+    """The IMAP side of ``account``: its own settings, else its preset's."""
+    if account.imap_host:
+        return ImapServer(account.imap_host, account.imap_port, account.imap_security)
+    known = presets.imap_server(account.preset)
+    return ImapServer(*known) if known else None
+
+
 def open_for_account(account: SmtpAccount, *, timeout: float = TIMEOUT) -> GuardedIMAP:
     """Log in to ``account``'s IMAP side with its own credentials: the password, or for a
     mailbox connected with "Accedi con Google / Microsoft" SASL XOAUTH2 with the same tokens
     as SMTP (a refused token refreshed once, on a new connection)."""
-    from emailsettings.backchannel.reader import server_for
-    from emailsettings.crypto import DecryptionError
-    from emailsettings.exceptions import DeliveryError
-    from emailsettings.mailbox import oauth
-
     server = server_for(account)
     if server is None:
         raise ImapError(_("Indica il server IMAP della casella."))

@@ -33,8 +33,13 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from emailsettings import conf
+from emailsettings.crypto import DecryptionError
 from emailsettings.exceptions import DeliveryError, OAuthFlowError
 from emailsettings.failures import ErrorClass, Failure
+from emailsettings.mailbox import presets
+from emailsettings.mailbox.presets import LOCAL_KEY
+from emailsettings.mailbox.state import forget_checks
+from emailsettings.models import AuthMethod, SmtpAccount
 
 if TYPE_CHECKING:
     from authlib.integrations.requests_client import OAuth2Session
@@ -117,8 +122,6 @@ PROVIDERS: tuple[Provider, ...] = (
 def local_provider() -> Provider | None:
     """The "provider di prova" of ``make run`` for the "Server di test locale" preset: only
     while ``EMAILSETTINGS_LOCAL_OAUTH_SERVER`` is set (development), never in production."""
-    from emailsettings.mailbox.presets import LOCAL_KEY
-
     server = conf.local_test_oauth_server()
     if not isinstance(server, dict) or not server.get("url"):
         return None
@@ -348,10 +351,6 @@ def connect_mailbox(
     provider's identity, the preset's server unless the practitioner had already set this
     preset's server, the tokens encrypted, the password forgotten. The mailbox is then
     "non verificata" until a check or a send proves it."""
-    from emailsettings.health.verify import forget_checks
-    from emailsettings.mailbox import presets
-    from emailsettings.models import AuthMethod
-
     preset = presets.get_preset(preset_key)
     if preset is None or preset_key not in provider.presets:
         raise ValueError(f"Preset {preset_key!r} is not served by {provider.key}")
@@ -374,8 +373,6 @@ def connect_mailbox(
 
 def disconnect_mailbox(*, account: SmtpAccount) -> None:
     """Forget the connection (revoking it at the provider when it offers revocation)."""
-    from emailsettings.health.verify import forget_checks
-
     provider = get_provider(account.oauth_provider)
     if provider is not None and provider.endpoint("revoke_url"):
         _revoke(provider, account)
@@ -387,8 +384,6 @@ def disconnect_mailbox(*, account: SmtpAccount) -> None:
 def _revoke(provider: Provider, account: SmtpAccount) -> None:
     from authlib.common.errors import AuthlibBaseError
     from requests import RequestException
-
-    from emailsettings.crypto import DecryptionError
 
     try:
         _access, refresh = account.get_oauth_tokens()
@@ -422,9 +417,6 @@ def access_token(account: SmtpAccount, *, rejected: str = "") -> str:
     refreshing again (which Microsoft, rotating refresh tokens, could answer with
     ``invalid_grant``).
     """
-    from emailsettings.crypto import DecryptionError
-    from emailsettings.models import SmtpAccount
-
     try:
         current = account.get_oauth_tokens()[0]
         if _usable(current, account.oauth_access_token_expires_at, rejected=rejected):

@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 from django.utils.translation import gettext as _
 
 from emailsettings import conf
+from emailsettings.crypto import DecryptionError
 from emailsettings.exceptions import DeliveryError, DestinationRefused
 from emailsettings.failures import ErrorClass, Failure
-from emailsettings.mailbox import ipranges
+from emailsettings.mailbox import ipranges, oauth
 from emailsettings.mailbox.classify import (
     AuthUnavailable,
     SecurityMismatch,
@@ -564,8 +565,6 @@ def connection_for(
     account: SmtpAccount, *, timeout: float = DEFAULT_TIMEOUT, on_phase: PhaseCallback | None = None
 ) -> smtplib.SMTP:
     """:func:`open_connection` for a stored mailbox (the password is decrypted here)."""
-    from emailsettings.crypto import DecryptionError
-
     if account.uses_oauth:
         return _oauth_connection(account, timeout=timeout, on_phase=on_phase)
 
@@ -598,8 +597,6 @@ def _oauth_connection(
     """XOAUTH2 with a token from :func:`emailsettings.mailbox.oauth.access_token`; a token the
     server refuses is refreshed once and tried on a new connection (each connection makes
     one AUTH attempt). Refused again, the mailbox must be connected again."""
-    from emailsettings.mailbox import oauth
-
     rejected = ""
     for attempt in (1, 2):
         token = oauth.access_token(account, rejected=rejected)

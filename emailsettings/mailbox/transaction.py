@@ -1,5 +1,5 @@
 """The mail transaction on a guarded connection (:mod:`emailsettings.mailbox.smtp`): MAIL, RCPT and
-DATA — in one write when the server offers PIPELINING (RFC 2920, :mod:`.pipelining`) — then
+DATA — in one write when the server offers PIPELINING (RFC 2920, :func:`pipelined_envelope`) — then
 the message data, dot-stuffed, and the final reply. Each phase is reported before it
 starts, so a caller knows whether a failure came before or after the message data left;
 every refusal is classified by :func:`emailsettings.mailbox.classify.classify` in its own phase.
@@ -8,7 +8,11 @@ every refusal is classified by :func:`emailsettings.mailbox.classify.classify` i
 from __future__ import annotations
 
 import contextlib
+import email
+import email.charset
 import email.message
+import email.policy
+import logging
 import re
 import smtplib
 from dataclasses import dataclass
@@ -16,6 +20,8 @@ from dataclasses import dataclass
 from emailsettings import conf
 from emailsettings.mailbox.classify import AddressUnsupported, _text, scrub
 from emailsettings.mailbox.smtp import PhaseCallback, _fail, _PhaseMixin
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,13 +62,11 @@ def send_message(
     raises :class:`~emailsettings.exceptions.UnknownOutcomeError`.
 
     When the server offers PIPELINING (RFC 2920) the three commands go in one write and
-    only "data" is reported before it (see :mod:`emailsettings.mailbox.pipelining`); each reply is
+    only "data" is reported before it (:func:`pipelined_envelope`); each reply is
     still checked and classified in its own phase.
 
     An 8-bit message is declared ``BODY=8BITMIME`` (RFC 6152) when the server offers it and
     re-encoded quoted-printable when it does not."""
-    from emailsettings.covermail.message import seven_bit
-
     if isinstance(message, email.message.Message):
         data = message.as_bytes()
     else:
@@ -74,8 +78,6 @@ def send_message(
         else:
             data = seven_bit(data)
     if connection.has_extn("pipelining") and conf.smtp_pipelining():
-        from emailsettings.mailbox.pipelining import pipelined_envelope
-
         pipelined_envelope(
             connection,
             from_addr,
@@ -233,3 +235,119 @@ def _envelope(
         raise _fail(err, phase=err.phase, preset_key=preset_key, secrets=()) from err
     except (OSError, smtplib.SMTPException, UnicodeError) as err:
         raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err
+
+
+# --- PIPELINING (RFC 2920) ------------------------------------------------------------------
+# With a server 20–60 ms away each command's round trip costs as much as the message itself;
+# pipelined, the envelope costs one round trip instead of two plus one per recipient. The
+# message data still goes only after the server's 354 (RFC 2920 section 3.1: DATA ends a
+# group), so whether the message can have left is known exactly as without pipelining.
+# Every reply is read in order and judged in its own phase, as the sequential path does;
+# after a refusal the session is reset (RSET) for the next message of the batch, and when
+# the server nevertheless answered 354 to DATA, the only way out that sends no message is
+# to drop the connection (the next message then opens a new session).
+
+
+def _command_line(verb: str, address: str, options: list[str]) -> str:
+    # Spelled as smtplib spells them, so a server sees the same commands either way.
+    tail = "".join(f" {option}" for option in options)
+    line = f"{verb}:{smtplib.quoteaddr(address)}{tail}"
+    if any(ord(char) < 32 for char in line):
+        # smtplib's putcmd refuses CR/LF too; an address must never end a command early.
+        raise AddressUnsupported("Control characters in an envelope address.")
+    return line
+
+
+def pipelined_envelope(
+    connection: smtplib.SMTP,
+    from_addr: str,
+    to_addrs: list[str],
+    *,
+    on_phase: PhaseCallback | None,
+    preset_key: str | None,
+    mail_options: list[str] | None = None,
+) -> None:
+    """Send MAIL, RCPT… and DATA together and check their replies; returns once DATA got
+    ``354`` (the caller sends the data). Raises the classified
+    :class:`~emailsettings.exceptions.DeliveryError` of the first refusal.
+
+    Only "data" is reported before the write: the group ends with DATA, so from there on
+    the attempt is judged like one that reached DATA."""
+    try:
+        sender, recipients, options = envelope_parts(connection, from_addr, to_addrs, mail_options)
+        lines = [
+            _command_line("mail FROM", sender, options),
+            *(_command_line("rcpt TO", recipient, []) for recipient in recipients),
+            "data",
+        ]
+    except AddressUnsupported as err:
+        raise _fail(err, phase=err.phase, preset_key=preset_key, secrets=()) from err
+    if "SMTPUTF8" in options:
+        connection.command_encoding = "utf-8"
+    notify(on_phase, "data")
+    try:
+        connection.send("".join(f"{line}\r\n" for line in lines))
+    except (OSError, smtplib.SMTPException, UnicodeError) as err:
+        # Nothing was answered: judged like a MAIL that got no reply (a reused session the
+        # server closed meanwhile is reopened by the sender).
+        raise _fail(err, phase="mail", preset_key=preset_key, secrets=()) from err
+
+    refusal: tuple[str, BaseException] | None = None
+    data_code: int | None = None
+    expected = [("mail", from_addr), *(("rcpt", address) for address in to_addrs), ("data", "")]
+    for phase, address in expected:
+        try:
+            code, reply = connection.getreply()
+        except (OSError, smtplib.SMTPException) as err:
+            # The server hung up or went silent: the session is gone. A refusal read
+            # before says more than the silence that followed it.
+            connection.close()
+            if refusal is None:
+                refusal = (phase, err)
+            raise _fail(refusal[1], phase=refusal[0], preset_key=preset_key, secrets=()) from (
+                refusal[1]
+            )
+        if refusal is not None:
+            if phase == "data":
+                data_code = code
+            continue
+        if phase == "mail" and code != 250:
+            refusal = (phase, smtplib.SMTPSenderRefused(code, reply, sender))
+        elif phase == "rcpt" and code not in (250, 251):
+            refusal = (phase, smtplib.SMTPRecipientsRefused({address: (code, reply)}))
+        elif phase == "data":
+            data_code = code
+            if code != 354:
+                refusal = (phase, smtplib.SMTPDataError(code, reply))
+    if refusal is None:
+        return
+    if data_code == 354:
+        # DATA was accepted although the envelope was not: ending it would send a message.
+        logger.info("SMTP server accepted DATA after a refusal; dropping the session")
+        connection.close()
+    else:
+        rset_quietly(connection)
+    raise _fail(refusal[1], phase=refusal[0], preset_key=preset_key, secrets=()) from refusal[1]
+
+
+def seven_bit(data: bytes) -> bytes:
+    """``data`` with every 8-bit text part re-encoded quoted-printable, for a server that does
+    not offer 8BITMIME (RFC 6152: 8-bit data must not be sent to it). Headers are already
+    ASCII (encoded words); attachments are already base64."""
+    message = email.message_from_bytes(data, policy=email.policy.compat32)
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        encoding = str(part.get("Content-Transfer-Encoding", "")).lower()
+        payload = part.get_payload(decode=True)
+        if encoding not in ("8bit", "binary", "") or not isinstance(payload, bytes):
+            continue
+        if payload.isascii():
+            continue
+        charset_name = part.get_content_charset() or "utf-8"
+        charset = email.charset.Charset(charset_name)
+        charset.body_encoding = email.charset.QP
+        del part["Content-Transfer-Encoding"]
+        text = payload.decode(charset_name, errors="replace").replace("\r\n", "\n")
+        part.set_payload(text, charset=charset)
+    return message.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n"))

@@ -10,6 +10,13 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from emailsettings.crypto import (
+    OAUTH_ACCESS_TOKEN,
+    OAUTH_REFRESH_TOKEN,
+    SMTP_PASSWORD,
+    decrypt_for,
+    encrypt_for,
+)
 from emailsettings.failures import ErrorClass
 from psicogest.models import OwnedQuerySet
 
@@ -140,8 +147,6 @@ class SmtpAccount(models.Model):
     def set_password(self, raw_password: str) -> None:
         """Store ``raw_password`` encrypted and bound to this row's practitioner (set it
         first): the token decrypts for no other practitioner's row."""
-        from emailsettings.crypto import SMTP_PASSWORD, encrypt_for
-
         self.password_encrypted = (
             encrypt_for(raw_password, owner_id=self.practitioner_id, purpose=SMTP_PASSWORD)
             if raw_password
@@ -151,8 +156,6 @@ class SmtpAccount(models.Model):
     def get_password(self) -> str:
         """The stored password; :class:`~emailsettings.crypto.DecryptionError` when no key
         decrypts it for this row's practitioner (a dropped key, or a copied token)."""
-        from emailsettings.crypto import SMTP_PASSWORD, decrypt_for
-
         if not self.password_encrypted:
             return ""
         return decrypt_for(
@@ -195,8 +198,6 @@ class SmtpAccount(models.Model):
     ) -> None:
         """Store the tokens encrypted and bound to the practitioner; ``refresh_token=None``
         keeps the stored one (Google sends it only at the first consent)."""
-        from emailsettings.crypto import OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN, encrypt_for
-
         owner = self.practitioner_id
         self.oauth_access_token_encrypted = (
             encrypt_for(access_token, owner_id=owner, purpose=OAUTH_ACCESS_TOKEN)
@@ -214,8 +215,6 @@ class SmtpAccount(models.Model):
     def get_oauth_tokens(self) -> tuple[str, str]:
         """(access token, refresh token), "" for a missing one;
         :class:`~emailsettings.crypto.DecryptionError` when a key was dropped."""
-        from emailsettings.crypto import OAUTH_ACCESS_TOKEN, OAUTH_REFRESH_TOKEN, decrypt_for
-
         owner = self.practitioner_id
         access = self.oauth_access_token_encrypted
         refresh = self.oauth_refresh_token_encrypted

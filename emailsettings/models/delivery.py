@@ -55,10 +55,7 @@ class Phase(models.TextChoices):
 
 
 class DeliveryQuerySet(OwnedQuerySet):
-    def in_flight(self) -> DeliveryQuerySet:
-        from emailsettings.models.delivery.lifecycle import IN_FLIGHT
-
-        return self.filter(status__in=IN_FLIGHT)
+    pass
 
 
 class Delivery(models.Model):

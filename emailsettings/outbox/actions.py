@@ -20,7 +20,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from emailsettings.covermail.identity import smart_mail_identity
-from emailsettings.exceptions import ActionNotAllowed
+from emailsettings.exceptions import ActionNotAllowed, InvalidRecipient
+from emailsettings.mailbox.state import Health
 from emailsettings.models import (
     Channel,
     Delivery,
@@ -130,8 +131,6 @@ def resend(*, delivery: Delivery) -> Delivery:
 def _resend_recipient(delivery: Delivery) -> Recipient:
     """The patient's row goes to the card's current address; another recipient's row and
     the practitioner's copy to the same address as before."""
-    from emailsettings.exceptions import InvalidRecipient
-
     if delivery.role == RecipientRole.PATIENT:
         return Recipient(check_recipient(delivery.invoice))
     check_recipient(delivery.invoice)  # the PDF is still needed
@@ -201,3 +200,12 @@ def resume_held(*, practitioner_id: int) -> int:
     )
     publish.publish_ids_on_commit(moved)
     return len(moved)
+
+
+def follow_mailbox_health(*, practitioner_id: int, health: Health | None) -> None:
+    """What the outbox does when the mailbox's health changed (:mod:`emailsettings.mailbox.state`):
+    a working mailbox releases its held invoices, a broken one holds what is still waiting."""
+    if health is Health.OK:
+        resume_held(practitioner_id=practitioner_id)
+    elif health is Health.BROKEN:
+        hold_pending(practitioner_id=practitioner_id)

@@ -26,8 +26,15 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from emailsettings import conf
-from emailsettings.failures import NO_FAILURE_COLUMNS, ErrorClass, Failure
+from emailsettings.failures import (
+    MAILBOX_CLASSES,
+    NO_FAILURE_COLUMNS,
+    Accepted,
+    ErrorClass,
+    Failure,
+)
 from emailsettings.models import (
+    Channel,
     Delivery,
     DeliveryEvent,
     DeliveryStatus,
@@ -35,7 +42,7 @@ from emailsettings.models import (
     Phase,
     RecipientRole,
 )
-from emailsettings.outbox.senders import Accepted
+from psicogest.models import Invoice
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +87,6 @@ def waiting(now: datetime.datetime) -> Q:
 def can_fall_back(delivery: Delivery) -> bool:
     """Whether "Invia con Smart Mail" makes sense: a personal-SMTP row held by the mailbox,
     or waiting/failed because of the mailbox — never one the recipient refused."""
-    from emailsettings.failures import MAILBOX_CLASSES
-    from emailsettings.models import Channel
-
     if delivery.channel != Channel.SMTP or delivery.status not in FALLBACK:
         return False
     return delivery.status == S.HELD or delivery.last_error_class in MAILBOX_CLASSES
@@ -383,8 +387,6 @@ def record(delivery: Delivery, result: Accepted | Failure) -> str:
             **event,
         )
         if status == S.SENT and delivery.role != RecipientRole.COPY:
-            from psicogest.models import Invoice
-
             Invoice.objects.filter(pk=delivery.invoice_id).update(last_emailed_at=now)
     for name, value in fields.items():
         setattr(delivery, name, value)

@@ -18,6 +18,7 @@ from django.db import transaction
 
 from emailsettings.models import Delivery
 from emailsettings.outbox.dispatch import Batch, Dispatcher
+from psicogest.celery import app
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
 
 def publish_task(name: str, args: Sequence[Any]) -> bool:
     """Publish one task by name; ``False`` (logged) when the broker is unavailable."""
-    from psicogest.celery import app
-
     try:
         app.send_task(name, args=list(args))
     except _broker_errors() as err:

@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 from emailsettings import conf
 from emailsettings.covermail.identity import Identity, smart_mail_identity, smtp_identity
 from emailsettings.covermail.message import header_value, new_message_id
+from emailsettings.covermail.rendering import cover_mail_templates_for, render_cover_mail
 from emailsettings.exceptions import InvalidRecipient
 from emailsettings.models import (
     Channel,
@@ -39,6 +40,7 @@ from emailsettings.models import (
 )
 from emailsettings.outbox import lifecycle, publish
 from emailsettings.outbox.schedule import release_time, sending_window
+from psicogest.models import Invoice, InvoiceAddress
 
 if TYPE_CHECKING:
     from psicogest.models import Invoice, Practitioner
@@ -72,8 +74,6 @@ def check_recipient(invoice: Invoice) -> str:
     """The patient's address for ``invoice`` (the email, or the PEC when the card says so),
     or :class:`InvalidRecipient` saying why the invoice cannot be emailed (no address, an
     invalid one, no PDF to attach)."""
-    from psicogest.models import InvoiceAddress
-
     patient = invoice.patient
     values = _values(invoice)
     address = patient.invoice_recipient
@@ -180,8 +180,6 @@ def _new_delivery(
     choice: _ChannelChoice,
     scheduled_for: datetime.datetime | None,
 ) -> Delivery:
-    from emailsettings.covermail.rendering import cover_mail_templates_for, render_cover_mail
-
     subject_template, body_template = cover_mail_templates_for(invoice.practitioner)
     rendered = render_cover_mail(
         subject_template=subject_template, body_template=body_template, invoice=invoice
@@ -265,8 +263,6 @@ def create_deliveries(
     patient, or :class:`Recipient` entries), one transaction, the send tasks published on
     commit. With ``resend_of`` only a pending resend of that row is reused. Rows due later
     (``send_at``, the sending window) are created ``scheduled``."""
-    from psicogest.models import Invoice
-
     ids = sorted({invoice.pk for invoice in invoices})
     with transaction.atomic():
         # Row locks serialise concurrent requests for the same invoice (double submit).

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 from django.utils.dates import WEEKDAYS_ABBR
 
+from emailsettings.models import EmailSettings
+
 if TYPE_CHECKING:
     from emailsettings.models import EmailSettings
     from psicogest.models import Practitioner
@@ -75,8 +77,6 @@ def window_of(settings_row: EmailSettings | None) -> SendingWindow | None:
 
 def sending_window(practitioner: Practitioner) -> SendingWindow | None:
     """The practitioner's sending window, or ``None`` when invoices leave at any time."""
-    from emailsettings.models import EmailSettings
-
     return window_of(EmailSettings.objects.filter(practitioner=practitioner).first())
 
 

@@ -16,7 +16,6 @@ import logging
 import re
 import smtplib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
@@ -24,10 +23,16 @@ from django.core.mail import EmailMultiAlternatives
 from django.utils.module_loading import import_string
 
 from emailsettings import conf
-from emailsettings.failures import ErrorClass, Failure
+from emailsettings.covermail.message import message_bytes
+from emailsettings.exceptions import DeliveryError
+from emailsettings.failures import Accepted, ErrorClass, Failure
 from emailsettings.limits import TokenBucket
+from emailsettings.mailbox import smtp
+from emailsettings.mailbox import transaction as smtpsend
 from emailsettings.mailbox.classify import enhanced_code
+from emailsettings.mailbox.presets import get_preset
 from emailsettings.models import Phase
+from emailsettings.outbox import sentcopy
 
 if TYPE_CHECKING:
     from emailsettings.models import Delivery, SmtpAccount
@@ -35,16 +40,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PhaseCallback = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """The server (or ESP) took the message."""
-
-    reply: str = ""
-    code: int | None = None
-    enhanced: str = ""
-    esp_message_id: str = ""
 
 
 #: A message ready for a sender's ``send``: what its ``prepare`` made of it.
@@ -240,14 +235,13 @@ class SmtpSender:
     The connection (guarded: TLS verified, authenticated, destination checked) comes from
     :func:`emailsettings.mailbox.smtp.connection_for`; it is opened on the first message and reused
     until the batch ends or the server drops it. MAIL, RCPT and DATA go in one write when the
-    server offers PIPELINING (:mod:`emailsettings.mailbox.pipelining`), one by one otherwise; the
+    server offers PIPELINING (:func:`~emailsettings.mailbox.transaction.pipelined_envelope`),
+    one by one otherwise; the
     message data goes only after the server's 354, so the moment it leaves — after which a
     lost reply means "maybe sent" — is known exactly and recorded before it happens.
     """
 
     def __init__(self, *, account: SmtpAccount) -> None:
-        from emailsettings.mailbox.presets import get_preset
-
         self.account = account
         self.preset_key = account.preset
         self.connection: smtplib.SMTP | None = None
@@ -266,8 +260,6 @@ class SmtpSender:
         return self.bucket.wait_time()
 
     def prepare(self, message: EmailMultiAlternatives) -> Prepared:
-        from emailsettings.covermail.message import message_bytes
-
         return message_bytes(message)
 
     def start_phase(self) -> str:
@@ -281,12 +273,6 @@ class SmtpSender:
     def send(
         self, delivery: Delivery, message: Prepared, *, on_phase: PhaseCallback
     ) -> Accepted | Failure:
-        from emailsettings.covermail.message import message_bytes
-        from emailsettings.exceptions import DeliveryError
-        from emailsettings.mailbox import smtp
-        from emailsettings.mailbox import transaction as smtpsend
-        from emailsettings.outbox import sentcopy
-
         data = message if isinstance(message, bytes) else message_bytes(message)
 
         def phase_reached(phase: str) -> None:

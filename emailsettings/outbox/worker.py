@@ -4,7 +4,8 @@
 practitioner, claims each with a conditional ``UPDATE`` (one winner, a lease), sends outside
 any database transaction through the practitioner's senders (one SMTP session for the
 batch, the mailbox's pace) and records the outcome through the lifecycle. What the mailbox
-is told (broken, unreachable, working) goes to :mod:`emailsettings.health.verify`.
+is told (broken, unreachable, working) goes to :mod:`emailsettings.mailbox.state`, and the
+outbox follows it (:func:`~emailsettings.outbox.actions.follow_mailbox_health`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from django.utils.translation import gettext_noop
 
 from emailsettings import conf, limits
 from emailsettings.covermail.message import build_message, invoice_pdf
-from emailsettings.failures import ErrorClass, Failure
+from emailsettings.covermail.rendering import cover_mail_templates_for, render_cover_mail
+from emailsettings.failures import Accepted, ErrorClass, Failure
+from emailsettings.mailbox import state as mailbox_state
+from emailsettings.mailbox.state import Health
 from emailsettings.models import (
     Channel,
     Delivery,
@@ -36,8 +40,9 @@ from emailsettings.models import (
     SmtpAccount,
 )
 from emailsettings.outbox import lifecycle, publish
+from emailsettings.outbox.actions import follow_mailbox_health, hold_pending
 from emailsettings.outbox.dispatch import Dispatcher, is_lent
-from emailsettings.outbox.senders import Accepted, Prepared, Sender, SmartMailSender, SmtpSender
+from emailsettings.outbox.senders import Prepared, Sender, SmartMailSender, SmtpSender
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +56,9 @@ class BatchResult:
     handed_over: list[int] = field(default_factory=list)
     # Waiting for a worker slot of their practitioner (see dispatch.Dispatcher).
     parked: list[int] = field(default_factory=list)
+    # Smart Mail rows accepted by the ESP: webhook events that arrived while they were being
+    # sent wait for them (the task applies them after the batch).
+    smart_mail_sent: list[Delivery] = field(default_factory=list)
 
 
 class _Senders:
@@ -189,9 +197,6 @@ def _send_group(
     keep_slot: Callable[[], None] = lambda: None,
     give_way: Callable[[], bool] = lambda: False,
 ) -> None:
-    from emailsettings.health import verify as mailbox
-    from emailsettings.outbox.actions import hold_pending
-
     senders = _Senders(practitioner_id)
     # One query for the batch's rows: each claim is then one UPDATE (lifecycle.claim).
     snapshots = Delivery.objects.select_related("invoice", "practitioner").in_bulk(
@@ -262,15 +267,18 @@ def _send_group(
             if account is None:
                 continue
             if isinstance(outcome, Accepted):
-                mailbox.record_send_success(account=account)
+                health = mailbox_state.record_send_success(account=account)
+                follow_mailbox_health(practitioner_id=practitioner_id, health=health)
             elif outcome.is_configuration_error:
-                mailbox.record_send_failure(account=account, failure=outcome)
+                health = mailbox_state.record_send_failure(account=account, failure=outcome)
+                follow_mailbox_health(practitioner_id=practitioner_id, health=health)
                 smtp_blocked = True
             elif outcome.is_unreachable or outcome.ends_session:
-                broken = outcome.is_unreachable and mailbox.record_unreachable(
-                    account=account, failure=outcome
-                )
-                if not broken:
+                health = None
+                if outcome.is_unreachable:
+                    health = mailbox_state.record_unreachable(account=account, failure=outcome)
+                    follow_mailbox_health(practitioner_id=practitioner_id, health=health)
+                if health is not Health.BROKEN:
                     lifecycle.defer_rows(
                         [other for other, ch in items[index + 1 :] if ch == Channel.SMTP],
                         outcome,
@@ -285,10 +293,7 @@ def _send_group(
     finally:
         result.sessions_opened += senders.sessions_opened
         senders.close()
-        # Webhook events that arrived while these rows were being sent, in one query.
-        from emailsettings.backchannel.webhooks import apply_pending_many
-
-        apply_pending_many(smart_sent)
+        result.smart_mail_sent.extend(smart_sent)
         limits.release_smart_mail_quota([pk for pk in smart_reserved if pk not in smart_claimed])
 
 
@@ -467,8 +472,6 @@ def _attempt(
 
 
 def _rerender(delivery: Delivery) -> None:
-    from emailsettings.covermail.rendering import cover_mail_templates_for, render_cover_mail
-
     subject_template, body_template = cover_mail_templates_for(delivery.practitioner)
     rendered = render_cover_mail(
         subject_template=subject_template, body_template=body_template, invoice=delivery.invoice

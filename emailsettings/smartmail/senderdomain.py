@@ -44,6 +44,7 @@ from django.utils.translation import gettext as _
 from emailsettings import conf
 from emailsettings.mailbox import autodetect, presets
 from emailsettings.mailbox.autodetect import Resolver, domain_of
+from emailsettings.models import SenderDomain
 
 if TYPE_CHECKING:
     from emailsettings.models import SenderDomain
@@ -335,8 +336,6 @@ def verify_sender_domain(
     *, practitioner: Practitioner, resolver: Resolver | None = None
 ) -> SenderDomain:
     """Check the domain of the practitioner's address now and record the result."""
-    from emailsettings.models import SenderDomain
-
     domain = domain_of(practitioner.email)
     check = check_sender_domain(domain=domain, resolver=resolver)  # no transaction open
     now = timezone.now()
@@ -366,8 +365,6 @@ def is_current(row: SenderDomain | None, *, email: str) -> bool:
 
 def sender_domain_verified(*, practitioner: Practitioner) -> bool:
     """Smart Mail may put the practitioner's own address in From (see ``identity.py``)."""
-    from emailsettings.models import SenderDomain
-
     row = SenderDomain.objects.filter(practitioner=practitioner).first()
     return is_current(row, email=practitioner.email)
 
@@ -375,8 +372,6 @@ def sender_domain_verified(*, practitioner: Practitioner) -> bool:
 def recheck_verified_domains(*, resolver: Resolver | None = None) -> int:
     """Check again every domain verified so far, so a DKIM record removed later stops
     Smart Mail from using the practitioner's address (beat, daily). Returns how many."""
-    from emailsettings.models import SenderDomain
-
     rows = SenderDomain.objects.filter(verified_at__isnull=False).select_related("practitioner")
     checked = 0
     for row in rows.iterator():

@@ -27,9 +27,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from emailsettings import conf
 from emailsettings.exceptions import OAuthFlowError, RateLimited
+from emailsettings.health.verify import VERIFY, start_check
 from emailsettings.mailbox import oauth
 from emailsettings.models import SmtpAccount
 from emailsettings.views.cards import card_message, card_url
+from emailsettings.views.smtp import switch_to_smart_mail
 
 SESSION_KEY = "emailsettings:oauth-flow"
 
@@ -134,8 +136,6 @@ def _check_pending(request: HttpRequest, pending: Any) -> tuple[oauth.Provider, 
 
 def _verify_soon(request: HttpRequest, account: SmtpAccount) -> None:
     """A new connection is checked at once: when it works, held invoices start again."""
-    from emailsettings.health.verify import VERIFY, start_check
-
     try:
         start_check(account=account, kind=VERIFY)
     except RateLimited:
@@ -150,8 +150,6 @@ def _verify_soon(request: HttpRequest, account: SmtpAccount) -> None:
 @login_required
 @require_POST
 def disconnect(request: HttpRequest) -> HttpResponse:
-    from emailsettings.views.smtp import switch_to_smart_mail
-
     account = _account(request)
     if account is None or not account.uses_oauth:
         return redirect(card_url("smtp"))

@@ -28,7 +28,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from emailsettings.covermail.rendering import cover_mail_templates_for, render_cover_mail
+from emailsettings.exceptions import InvalidRecipient
 from emailsettings.forms.sending import DeliveryBatchForm, InvoiceSelectionForm, ScheduleForm
+from emailsettings.mailbox.presets import is_pec_address
 from emailsettings.models import (
     Channel,
     Delivery,
@@ -37,7 +39,21 @@ from emailsettings.models import (
     SmtpAccount,
     SuppressedAddress,
 )
-from emailsettings.report import delivery_meaning, is_in_flight, status_tone
+from emailsettings.outbox.queueing import (
+    copy_address,
+    invoice_recipients,
+    queue_invoice_batch,
+    sending_mailbox,
+)
+from emailsettings.outbox.schedule import release_time, sending_window
+from emailsettings.report import (
+    delivery_meaning,
+    error_advice,
+    is_in_flight,
+    smtp_preset_key,
+    status_tone,
+)
+from psicogest.formatting import format_long_datetime
 from psicogest.models import Invoice
 
 # How the progress page groups the statuses of a batch.
@@ -94,17 +110,12 @@ def _owned_invoices(request: HttpRequest, ids: Sequence[int]) -> list[Invoice]:
 
 def _is_pec(recipient: str, invoice: Invoice) -> bool:
     """A PEC address: the patient's PEC field, or a PEC provider's domain (the presets')."""
-    from emailsettings.mailbox.presets import is_pec_address
-
     pec = (invoice.patient.pec or "").strip().lower()
     return (bool(pec) and pec == recipient.strip().lower()) or is_pec_address(recipient)
 
 
 def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
     """Each invoice with its recipient and subject, or why it cannot be sent."""
-    from emailsettings.exceptions import InvalidRecipient
-    from emailsettings.outbox.queueing import invoice_recipients
-
     subject_template, body_template = cover_mail_templates_for(request.user)  # type: ignore[arg-type]
     addresses = [invoice.patient.invoice_recipient.lower() for invoice in invoices]
     suppressed = set(
@@ -145,8 +156,6 @@ def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
 
 def _channel(request: HttpRequest) -> tuple[str, SmtpAccount | None]:
     """The channel the mails will take, as the sending service decides it."""
-    from emailsettings.outbox.queueing import sending_mailbox
-
     account = sending_mailbox(request.user)  # type: ignore[arg-type]
     return (Channel.SMTP, account) if account is not None else (Channel.SMART_MAIL, None)
 
@@ -186,10 +195,6 @@ def send_confirm(request: HttpRequest) -> HttpResponse:
 def _confirm_page(
     request: HttpRequest, rows: list[SendRow], schedule: ScheduleForm, *, status: int = 200
 ) -> HttpResponse:
-    from emailsettings.outbox.queueing import copy_address
-    from emailsettings.outbox.schedule import release_time, sending_window
-    from psicogest.formatting import format_long_datetime
-
     sendable = [row for row in rows if row.sendable]
     channel, account = _channel(request)
     window = sending_window(request.user)  # type: ignore[arg-type]
@@ -217,10 +222,6 @@ def _confirm_page(
 def _send(
     request: HttpRequest, rows: list[SendRow], *, send_at: datetime.datetime | None
 ) -> HttpResponse:
-    from emailsettings.exceptions import InvalidRecipient
-    from emailsettings.outbox.queueing import queue_invoice_batch
-    from psicogest.formatting import format_long_datetime
-
     sendable = [row.invoice for row in rows if row.sendable]
     refused = [row for row in rows if not row.sendable]
     if not sendable:
@@ -290,8 +291,6 @@ def _batch(request: HttpRequest, *, related: bool = False) -> list[Delivery]:
 
 def _row_error(delivery: Delivery, preset_key: str | None) -> str:
     """Why a finished row did not go (one plain sentence), "" otherwise."""
-    from emailsettings.report import error_advice
-
     if is_in_flight(delivery.status) or delivery.status in SENT_STATUSES:
         return ""
     error, _detail = error_advice(
@@ -303,8 +302,6 @@ def _row_error(delivery: Delivery, preset_key: str | None) -> str:
 def progress_summary(deliveries: Sequence[Delivery]) -> dict[str, Any]:
     """Counts of a batch by outcome, and each delivery's current status (with why, for the
     rows that did not go)."""
-    from emailsettings.report import smtp_preset_key
-
     by_status = Counter(delivery.status for delivery in deliveries)
     preset_key = (
         smtp_preset_key(practitioner=deliveries[0].practitioner_id)

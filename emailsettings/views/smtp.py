@@ -29,6 +29,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_POST
 
 from emailsettings.crypto import DecryptionError, mask
+from emailsettings.failures import UNREACHABLE_CLASSES
 from emailsettings.forms.smtp import ChannelForm, SmtpAccountForm, security_label
 from emailsettings.guidance import Advice, advice
 from emailsettings.mailbox import oauth, presets
@@ -109,8 +110,6 @@ def mailbox_advice(
 ) -> Advice:
     """``guidance.advice`` for the practitioner's mailbox, about the port it really uses:
     the advice that port 25 is often blocked is only for port 25, any other port is named."""
-    from emailsettings.failures import UNREACHABLE_CLASSES
-
     tip = advice(
         error_class=error_class,
         preset_key=account.preset,

@@ -15,6 +15,7 @@ import pytest
 from django.utils import timezone, translation
 
 from emailsettings.exceptions import ActionNotAllowed, InvalidRecipient
+from emailsettings.failures import Accepted
 from emailsettings.models import (
     Delivery,
     DeliveryEvent,
@@ -31,7 +32,6 @@ from emailsettings.outbox.queueing import (
     queue_invoice_emails,
 )
 from emailsettings.outbox.schedule import SendingWindow, release_time
-from emailsettings.outbox.senders import Accepted
 from emailsettings.outbox.sweeper import sweep
 from psicogest.models import InvoiceAddress
 from tests.factories import InvoiceFactory, PatientFactory

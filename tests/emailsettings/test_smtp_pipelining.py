@@ -18,7 +18,7 @@ import pytest
 
 from devtools.smtpserver import Behaviour
 from emailsettings.failures import ErrorClass
-from emailsettings.mailbox import pipelining, smtp
+from emailsettings.mailbox import smtp
 from emailsettings.mailbox import transaction as smtpsend
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings
 from emailsettings.outbox.queueing import queue_invoice_emails
@@ -239,13 +239,13 @@ def test_pipelining_can_be_turned_off(smtp_server_factory, settings):
 
 def spy_on_pipelining(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     calls: list[list[str]] = []
-    real: Callable[..., None] = pipelining.pipelined_envelope
+    real: Callable[..., None] = smtpsend.pipelined_envelope
 
     def spy(connection: Any, from_addr: str, to_addrs: list[str], **kwargs: Any) -> None:
         calls.append(list(to_addrs))
         real(connection, from_addr, to_addrs, **kwargs)
 
-    monkeypatch.setattr(pipelining, "pipelined_envelope", spy)
+    monkeypatch.setattr(smtpsend, "pipelined_envelope", spy)
     return calls
 
 

@@ -23,6 +23,7 @@ from django.core import mail
 from django.test import Client
 
 from emailsettings.backchannel import webhooks as tracking
+from emailsettings.failures import Accepted
 from emailsettings.models import (
     Channel,
     Delivery,
@@ -35,8 +36,7 @@ from emailsettings.models import (
 )
 from emailsettings.outbox import lifecycle
 from emailsettings.outbox.queueing import queue_invoice_email
-from emailsettings.outbox.senders import Accepted
-from emailsettings.outbox.worker import send_batch
+from emailsettings.tasks import send_deliveries_task
 from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory
 from tests.webhook_samples import ESPS, SAMPLES, available, build, post
 
@@ -504,7 +504,7 @@ def test_bounce_posted_while_the_worker_sends_ends_bounced_and_suppressed(
     invoice = InvoiceFactory(patient=PatientFactory(practitioner=practitioner))
     delivery = queue_invoice_email(invoice)
 
-    send_batch(delivery_ids=[delivery.pk])
+    send_deliveries_task(delivery_ids=[delivery.pk])
 
     assert EspThatPostsAWebhookMidSend.seen == [(DeliveryStatus.SENDING, "", 200)]
     delivery.refresh_from_db()

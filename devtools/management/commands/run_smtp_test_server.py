@@ -9,7 +9,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from devtools.oauthserver import remote_bearer_check
 from devtools.smtpserver import serve_forever
+from emailsettings.conf import local_test_oauth_server
 
 
 class Command(BaseCommand):
@@ -49,9 +51,6 @@ class Command(BaseCommand):
     @staticmethod
     def _provider_di_prova() -> Callable[[str, str], bool] | None:
         """AUTH XOAUTH2 with the tokens of make run's provider di prova, when it is set."""
-        from devtools.oauthserver import remote_bearer_check
-        from emailsettings.conf import local_test_oauth_server
-
         server = local_test_oauth_server()
         if not isinstance(server, dict):
             return None
