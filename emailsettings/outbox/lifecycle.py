@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_noop
@@ -41,6 +41,7 @@ from emailsettings.models import (
     EventKind,
     Phase,
     RecipientRole,
+    SuppressedAddress,
 )
 from psicogest.models import Invoice
 
@@ -406,3 +407,160 @@ def defer_rows(ids: Iterable[int], failure: Failure, *, text: str | EventText) -
         changes={"next_attempt_at": next_at},
         now=now,
     )
+
+
+# --- the after-send rule ---------------------------------------------------------------------
+# What news that comes back after "inviata" does to a delivery, from every source: the ESP's
+# webhooks (Smart Mail), a bounce found in the practitioner's mailbox, a PEC receipt. Each
+# reader parses its evidence into a (source, news) pair and calls :func:`apply_news`; this
+# table alone decides. A status not listed for a pair means the news does not apply to the
+# row (it is not sent yet, or was never sent): nothing is recorded.
+#
+# The choices, deliberately:
+# - news never makes a row look better: after bounced, complained or failed, a "delivered"
+#   is only a timeline note; a complaint is the worst news and nothing overrides it;
+# - the ESP's own later word overrides its "delivered" (a hard bounce or a complaint after
+#   delivery is real: the ESP is authenticated and saw it);
+# - a PEC receipt of delivery is the legal proof: a later bounce read in the mailbox, or a
+#   later PEC non-delivery notice, is noted on the timeline and changes nothing;
+# - an address is suppressed only when the news itself moves the row, or when the ESP
+#   reports a hard bounce or a complaint on a row that already shows bad news: the address
+#   is what is wrong.
+
+
+class Source(models.TextChoices):
+    WEBHOOK = "webhook", "ESP webhook"
+    MAILBOX = "mailbox", "bounce in the mailbox"
+    PEC = "pec", "PEC receipt"
+
+
+class News(models.TextChoices):
+    DELIVERED = "delivered", "delivered"
+    BOUNCED = "bounced", "hard bounce"
+    COMPLAINED = "complained", "complaint"
+    FAILED = "failed", "not delivered"
+    NOTE = "note", "for the timeline only (delay, soft bounce, PEC acceptance)"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What one piece of news does to a row in one status."""
+
+    to: str | None = None  # the new status; None: a timeline note, the status stays
+    suppress: str = ""  # the SuppressedAddress reason the news gives the address
+
+
+NOTE = Effect()
+_bounced = Effect(S.BOUNCED, suppress="bounced")
+_complained = Effect(S.COMPLAINED, suppress="complained")
+_note_bounced = Effect(suppress="bounced")
+_note_complained = Effect(suppress="complained")
+
+#: (source, news) → {current status: effect}
+AFTER_SEND_RULE: dict[tuple[str, str], dict[str, Effect]] = {
+    (Source.WEBHOOK, News.DELIVERED): {
+        S.SENT: Effect(S.DELIVERED),
+        S.UNKNOWN: Effect(S.DELIVERED),
+        S.DELIVERED: NOTE,
+        S.BOUNCED: NOTE,
+        S.COMPLAINED: NOTE,
+        S.FAILED: NOTE,
+    },
+    (Source.WEBHOOK, News.BOUNCED): {
+        S.SENT: _bounced,
+        S.UNKNOWN: _bounced,
+        S.DELIVERED: _bounced,
+        S.BOUNCED: _note_bounced,
+        S.COMPLAINED: NOTE,
+        S.FAILED: _note_bounced,
+    },
+    (Source.WEBHOOK, News.COMPLAINED): {
+        S.SENT: _complained,
+        S.UNKNOWN: _complained,
+        S.DELIVERED: _complained,
+        S.BOUNCED: _complained,
+        S.COMPLAINED: _note_complained,
+        S.FAILED: _complained,
+    },
+    (Source.WEBHOOK, News.FAILED): {
+        S.SENT: Effect(S.FAILED),
+        S.UNKNOWN: Effect(S.FAILED),
+        S.DELIVERED: NOTE,
+        S.BOUNCED: NOTE,
+        S.COMPLAINED: NOTE,
+        S.FAILED: NOTE,
+    },
+    (Source.WEBHOOK, News.NOTE): dict.fromkeys(
+        (S.SENT, S.UNKNOWN, S.DELIVERED, S.BOUNCED, S.COMPLAINED, S.FAILED), NOTE
+    ),
+    (Source.MAILBOX, News.BOUNCED): {
+        S.SENT: _bounced,
+        S.UNKNOWN: _bounced,
+        S.DELIVERED: NOTE,
+        S.BOUNCED: NOTE,
+        S.COMPLAINED: NOTE,
+        S.FAILED: NOTE,
+    },
+    (Source.MAILBOX, News.NOTE): dict.fromkeys(
+        (S.SENT, S.UNKNOWN, S.DELIVERED, S.BOUNCED, S.FAILED), NOTE
+    ),
+    (Source.PEC, News.DELIVERED): {
+        S.SENT: Effect(S.DELIVERED),
+        S.UNKNOWN: Effect(S.DELIVERED),
+        S.DELIVERED: NOTE,
+        S.BOUNCED: NOTE,
+        S.FAILED: NOTE,
+    },
+    (Source.PEC, News.FAILED): {
+        S.SENT: Effect(S.FAILED),
+        S.UNKNOWN: Effect(S.FAILED),
+        S.DELIVERED: NOTE,
+        S.BOUNCED: NOTE,
+        S.FAILED: NOTE,
+    },
+    (Source.PEC, News.NOTE): dict.fromkeys(
+        (S.SENT, S.UNKNOWN, S.DELIVERED, S.BOUNCED, S.FAILED), NOTE
+    ),
+}
+
+_EVENT_KIND = {
+    Source.WEBHOOK: EventKind.WEBHOOK,
+    Source.MAILBOX: EventKind.MAILBOX,
+    Source.PEC: EventKind.MAILBOX,
+}
+
+
+def apply_news(
+    delivery_id: int,
+    *,
+    source: str,
+    news: str,
+    text: str | EventText,
+    failure: Failure | None = None,
+) -> Effect | None:
+    """Apply ``news`` from ``source`` to the delivery, as :data:`AFTER_SEND_RULE` says: its
+    new status (with ``failure`` when it moves), or a timeline note, and the address's
+    suppression. Returns the effect, or None when the news does not apply to the row."""
+    with transaction.atomic():
+        current = (
+            Delivery.objects.select_for_update()
+            .only("status", "practitioner_id", "recipient")
+            .get(pk=delivery_id)
+        )
+        effect = AFTER_SEND_RULE[(source, news)].get(current.status)
+        if effect is None:
+            return None
+        transition(
+            Delivery.objects.filter(pk=current.pk, status=current.status),
+            to=effect.to or current.status,
+            text=text,
+            kind=_EVENT_KIND[source],
+            failure=failure if effect.to else None,
+        )
+        if effect.suppress:
+            SuppressedAddress.objects.get_or_create(
+                practitioner_id=current.practitioner_id,
+                address=current.recipient.lower(),
+                defaults={"reason": effect.suppress},
+            )
+    return effect

@@ -205,7 +205,7 @@ def _explode(*args, **kwargs):
 
 @pytest.mark.parametrize(
     "where",
-    ["emailsettings.mailbox.smtp.check_destination", "emailsettings.health.verify.forget_checks"],
+    ["emailsettings.forms.smtp.check_destination", "emailsettings.forms.smtp.forget_checks"],
     ids=["while-validating", "while-saving"],
 )
 def test_a_500_error_report_masks_the_password(
