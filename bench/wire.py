@@ -224,9 +224,9 @@ def smtplib_submission_seconds(
 def postfix_section(ca: LocalCA, messages: list[tuple[str, bytes]]) -> None:
     """The same messages to a real MTA: Postfix smtpd on its submission port (STARTTLS
     required, AUTH through Dovecot SASL) delivering to a local maildir — the private
-    Postfix + Dovecot of the tests (``tests/mta_fixtures.py``), never relaying."""
+    Postfix + Dovecot of the tests (``tests/support/mta_fixtures.py``), never relaying."""
     sys.path.insert(0, str(base.ROOT))
-    from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
+    from tests.support.mta_fixtures import MTA_PATIENT, PostfixMTA
 
     # Its own temporary directory, as the tests' fixture makes it: the daemons'
     # unprivileged processes must reach it (the benchmark's work directory is 0700).

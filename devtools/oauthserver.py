@@ -1,6 +1,6 @@
 """A real OAuth 2.0 / OpenID Connect authorization server on loopback — the "provider di
 prova" of ``make run`` (``manage.py run_oauth_test_server``) and the stand-in for Google and
-Microsoft in the tests (``tests/oauth_server.py``). Development only.
+Microsoft in the tests (``tests/support/oauth_server.py``). Development only.
 
 Built with Authlib's server components — ``AuthorizationServer``, the authorization-code
 grant with PKCE (``CodeChallenge(required=True)``) and OpenID Connect ID tokens

@@ -284,15 +284,20 @@ ANYMAIL = {
     if value
 }
 
-EMAILSETTINGS_PLATFORM_NAME = env.str("EMAILSETTINGS_PLATFORM_NAME", default="PsicoGest")
-EMAILSETTINGS_PLATFORM_SPF_INCLUDE = env.str(
-    "EMAILSETTINGS_PLATFORM_SPF_INCLUDE", default="spf.psicogest.test"
-)
-EMAILSETTINGS_PLATFORM_DKIM_TARGET = env.str(
-    "EMAILSETTINGS_PLATFORM_DKIM_TARGET", default="dkim.psicogest.test"
-)
-# Outbox tuning (see emailsettings/conf.py for what each one means); unset keeps the default.
-# A worker started by the tests or a benchmark is tuned through these variables.
+# The module's settings: emailsettings/conf.py holds each one's default and meaning
+# (docs/configuration.md lists them). A variable set in the environment overrides the
+# default; unset (or empty) keeps it. A worker started by the tests or a benchmark is tuned
+# through these variables.
+for _name in (
+    "EMAILSETTINGS_PLATFORM_NAME",
+    "EMAILSETTINGS_PLATFORM_FROM",
+    "EMAILSETTINGS_PLATFORM_SPF_INCLUDE",
+    "EMAILSETTINGS_PLATFORM_DKIM_TARGET",
+    # Where the product is reached (links in the emails it sends to practitioners).
+    "EMAILSETTINGS_SITE_URL",
+):
+    if env.str(_name, default=""):
+        globals()[_name] = env.str(_name)
 for _name in (
     "EMAILSETTINGS_RETRY_BASE_SECONDS",
     "EMAILSETTINGS_RETRY_MAX_DELAY_SECONDS",
@@ -322,12 +327,8 @@ for _name in (
     if env.str(_name, default=""):
         globals()[_name] = env.float(_name)
 # SMTP PIPELINING (RFC 2920) with servers that offer it; off only to compare (bench/wire.py).
-EMAILSETTINGS_SMTP_PIPELINING = env.bool("EMAILSETTINGS_SMTP_PIPELINING", default=True)
-EMAILSETTINGS_PLATFORM_FROM = env.str(
-    "EMAILSETTINGS_PLATFORM_FROM", default="fatture@mail.psicogest.test"
-)
-# Where the product is reached (links in the emails it sends to practitioners).
-EMAILSETTINGS_SITE_URL = env.str("EMAILSETTINGS_SITE_URL", default="http://localhost:8000")
+if env.str("EMAILSETTINGS_SMTP_PIPELINING", default=""):
+    EMAILSETTINGS_SMTP_PIPELINING = env.bool("EMAILSETTINGS_SMTP_PIPELINING")
 EMAILSETTINGS_ENCRYPTION_KEYS = env.list("EMAILSETTINGS_ENCRYPTION_KEYS", default=[]) or [
     _dev_secret("encryption_key", lambda: Fernet.generate_key().decode())
 ]
@@ -348,8 +349,10 @@ GOOGLE_OAUTH_CLIENT_ID = env.str("GOOGLE_OAUTH_CLIENT_ID", default="")
 GOOGLE_OAUTH_CLIENT_SECRET = env.str("GOOGLE_OAUTH_CLIENT_SECRET", default="")
 MICROSOFT_OAUTH_CLIENT_ID = env.str("MICROSOFT_OAUTH_CLIENT_ID", default="")
 MICROSOFT_OAUTH_CLIENT_SECRET = env.str("MICROSOFT_OAUTH_CLIENT_SECRET", default="")
-EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL = env.str("EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL", default="")
-EMAILSETTINGS_OAUTH_ENDPOINTS = env.json("EMAILSETTINGS_OAUTH_ENDPOINTS", default={})
+if env.str("EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL", default=""):
+    EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL = env.str("EMAILSETTINGS_OAUTH_REDIRECT_BASE_URL")
+if env.str("EMAILSETTINGS_OAUTH_ENDPOINTS", default=""):
+    EMAILSETTINGS_OAUTH_ENDPOINTS = env.json("EMAILSETTINGS_OAUTH_ENDPOINTS")
 # The "provider di prova" started by "make run" (manage.py run_oauth_test_server), offered as
 # "Accedi con il provider di prova" for the "Server di test locale" preset; never in production.
 EMAILSETTINGS_LOCAL_OAUTH_SERVER = (

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-# SMTP test servers, the test CA and mailbox accounts (see tests/smtp_fixtures.py); the
-# local OAuth authorization server (tests/oauth_server.py).
+# SMTP test servers, the test CA and mailbox accounts (see tests/support/smtp_fixtures.py); the
+# local OAuth authorization server (tests/support/oauth_server.py).
 pytest_plugins = [
-    "tests.smtp_fixtures",
-    "tests.mta_fixtures",
-    "tests.oauth_server",
-    "tests.oauth_imap",
-    "tests.devmail",
+    "tests.support.smtp_fixtures",
+    "tests.support.mta_fixtures",
+    "tests.support.oauth_server",
+    "tests.support.oauth_imap",
+    "tests.support.devmail",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,14 +19,13 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message
 
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 from flufl.bounce import all_failures
 
 from emailsettings.covermail.message import header_value
 from emailsettings.failures import ErrorClass, Failure
-from emailsettings.models import Channel, Delivery, DeliveryStatus, EventKind, SuppressedAddress
+from emailsettings.models import Channel, Delivery, DeliveryStatus
 from emailsettings.outbox import lifecycle
 
 logger = logging.getLogger(__name__)
@@ -177,22 +176,13 @@ def _record_permanent(delivery: Delivery, reason: str) -> None:
         {"address": delivery.recipient, "reason": reason},
     )
     failure = Failure(phase="", error_class=ErrorClass.BOUNCED, reply=reason)
-    with transaction.atomic():
-        moved = lifecycle.transition(
-            Delivery.objects.filter(
-                pk=delivery.pk, status__in=(DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)
-            ),
-            to=DeliveryStatus.BOUNCED,
-            text=text,
-            kind=EventKind.MAILBOX,
-            failure=failure,
-        )
-        if moved:
-            SuppressedAddress.objects.get_or_create(
-                practitioner_id=delivery.practitioner_id,
-                address=delivery.recipient.lower(),
-                defaults={"reason": "bounced"},
-            )
+    lifecycle.apply_news(
+        delivery.pk,
+        source=lifecycle.Source.MAILBOX,
+        news=lifecycle.News.BOUNCED,
+        text=text,
+        failure=failure,
+    )
 
 
 def _record_delay(delivery: Delivery, reason: str) -> None:
@@ -207,9 +197,6 @@ def _record_delay(delivery: Delivery, reason: str) -> None:
             ),
             {"reason": reason},
         )
-    lifecycle.transition(
-        Delivery.objects.filter(pk=delivery.pk, status=delivery.status),
-        to=delivery.status,
-        text=text,
-        kind=EventKind.MAILBOX,
+    lifecycle.apply_news(
+        delivery.pk, source=lifecycle.Source.MAILBOX, news=lifecycle.News.NOTE, text=text
     )

@@ -29,7 +29,7 @@ from django.utils.translation import gettext_noop
 
 from emailsettings.covermail.message import header_value
 from emailsettings.failures import ErrorClass, Failure
-from emailsettings.models import Channel, Delivery, DeliveryStatus, EventKind, PecReceipt
+from emailsettings.models import Channel, Delivery, PecReceipt
 from emailsettings.outbox import lifecycle
 from psicogest.formatting import format_long_datetime
 
@@ -166,9 +166,6 @@ def apply(receipt: Receipt, *, practitioner_id: int) -> int | None:
     return delivery.pk
 
 
-_OPEN = (DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)
-
-
 def _receipt_text(kind: str, when: str, error: str) -> lifecycle.EventText:
     """A receipt's sentence; for a failure, the provider's reason after it."""
     if error and kind in _WITH_REASON:
@@ -204,29 +201,19 @@ def _record(receipt: Receipt, delivery: Delivery) -> None:
     when = format_long_datetime(receipt.issued_at)
     error = receipt.error if receipt.error and receipt.error != "nessuno" else ""
     text = _receipt_text(receipt.kind, when, error)
-    rows = Delivery.objects.filter(pk=delivery.pk)
+    failure = None
     if receipt.kind == DELIVERED:
-        lifecycle.transition(
-            rows.filter(status__in=_OPEN),
-            to=DeliveryStatus.DELIVERED,
-            text=text,
-            kind=EventKind.MAILBOX,
-        )
+        news = lifecycle.News.DELIVERED
     elif receipt.kind in (NOT_DELIVERED, NOT_ACCEPTED):
+        news = lifecycle.News.FAILED
         error_class = (
             ErrorClass.RECIPIENT_REFUSED
             if receipt.kind == NOT_DELIVERED
             else ErrorClass.MESSAGE_REJECTED
         )
-        lifecycle.transition(
-            rows.filter(status__in=(*_OPEN, DeliveryStatus.DELIVERED)),
-            to=DeliveryStatus.FAILED,
-            text=text,
-            kind=EventKind.MAILBOX,
-            failure=Failure(phase="", error_class=error_class, reply=receipt.error),
-        )
+        failure = Failure(phase="", error_class=error_class, reply=receipt.error)
     else:
-        current = Delivery.objects.only("status").get(pk=delivery.pk).status
-        lifecycle.transition(
-            rows.filter(status=current), to=current, text=text, kind=EventKind.MAILBOX
-        )
+        news = lifecycle.News.NOTE
+    lifecycle.apply_news(
+        delivery.pk, source=lifecycle.Source.PEC, news=news, text=text, failure=failure
+    )

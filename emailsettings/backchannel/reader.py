@@ -162,6 +162,13 @@ def _folders(client: imapclient.IMAPClient) -> list[str]:
     return folders
 
 
+def _search_since(moment: datetime.datetime) -> datetime.date:
+    """The date for IMAP ``SINCE`` that finds every message from ``moment`` on. A server
+    compares its own internal dates, in its own time zone (RFC 3501 ignores the zone), so
+    the day before ``moment``'s date: a few old messages more, none missed."""
+    return (moment - datetime.timedelta(days=1)).date()
+
+
 def read_mailbox(account: SmtpAccount, *, now: datetime.datetime | None = None) -> ReadResult:
     """Read ``account``'s mailbox once for bounces and record the outcome on it."""
     now = now or timezone.now()
@@ -175,7 +182,7 @@ def read_mailbox(account: SmtpAccount, *, now: datetime.datetime | None = None) 
     result = ReadResult(ok=True)
     try:
         for folder in _folders(client):
-            looked_at, found = _read_folder(client, account, folder, since=oldest.date())
+            looked_at, found = _read_folder(client, account, folder, since=_search_since(oldest))
             result.looked_at += looked_at
             result.bounces += found
     except (OSError, imapclient.exceptions.IMAPClientError) as err:

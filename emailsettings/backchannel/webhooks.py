@@ -30,9 +30,6 @@ from emailsettings.failures import ErrorClass, Failure
 from emailsettings.models import (
     Channel,
     Delivery,
-    DeliveryStatus,
-    EventKind,
-    SuppressedAddress,
     WebhookEvent,
     WebhookState,
 )
@@ -182,31 +179,27 @@ def _matches(stored: WebhookEvent, delivery: Delivery) -> bool:
     return not stored.metadata_delivery_id or stored.metadata_delivery_id == str(delivery.pk)
 
 
-def _outcome(stored: WebhookEvent) -> tuple[str | None, Failure | None]:
-    """The status the event moves a sent row to (``None``: timeline only) and its failure."""
+def _news(stored: WebhookEvent) -> tuple[str, Failure | None]:
+    """What the event says (for the after-send rule) and the failure it reports."""
     reply = stored.text
     if stored.event_type == "delivered":
-        return DeliveryStatus.DELIVERED, None
+        return lifecycle.News.DELIVERED, None
     if stored.soft:
-        return None, Failure(phase="", error_class=ErrorClass.SOFT_BOUNCE, reply=reply)
+        return lifecycle.News.NOTE, Failure(
+            phase="", error_class=ErrorClass.SOFT_BOUNCE, reply=reply
+        )
     if stored.event_type == "bounced":
-        return DeliveryStatus.BOUNCED, Failure(
+        return lifecycle.News.BOUNCED, Failure(
             phase="", error_class=ErrorClass.BOUNCED, reply=reply
         )
     if stored.event_type == "complained":
         failure = Failure(phase="", error_class=ErrorClass.COMPLAINED, reply=reply)
-        return DeliveryStatus.COMPLAINED, failure
+        return lifecycle.News.COMPLAINED, failure
     if stored.event_type == "rejected":
         failure = Failure(phase="", error_class=ErrorClass.ESP_REJECTED, reply=reply)
-        return DeliveryStatus.FAILED, failure
-    return DeliveryStatus.FAILED, Failure(phase="", error_class=ErrorClass.ESP_FAILED, reply=reply)
-
-
-_RANK: dict[str, int] = {**lifecycle.TRACKING_RANK, DeliveryStatus.FAILED: 3}
-_SUPPRESSING: dict[str, str] = {
-    DeliveryStatus.BOUNCED: "bounced",
-    DeliveryStatus.COMPLAINED: "complained",
-}
+        return lifecycle.News.FAILED, failure
+    failure = Failure(phase="", error_class=ErrorClass.ESP_FAILED, reply=reply)
+    return lifecycle.News.FAILED, failure
 
 
 def _apply(stored: WebhookEvent, delivery: Delivery) -> None:
@@ -218,30 +211,15 @@ def _apply(stored: WebhookEvent, delivery: Delivery) -> None:
         )
         WebhookEvent.objects.filter(pk=stored.pk).update(state=WebhookState.IGNORED)
         return
-    status, failure = _outcome(stored)
+    news, failure = _news(stored)
     if failure is None:
         text = stored.text or gettext_noop("Consegna confermata dal servizio di invio.")
     else:
         text = stored.text or str(dict(ErrorClass.choices).get(failure.error_class, ""))
     with transaction.atomic():
-        current = Delivery.objects.select_for_update().get(pk=delivery.pk)
-        rank = lifecycle.TRACKING_RANK.get(current.status)
-        worse = status is not None and rank is not None and _RANK[status] > rank
-        lifecycle.transition(
-            Delivery.objects.filter(pk=current.pk, status=current.status),
-            to=status if worse and status is not None else current.status,
-            text=text,
-            kind=EventKind.WEBHOOK,
-            failure=failure if worse else None,
+        effect = lifecycle.apply_news(
+            delivery.pk, source=lifecycle.Source.WEBHOOK, news=news, text=text, failure=failure
         )
-        # A hard bounce or a complaint suppresses the address even when the row already
-        # shows other bad news (e.g. rejected first): the address is what is wrong.
-        if status in _SUPPRESSING:
-            SuppressedAddress.objects.get_or_create(
-                practitioner_id=current.practitioner_id,
-                address=current.recipient.lower(),
-                defaults={"reason": _SUPPRESSING[status]},
-            )
         WebhookEvent.objects.filter(pk=stored.pk).update(
-            state=WebhookState.APPLIED, delivery=current
+            state=WebhookState.APPLIED if effect else WebhookState.IGNORED, delivery=delivery
         )

@@ -4,7 +4,7 @@ The password field never renders its value back; left empty, it keeps the stored
 so the host or username can be changed without retyping it, and it is masked in error
 reports (``sensitive_variables``).
 
-Saving looks the host up (:func:`emailsettings.mailbox.smtp.check_destination`): at most
+Saving looks the host up (:func:`emailsettings.mailbox.guard.check_destination`): at most
 ``LOOKUP_RATE_LIMIT_COUNT`` look-ups per practitioner in ``LOOKUP_RATE_LIMIT_WINDOW``
 seconds, and the answer for the same host and port is reused for ``LOOKUP_RESULT_SECONDS``
 (the page shown after a refused save validates the form again). Every refused destination
@@ -37,7 +37,7 @@ from emailsettings.mailbox.state import forget_checks
 from emailsettings.models import Channel, EmailSettings, Security, SmtpAccount
 
 # RFC 1123 host name; IP literals are parsed with ipaddress. The destination check
-# (emailsettings.mailbox.smtp.check_destination) decides whether the address may be used.
+# (emailsettings.mailbox.guard.check_destination) decides whether the address may be used.
 HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
 )

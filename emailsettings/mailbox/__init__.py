@@ -2,8 +2,8 @@
 
 - ``presets`` — the provider table (Gmail, Aruba, Libero, …), data only;
   ``autodetect`` — the settings guessed from an address (domain table, then MX).
-- ``ipranges`` — which addresses a personal connection may reach; ``smtp`` — the destination
-  guard (:func:`check_destination`) and the guarded connection (TLS, login, XOAUTH2).
+- ``guard`` — which hosts and ports a personal connection may reach
+  (:func:`check_destination`); ``smtp`` — the guarded connection (TLS, login, XOAUTH2).
 - ``transaction`` — MAIL / RCPT / DATA on that connection, pipelined when offered;
   ``classify`` — any failure of a session into a ``Failure``.
 - ``imap`` — the guarded IMAP connection (read-only use); ``oauth`` — Google and Microsoft
@@ -12,7 +12,7 @@
 The package face holds the contract only: ``PRESETS`` and ``check_destination``.
 """
 
+from emailsettings.mailbox.guard import check_destination
 from emailsettings.mailbox.presets import PRESETS
-from emailsettings.mailbox.smtp import check_destination
 
 __all__ = ["PRESETS", "check_destination"]

@@ -2,10 +2,8 @@
 
 Everything that talks to a personal mailbox goes through here:
 
-- :func:`check_destination` resolves the host once and refuses ports other than 465, 587,
-  2525 and 25 and every non-public address (loopback, private, link-local, CGNAT,
-  unique-local, the IPv4-mapped / NAT64 / 6to4 forms of those, multicast, reserved,
-  unspecified) — unless ``EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS`` is on.
+- :func:`~emailsettings.mailbox.guard.check_destination` (``guard``) resolves the host
+  once and refuses other ports and every non-public address.
 - :func:`open_connection` / :func:`connection_for` connect to the *checked* address (no
   second look-up, so DNS rebinding cannot redirect it), verify TLS against the configured
   host name, require STARTTLS when it is the chosen security, and log in. Nothing comes from
@@ -21,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import ipaddress
 import logging
 import os
 import smtplib
@@ -33,13 +30,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from django.utils.translation import gettext as _
-
 from emailsettings import conf
 from emailsettings.crypto import DecryptionError
 from emailsettings.exceptions import DeliveryError, DestinationRefused
 from emailsettings.failures import ErrorClass, Failure
-from emailsettings.mailbox import ipranges, oauth
+from emailsettings.mailbox import oauth
 from emailsettings.mailbox.classify import (
     AuthUnavailable,
     SecurityMismatch,
@@ -48,89 +43,16 @@ from emailsettings.mailbox.classify import (
     classify,
     scrub,
 )
+from emailsettings.mailbox.guard import check_destination
 
 if TYPE_CHECKING:
     from emailsettings.models import SmtpAccount
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_PORTS = (465, 587, 2525, 25)
 DEFAULT_TIMEOUT = 15.0
 
 PhaseCallback = Callable[[str], None]
-
-# --- destination guard ------------------------------------------------------------------
-
-
-def check_destination(host: str, port: int, *, ports: tuple[int, ...] = ALLOWED_PORTS) -> list[str]:
-    """Resolve ``host`` once and return its addresses, all checked.
-
-    Raises :class:`~emailsettings.exceptions.DestinationRefused` (a ``ValidationError``) for a
-    port outside ``ports`` (SMTP's 465/587/2525/25 unless told) or any non-public address; with
-    ``EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS`` on, every address and port is allowed. A host
-    that does not resolve raises it with ``code="host_not_found"``.
-
-    Every refusal that depends on the host's addresses says the same words: neither the
-    address nor whether the name resolved is shown, so the SMTP form cannot be used to map
-    internal names (the ``code`` tells them apart for the failure classification).
-    """
-    refused = _(
-        "Il server SMTP indicato non è raggiungibile o non è consentito: usa il server "
-        "pubblico del tuo provider, sulla porta 465 o 587."
-    )
-    allow_private = conf.allow_private_smtp_hosts()
-    host = (host or "").strip()
-    if not host:
-        raise DestinationRefused(_("Indica il server SMTP."), code="host_missing")
-    if not 0 < int(port) < 65536 or (not allow_private and int(port) not in ports):
-        raise DestinationRefused(
-            _("La porta %(port)s non è consentita: usa 465 (SSL) o 587 (STARTTLS).")
-            % {"port": port},
-            code="port_not_allowed",
-        )
-    try:
-        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
-    except socket.gaierror as err:
-        if err.errno == socket.EAI_AGAIN:
-            raise DestinationRefused(
-                refused,
-                code="host_lookup_failed",
-            ) from err
-        raise DestinationRefused(
-            refused,
-            code="host_not_found",
-        ) from err
-    except UnicodeError as err:
-        raise DestinationRefused(
-            refused,
-            code="host_not_found",
-        ) from err
-    addresses: list[str] = []
-    for _family, _type, _proto, _canon, sockaddr in infos:
-        address = str(sockaddr[0])
-        if address not in addresses:
-            addresses.append(address)
-    if not addresses:
-        raise DestinationRefused(
-            refused,
-            code="host_not_found",
-        )
-    if not allow_private:
-        for address in addresses:
-            try:
-                ip = ipaddress.ip_address(address)
-            except ValueError as err:
-                raise DestinationRefused(
-                    refused,
-                    code="address_not_allowed",
-                ) from err
-            if not ipranges.is_public(ip):
-                raise DestinationRefused(
-                    refused,
-                    code="address_not_allowed",
-                )
-    return addresses
-
 
 # --- the guarded connection -------------------------------------------------------------
 

@@ -70,14 +70,6 @@ RESENDABLE = FINISHED
 RETRY_NOW = (S.DEFERRED, S.HELD)
 # "Invia con Smart Mail": personal-SMTP rows stopped by the mailbox (see can_fall_back).
 FALLBACK = (S.HELD, S.DEFERRED, S.FAILED)
-# Later tracking news never overrides worse news: a complaint stays a complaint.
-TRACKING_RANK: dict[str, int] = {
-    S.SENT: 1,
-    S.UNKNOWN: 1,
-    S.DELIVERED: 2,
-    S.BOUNCED: 3,
-    S.COMPLAINED: 4,
-}
 
 
 def waiting(now: datetime.datetime) -> Q:
@@ -439,7 +431,7 @@ class News(models.TextChoices):
     BOUNCED = "bounced", "hard bounce"
     COMPLAINED = "complained", "complaint"
     FAILED = "failed", "not delivered"
-    NOTE = "note", "for the timeline only (delay, soft bounce, PEC acceptance)"
+    NOTE = "note", "timeline only"
 
 
 @dataclass(frozen=True)
@@ -493,13 +485,11 @@ AFTER_SEND_RULE: dict[tuple[str, str], dict[str, Effect]] = {
     (Source.WEBHOOK, News.NOTE): dict.fromkeys(
         (S.SENT, S.UNKNOWN, S.DELIVERED, S.BOUNCED, S.COMPLAINED, S.FAILED), NOTE
     ),
+    # A bounce on a row that already shows bad news is the same news again: nothing.
     (Source.MAILBOX, News.BOUNCED): {
         S.SENT: _bounced,
         S.UNKNOWN: _bounced,
         S.DELIVERED: NOTE,
-        S.BOUNCED: NOTE,
-        S.COMPLAINED: NOTE,
-        S.FAILED: NOTE,
     },
     (Source.MAILBOX, News.NOTE): dict.fromkeys(
         (S.SENT, S.UNKNOWN, S.DELIVERED, S.BOUNCED, S.FAILED), NOTE

@@ -13,8 +13,8 @@ from playwright.sync_api import expect
 from emailsettings.models import Delivery, DeliveryStatus
 from emailsettings.tasks import read_mailboxes_task
 from tests.conftest import login, save_screenshot, wait_until
-from tests.devmail import USER
 from tests.factories import InvoiceFactory, PatientFactory
+from tests.support.devmail import USER
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

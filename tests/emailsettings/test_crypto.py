@@ -315,7 +315,7 @@ def test_a_check_with_a_copied_password_fails_without_reaching_the_server(
     assert server.auth_attempts == [] and server.messages == []
     assert check(account=mine).ok  # the owner's mailbox still works
     assert server.auth_attempts == [mine.username]
-    from tests.smtp_fixtures import SMTP_PASSWORD
+    from tests.support.smtp_fixtures import SMTP_PASSWORD
 
     assert SMTP_PASSWORD not in caplog.text and SMTP_PASSWORD not in str(theirs.last_error)
 

@@ -1,5 +1,5 @@
 """Shared by the tests that read the practitioner's mailbox back (bounces, PEC receipts,
-Sent copies, the daily check): the private Postfix + Dovecot of ``tests/mta_fixtures.py``
+Sent copies, the daily check): the private Postfix + Dovecot of ``tests/support/mta_fixtures.py``
 configured for the product, and the practitioner's mailbox on it (SMTP and IMAP)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import imapclient
 import pytest
 
 from emailsettings.models import Channel, EmailSettings, SmtpAccount
-from tests.mta_fixtures import PostfixMTA
+from tests.support.mta_fixtures import PostfixMTA
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Bounces read back from the practitioner's own mailbox, against real servers.
 
-The invoice leaves through the private Postfix of ``tests/mta_fixtures.py`` on its
+The invoice leaves through the private Postfix of ``tests/support/mta_fixtures.py`` on its
 ``accept_all_port``, which accepts an unknown user at RCPT like a recipient's provider does;
 ``virtual(8)`` then bounces it, and Postfix delivers its own bounce (a real RFC 3464 report)
 to the practitioner's maildir. The product reads that maildir through the private Dovecot's
@@ -26,9 +26,9 @@ from emailsettings.models import (
     SmtpAccount,
     SuppressedAddress,
 )
-from tests.devmail import send_invoices_now
 from tests.fault.conftest import imap_login
-from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
+from tests.support.devmail import send_invoices_now
+from tests.support.mta_fixtures import MTA_PATIENT, PostfixMTA
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 """Reading bounces from a mailbox connected with "Accedi con Google": IMAP logs in with SASL
 XOAUTH2 and the same tokens as SMTP, against a real Dovecot whose ``oauth2`` passdb checks
-each token at the test authorization server (``tests/oauth_imap.py``)."""
+each token at the test authorization server (``tests/support/oauth_imap.py``)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from emailsettings.models import (
 from emailsettings.outbox.queueing import queue_invoice_email
 from emailsettings.tasks import send_deliveries_task
 from tests.factories import InvoiceFactory, PatientFactory
-from tests.mta_fixtures import MTA_PATIENT
+from tests.support.mta_fixtures import MTA_PATIENT
 
 pytestmark = pytest.mark.django_db
 

@@ -1,10 +1,10 @@
 """PEC receipts read from the practitioner's PEC mailbox, against real servers.
 
-The invoice leaves through the private Postfix (``tests/mta_fixtures.py``) from a mailbox on a
-PEC preset; the receipts its PEC provider would send back (built to the PEC technical rules
-by ``devtools/pec.py``: ``X-Ricevuta``, ``X-Riferimento-Message-ID``, a signed body with
-``daticert.xml``) are put in the practitioner's INBOX over IMAP, and the product reads them
-through the private Dovecot like any PEC mailbox.
+The invoice leaves through the private Postfix (``tests/support/mta_fixtures.py``) from a
+mailbox on a PEC preset; the receipts its PEC provider would send back (built to the PEC
+technical rules by ``devtools/pec.py``: ``X-Ricevuta``, ``X-Riferimento-Message-ID``, a
+signed body with ``daticert.xml``) are put in the practitioner's INBOX over IMAP, and the
+product reads them through the private Dovecot like any PEC mailbox.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from emailsettings.outbox.queueing import queue_invoice_email
 from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.fault.conftest import imap_login
-from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
+from tests.support.mta_fixtures import MTA_PATIENT, PostfixMTA
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,5 @@
 """The product's SMTP client against a real MTA: the private Postfix + Dovecot of
-``tests/mta_fixtures.py`` (``postfix_mta``), not a server written for the tests.
+``tests/support/mta_fixtures.py`` (``postfix_mta``), not a server written for the tests.
 
 What a practitioner would notice, checked on Postfix's side too (its log of the client's
 commands, its ``auth=N/M`` counters, the maildirs it delivers to):
@@ -40,7 +40,7 @@ from emailsettings.models import (
 from emailsettings.outbox.queueing import create_deliveries, queue_invoice_email
 from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
-from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
+from tests.support.mta_fixtures import MTA_PATIENT, PostfixMTA
 
 pytestmark = pytest.mark.django_db
 

@@ -25,7 +25,7 @@ from emailsettings.outbox.queueing import queue_invoice_email
 from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
 from tests.fault.conftest import imap_login
-from tests.mta_fixtures import MTA_PATIENT, MTA_PATIENT_PASSWORD, PostfixMTA
+from tests.support.mta_fixtures import MTA_PATIENT, MTA_PATIENT_PASSWORD, PostfixMTA
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import pytest
 
 from emailsettings.mailbox import autodetect
 from emailsettings.mailbox.autodetect import detect_provider
-from tests.fakedns import FakeResolver, mx_zone
+from tests.support.fakedns import FakeResolver, mx_zone
 
 
 @pytest.fixture(autouse=True)

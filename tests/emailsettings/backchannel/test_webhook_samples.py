@@ -1,6 +1,6 @@
 """anymail's own webhook payloads reach the tracking signal as the events the samples claim.
 
-The samples (tests/webhook_samples.py) are copied from django-anymail's test suite; these
+The samples (tests/support/webhook_samples.py) are copied from django-anymail's test suite; these
 tests pin what anymail makes of them with the project's webhook security (basic auth, the
 Mailgun signing key), so code built on ``event.event_type`` / ``metadata`` has real inputs.
 The project's own receiver is covered by test_webhooks.py and is kept out of the way here.
@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import pytest
 from anymail.signals import tracking
 
-from tests import webhook_samples
-from tests.webhook_samples import ESPS, EXPECTED, KINDS, SAMPLES, available, build, post
+from tests.support import webhook_samples
+from tests.support.webhook_samples import ESPS, EXPECTED, KINDS, SAMPLES, available, build, post
 
 pytestmark = [
     pytest.mark.django_db,
@@ -59,11 +59,11 @@ def events():
         captured.append((esp_name, event))
 
     was_connected = tracking.disconnect(dispatch_uid="emailsettings.tracking")
-    tracking.connect(capture, dispatch_uid="tests.webhook_samples.capture")
+    tracking.connect(capture, dispatch_uid="tests.support.webhook_samples.capture")
     try:
         yield captured
     finally:
-        tracking.disconnect(dispatch_uid="tests.webhook_samples.capture")
+        tracking.disconnect(dispatch_uid="tests.support.webhook_samples.capture")
         if was_connected:
             tracking.connect(on_tracking_event, dispatch_uid="emailsettings.tracking")
 

@@ -13,7 +13,7 @@ import pytest
 
 from emailsettings.mailbox import smtp
 from emailsettings.mailbox import transaction as smtpsend
-from tests.smtp_fixtures import SMTP_PASSWORD, SMTP_USER
+from tests.support.smtp_fixtures import SMTP_PASSWORD, SMTP_USER
 
 
 @pytest.mark.parametrize(("tls", "security"), [("starttls", "starttls"), ("implicit", "ssl")])

@@ -16,6 +16,7 @@ from email.message import EmailMessage
 
 import imapclient
 import pytest
+import time_machine
 
 from devtools.imapserver import MailStore
 from emailsettings.backchannel import reader as mailreader
@@ -28,7 +29,7 @@ from emailsettings.models import (
     SuppressedAddress,
 )
 from emailsettings.outbox import sentcopy
-from tests.devmail import USER, send_invoices_now
+from tests.support.devmail import USER, send_invoices_now
 
 pytestmark = pytest.mark.django_db
 
@@ -128,7 +129,26 @@ def test_two_workers_filing_at_once_file_the_copy_once(local, account, practitio
     assert len(local.store.messages(USER, "Sent")) == 1
 
 
-def test_the_server_speaks_imap_to_a_mail_program(local):
+def _next_utc(hour: int, minute: int) -> datetime.datetime:
+    """The next instant at ``hour:minute`` UTC, at least a minute ahead (the test CA's
+    certificates are valid from a day before they were made)."""
+    now = datetime.datetime.now(datetime.UTC)
+    moment = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return moment if moment > now + datetime.timedelta(minutes=1) else moment + ONE_DAY
+
+
+ONE_DAY = datetime.timedelta(days=1)
+
+
+@pytest.mark.parametrize("hour", [0, 12, 23], ids=["00:30 UTC", "12:30 UTC", "23:30 UTC"])
+def test_the_server_speaks_imap_to_a_mail_program(local, hour):
+    """At any hour: in Rome, 23:30 UTC is already tomorrow, while the server keeps its
+    internal dates in UTC."""
+    with time_machine.travel(_next_utc(hour, 30), tick=True):
+        _speak_imap(local)
+
+
+def _speak_imap(local) -> None:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = "a@example.test", USER, "Prova"
     message.set_content("Ciao")
@@ -138,7 +158,9 @@ def test_the_server_speaks_imap_to_a_mail_program(local):
         client.append("INBOX", message.as_bytes())
         info = client.select_folder("INBOX")
         assert info[b"EXISTS"] == 1
-        [uid] = client.search(["SINCE", datetime.date.today()])
+        server_today = datetime.datetime.now(datetime.UTC).date()
+        [uid] = client.search(["SINCE", server_today])
+        assert client.search(["SINCE", server_today + ONE_DAY]) == []
         data = client.fetch([uid], ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]", "FLAGS"])[uid]
         assert data[b"BODY[HEADER.FIELDS (SUBJECT)]"].strip() == b"Subject: Prova"
         assert data[b"FLAGS"] == ()

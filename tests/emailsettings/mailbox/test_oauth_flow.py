@@ -1,5 +1,5 @@
 """ "Accedi con Google / Microsoft" with real parts: a local authorization server built with
-Authlib (tests/oauth_server.py) reached through settings only, an aiosmtpd server with TLS
+Authlib (tests/support/oauth_server.py) reached through settings only, an aiosmtpd server with TLS
 whose AUTH XOAUTH2 accepts only tokens that server issued, the Django test client for the
 browser's part, and the worker's own code path (``send_batch``) for the sends.
 """
@@ -27,7 +27,7 @@ from emailsettings.models import (
 from emailsettings.outbox.queueing import queue_invoice_email
 from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
-from tests.oauth_server import authorize_query, callback_path, configure, consent
+from tests.support.oauth_server import authorize_query, callback_path, configure, consent
 
 MAILBOX = "maria.rossi@gmail.test"
 START = "emailsettings:oauth_start"

@@ -1,9 +1,16 @@
-"""Which IP addresses a personal SMTP connection may reach: the project's own table.
+"""Which hosts and ports a personal mailbox connection may reach (SMTP and IMAP): the
+destination guard :func:`check_destination`, and the project's own table of addresses.
+
+:func:`check_destination` resolves the host once and refuses ports other than 465, 587, 2525
+and 25 and every non-public address (loopback, private, link-local, CGNAT, unique-local, the
+IPv4-mapped / NAT64 / 6to4 forms of those, multicast, reserved, unspecified) — unless
+``EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS`` is on. The caller connects to the checked address,
+with no second look-up (DNS rebinding cannot redirect it).
 
 ``ipaddress.is_global`` and friends change with the interpreter's patch level (on Python
-3.11.7 ``192.0.0.8`` and ``192.88.99.1`` count as global), so the SSRF guard
-(:func:`emailsettings.mailbox.smtp.check_destination`) asks :func:`is_public`, which reads only the
-tables below and never calls ``is_global``/``is_private``/``is_reserved``.
+3.11.7 ``192.0.0.8`` and ``192.88.99.1`` count as global), so the guard asks
+:func:`is_public`, which reads only the tables below and never calls
+``is_global``/``is_private``/``is_reserved``.
 
 Source: the IANA IPv4 Special-Purpose Address Registry and the IANA IPv6 Special-Purpose
 Address Registry (RFC 6890), both "Last Updated 2025-10-09":
@@ -40,13 +47,20 @@ address). Teredo (2001::/32) is refused with 2001::/23.
 To update: compare both tables with the registries (their CSV exports), add or change rows
 here in the registry's order, a more specific row before the block that contains it (the
 first match names the reason), update the date above, and add the new blocks to
-tests/emailsettings/test_ipranges.py.
+tests/emailsettings/mailbox/test_guard.py.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from django.utils.translation import gettext as _
+
+from emailsettings import conf
+from emailsettings.exceptions import DestinationRefused
 
 # What the registry's "Globally Reachable" column says for an entry.
 REACHABLE = "True"
@@ -196,3 +210,76 @@ def is_public(ip: IPv4Address | IPv6Address) -> bool:
     """Whether a personal SMTP connection may reach ``ip``: ``False`` for every address in
     the tables above (or embedding such an IPv4 address) and for IPv6 with a zone id."""
     return refusing_range(ip) is None
+
+
+ALLOWED_PORTS = (465, 587, 2525, 25)
+
+
+def check_destination(host: str, port: int, *, ports: tuple[int, ...] = ALLOWED_PORTS) -> list[str]:
+    """Resolve ``host`` once and return its addresses, all checked.
+
+    Raises :class:`~emailsettings.exceptions.DestinationRefused` (a ``ValidationError``) for a
+    port outside ``ports`` (SMTP's 465/587/2525/25 unless told) or any non-public address; with
+    ``EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS`` on, every address and port is allowed. A host
+    that does not resolve raises it with ``code="host_not_found"``.
+
+    Every refusal that depends on the host's addresses says the same words: neither the
+    address nor whether the name resolved is shown, so the SMTP form cannot be used to map
+    internal names (the ``code`` tells them apart for the failure classification).
+    """
+    refused = _(
+        "Il server SMTP indicato non è raggiungibile o non è consentito: usa il server "
+        "pubblico del tuo provider, sulla porta 465 o 587."
+    )
+    allow_private = conf.allow_private_smtp_hosts()
+    host = (host or "").strip()
+    if not host:
+        raise DestinationRefused(_("Indica il server SMTP."), code="host_missing")
+    if not 0 < int(port) < 65536 or (not allow_private and int(port) not in ports):
+        raise DestinationRefused(
+            _("La porta %(port)s non è consentita: usa 465 (SSL) o 587 (STARTTLS).")
+            % {"port": port},
+            code="port_not_allowed",
+        )
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        if err.errno == socket.EAI_AGAIN:
+            raise DestinationRefused(
+                refused,
+                code="host_lookup_failed",
+            ) from err
+        raise DestinationRefused(
+            refused,
+            code="host_not_found",
+        ) from err
+    except UnicodeError as err:
+        raise DestinationRefused(
+            refused,
+            code="host_not_found",
+        ) from err
+    addresses: list[str] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        address = str(sockaddr[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise DestinationRefused(
+            refused,
+            code="host_not_found",
+        )
+    if not allow_private:
+        for address in addresses:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError as err:
+                raise DestinationRefused(
+                    refused,
+                    code="address_not_allowed",
+                ) from err
+            if not is_public(ip):
+                raise DestinationRefused(
+                    refused,
+                    code="address_not_allowed",
+                )
+    return addresses

@@ -22,7 +22,7 @@ from tests.emailsettings.test_oauth_flow import (
     point_at,
     smtp_channel,
 )
-from tests.oauth_server import worker_env
+from tests.support.oauth_server import worker_env
 
 pytestmark = pytest.mark.worker
 

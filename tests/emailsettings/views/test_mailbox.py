@@ -18,7 +18,7 @@ from devtools.smtpserver import Behaviour
 from emailsettings.health import verify as mailbox
 from emailsettings.models import MailboxStatus
 from tests.conftest import wait_until
-from tests.smtp_fixtures import SMTP_PASSWORD
+from tests.support.smtp_fixtures import SMTP_PASSWORD
 
 VERIFY_URL = reverse("emailsettings:mailbox_verify")
 TEST_URL = reverse("emailsettings:mailbox_test")

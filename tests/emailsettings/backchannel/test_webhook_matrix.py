@@ -1,6 +1,6 @@
 """Every anymail sample payload through the real webhook URL, into the project's tracking.
 
-The payloads are django-anymail's own test-suite samples (tests/webhook_samples.py), posted
+The payloads are django-anymail's own test-suite samples (tests/support/webhook_samples.py), posted
 to ``/anymail/<esp>/tracking/`` with the project's webhook security, so what is pinned here
 is the whole path: anymail's view → the ``tracking`` signal → ``emailsettings.receivers`` →
 ``emailsettings.backchannel.webhooks``. Per kind: the status a ``sent`` Smart Mail row moves
@@ -38,7 +38,7 @@ from emailsettings.outbox import lifecycle
 from emailsettings.outbox.queueing import queue_invoice_email
 from emailsettings.tasks import send_deliveries_task
 from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory
-from tests.webhook_samples import ESPS, SAMPLES, available, build, post
+from tests.support.webhook_samples import ESPS, SAMPLES, available, build, post
 
 pytestmark = [
     pytest.mark.django_db,

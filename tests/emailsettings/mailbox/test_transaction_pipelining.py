@@ -2,7 +2,7 @@
 each reply still matched to its own command and delivery.
 
 Against aiosmtpd (which serves pipelined commands but does not offer PIPELINING unless the
-test server is told to) and against the private Postfix of ``tests/mta_fixtures.py``, which
+test server is told to) and against the private Postfix of ``tests/support/mta_fixtures.py``, which
 offers it as every Postfix does.
 """
 
@@ -24,8 +24,8 @@ from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSetting
 from emailsettings.outbox.queueing import queue_invoice_emails
 from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
-from tests.mta_fixtures import MTA_PATIENT, PostfixMTA
-from tests.smtp_fixtures import SMTP_PASSWORD, SMTP_USER
+from tests.support.mta_fixtures import MTA_PATIENT, PostfixMTA
+from tests.support.smtp_fixtures import SMTP_PASSWORD, SMTP_USER
 
 pytestmark = pytest.mark.django_db
 

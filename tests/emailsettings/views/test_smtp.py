@@ -12,7 +12,7 @@ from django.utils import timezone
 from emailsettings.mailbox import autodetect
 from emailsettings.models import Channel, EmailSettings, MailboxStatus, SmtpAccount
 from tests.factories import PractitionerFactory
-from tests.fakedns import mx_zone
+from tests.support.fakedns import mx_zone
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from emailsettings.smartmail.senderdomain import (
     verify_sender_domain,
 )
 from tests.factories import InvoiceFactory, PatientFactory, PractitionerFactory
-from tests.fakedns import FakeResolver
+from tests.support.fakedns import FakeResolver
 
 SETTINGS_URL = reverse("emailsettings:settings")
 VERIFY_URL = reverse("emailsettings:sender_domain_verify")

@@ -27,7 +27,7 @@ from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data" / "bounces"
+SAMPLES = Path(__file__).resolve().parents[3] / "tests" / "data" / "bounces"
 WINDOW = datetime.timedelta(days=7)
 
 # file → (addresses reported, permanent?) as the detector's own tests expect them.

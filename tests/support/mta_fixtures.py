@@ -347,7 +347,7 @@ class PostfixMTA:
         os.chown(users, 0, _passwd_entry("dovecot")[1])
         self.dovecot_conf.write_text(
             f"""\
-# Private Dovecot for tests/mta_fixtures.py: SASL for Postfix, IMAPS on loopback.
+# Private Dovecot for tests/support/mta_fixtures.py: SASL for Postfix, IMAPS on loopback.
 base_dir = {self.dovecot_dir}/run
 state_dir = {self.dovecot_dir}/state
 instance_name = psicogest-test-{self.directory.name}
@@ -468,7 +468,7 @@ service auth {{
             "debug_peer_level": "1",
         }
         (self.config_dir / "main.cf").write_text(
-            "# Private Postfix for tests/mta_fixtures.py.\n"
+            "# Private Postfix for tests/support/mta_fixtures.py.\n"
             + "".join(f"{key} = {value}\n" for key, value in main.items())
         )
         smtpd_options = [

@@ -1,5 +1,5 @@
 """A private Dovecot IMAP server whose users log in with SASL XOAUTH2, the bearer token
-checked at the test authorization server (``tests/oauth_server.py``) by RFC 7662
+checked at the test authorization server (``tests/support/oauth_server.py``) by RFC 7662
 introspection: Dovecot's own ``oauth2`` passdb, as a provider's IMAP side checks tokens.
 
 ``oauth_imap(server)`` starts one for a :class:`devtools.oauthserver.LocalAuthorizationServer`
@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from devtools.smtpserver import LocalCA, free_port
-from tests.mta_fixtures import DOVECOT
-from tests.oauth_server import CLIENT_ID, CLIENT_SECRET
+from tests.support.mta_fixtures import DOVECOT
+from tests.support.oauth_server import CLIENT_ID, CLIENT_SECRET
 
 
 class OAuthImap:

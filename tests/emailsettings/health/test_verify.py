@@ -20,7 +20,7 @@ from emailsettings.health.verify import send_test_mail, verify_mailbox
 from emailsettings.mailbox import smtp
 from emailsettings.mailbox import transaction as smtpsend
 from emailsettings.models import MailboxStatus, SmtpAccount
-from tests.smtp_fixtures import SMTP_PASSWORD, SMTP_USER
+from tests.support.smtp_fixtures import SMTP_PASSWORD, SMTP_USER
 
 GMAIL_535 = (
     "535 5.7.8 Username and Password not accepted. For more information, go to "

@@ -1,4 +1,4 @@
-"""The SSRF guard's own address table (emailsettings.mailbox.ipranges): every IANA special-purpose
+"""The SSRF guard's own address table (emailsettings.mailbox.guard): every IANA special-purpose
 block is refused whatever the interpreter's ``ipaddress`` thinks, embedded IPv4 addresses
 are judged by themselves, and ordinary public mail servers stay allowed."""
 
@@ -9,8 +9,8 @@ import itertools
 
 import pytest
 
-from emailsettings.mailbox import ipranges
-from emailsettings.mailbox.ipranges import is_public, refusing_range
+from emailsettings.mailbox import guard as ipranges
+from emailsettings.mailbox.guard import is_public, refusing_range
 
 REFUSED = [
     # IPv4 Special-Purpose Address Registry
@@ -167,7 +167,7 @@ def test_ordinary_public_addresses_are_allowed(text):
 
 
 def boom(self):
-    raise AssertionError("ipranges must not ask ipaddress for its classification")
+    raise AssertionError("the guard must not ask ipaddress for its classification")
 
 
 @pytest.mark.parametrize(

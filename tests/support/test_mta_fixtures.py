@@ -1,4 +1,4 @@
-"""The ``postfix_mta`` fixture (tests/mta_fixtures.py), proved with plain smtplib/imaplib.
+"""The ``postfix_mta`` fixture (tests/support/mta_fixtures.py), proved with plain smtplib/imaplib.
 
 No product code here: these tests show what the real Postfix + Dovecot do, so the product's
 tests can rely on it.
@@ -17,7 +17,7 @@ from email.policy import default as default_policy
 
 import pytest
 
-from tests.mta_fixtures import MTA_PATIENT, MTA_PATIENT_PASSWORD, PostfixMTA
+from tests.support.mta_fixtures import MTA_PATIENT, MTA_PATIENT_PASSWORD, PostfixMTA
 
 
 @pytest.fixture
