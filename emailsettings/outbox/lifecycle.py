@@ -513,7 +513,7 @@ AFTER_SEND_RULE: dict[tuple[str, str], dict[str, Effect]] = {
     ),
 }
 
-_EVENT_KIND = {
+_EVENT_KIND: dict[str, str] = {
     Source.WEBHOOK: EventKind.WEBHOOK,
     Source.MAILBOX: EventKind.MAILBOX,
     Source.PEC: EventKind.MAILBOX,
