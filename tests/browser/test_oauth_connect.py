@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from emailsettings.models import Delivery, DeliveryStatus, SmtpAccount
 from emailsettings.outbox.queueing import queue_invoice_emails
 from tests.conftest import login, save_screenshot, wait_until
-from tests.emailsettings.test_oauth_flow import invoices, point_at, smtp_channel
+from tests.emailsettings.mailbox.test_oauth_flow import invoices, point_at, smtp_channel
 from tests.support.oauth_server import CALLBACK_PATH, configure, worker_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]

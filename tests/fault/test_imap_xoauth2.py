@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from emailsettings.backchannel import reader as mailreader
 from emailsettings.models import DeliveryStatus, SmtpAccount
-from tests.emailsettings.test_oauth_flow import MAILBOX, connect
+from tests.emailsettings.mailbox.test_oauth_flow import MAILBOX, connect
 from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from devtools.oauthserver import remote_bearer_check
 from emailsettings.checks import check_personal_smtp_guard
 from emailsettings.health.verify import verify_mailbox
 from emailsettings.models import SmtpAccount
-from tests.emailsettings.test_oauth_flow import connect
+from tests.emailsettings.mailbox.test_oauth_flow import connect
 
 DEV_CLIENT = {"client_id": "psicogest-sviluppo", "client_secret": "segreto-di-sviluppo"}
 

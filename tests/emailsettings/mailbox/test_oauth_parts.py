@@ -18,7 +18,7 @@ from emailsettings.forms.smtp import SmtpAccountForm
 from emailsettings.guidance import advice
 from emailsettings.health.verify import verify_mailbox
 from emailsettings.models import AuthMethod, MailboxStatus, SmtpAccount
-from tests.emailsettings.test_oauth_flow import MAILBOX, connect
+from tests.emailsettings.mailbox.test_oauth_flow import MAILBOX, connect
 
 
 def _ids(messages) -> list[str]:
@@ -150,7 +150,7 @@ def test_a_5_7_30_on_a_password_mailbox_proposes_accedi_con_microsoft(
 def test_a_tenant_without_smtp_auth_is_the_it_admins_matter_even_with_oauth(
     logged_client, practitioner, oauth_provider, smtp_server_factory
 ):
-    from tests.emailsettings.test_oauth_flow import point_at
+    from tests.emailsettings.mailbox.test_oauth_flow import point_at
 
     connect(logged_client, oauth_provider)
     server = smtp_server_factory(

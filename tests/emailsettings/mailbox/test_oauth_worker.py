@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 from emailsettings.models import Delivery, DeliveryStatus, MailboxStatus, SmtpAccount
 from emailsettings.outbox.queueing import queue_invoice_email
 from tests.conftest import wait_until
-from tests.emailsettings.test_oauth_flow import (
+from tests.emailsettings.mailbox.test_oauth_flow import (
     MAILBOX,
     _tokens,
     connect,
