@@ -202,6 +202,27 @@ def mailbox_read_interval_seconds() -> float:
     return _number("EMAILSETTINGS_MAILBOX_READ_INTERVAL_SECONDS", 300)
 
 
+def mailbox_read_seconds() -> float:
+    """How long one read of a mailbox may last (below the read task's 90 s soft limit);
+    what is left is read by the next one."""
+    return _number("EMAILSETTINGS_MAILBOX_READ_SECONDS", 60)
+
+
+def mailbox_max_message_bytes() -> int:
+    """A notice larger than this is never fetched (no bounce or receipt is this large)."""
+    return int(_number("EMAILSETTINGS_MAILBOX_MAX_MESSAGE_BYTES", 5242880))
+
+
+def mailbox_max_multiparts() -> int:
+    """A notice declaring more multipart containers than this is skipped unparsed."""
+    return int(_number("EMAILSETTINGS_MAILBOX_MAX_MULTIPARTS", 20))
+
+
+def mailbox_max_quoted_ids() -> int:
+    """How many Message-IDs quoted by one bounce are looked up (the first ones)."""
+    return int(_number("EMAILSETTINGS_MAILBOX_MAX_QUOTED_IDS", 50))
+
+
 # --- OAuth 2.0 for Google and Microsoft mailboxes (emailsettings/mailbox/oauth.py) ---------------
 
 

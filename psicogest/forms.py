@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
-from psicogest.models import InvoiceAddress, Patient, Salutation
+from psicogest.models import MAX_EXTRA_RECIPIENTS, InvoiceAddress, Patient, Salutation
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise as StrOrPromise
@@ -33,10 +33,6 @@ def _check_address(value: str) -> str:
     validate_email(address)
     local, _at, domain = address.rpartition("@")
     return f"{local}@{domain.lower()}"
-
-
-# Other recipients a card may hold (a parent, a second payer): a few, not a mailing list.
-MAX_EXTRA_RECIPIENTS = 5
 
 
 def _address_field(label: StrOrPromise, help_text: StrOrPromise) -> forms.CharField:

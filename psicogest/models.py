@@ -10,10 +10,15 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+# Other recipients a patient card may hold (a parent, a second payer): a few, not a mailing
+# list. The form, the model's validation and the outbox (which caps what it sends) share it.
+MAX_EXTRA_RECIPIENTS = 5
 
 
 class PractitionerManager(BaseUserManager["Practitioner"]):
@@ -144,6 +149,23 @@ class Patient(models.Model):
     def extra_recipients(self) -> list[str]:
         values = self.extra_emails if isinstance(self.extra_emails, list) else []
         return [str(value).strip() for value in values if str(value).strip()]
+
+    def clean(self) -> None:
+        """The card's other recipients, whatever wrote them (the admin edits the raw JSON):
+        a list of addresses, at most :data:`MAX_EXTRA_RECIPIENTS` different ones."""
+        super().clean()
+        values = self.extra_emails
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ValidationError(
+                {"extra_emails": _('Scrivi un elenco di indirizzi email, come ["a@b.it"].')}
+            )
+        if len({v.strip().lower() for v in values if v.strip()}) > MAX_EXTRA_RECIPIENTS:
+            raise ValidationError(
+                {
+                    "extra_emails": _("Puoi aggiungere al massimo %(max)d altri destinatari.")
+                    % {"max": MAX_EXTRA_RECIPIENTS}
+                }
+            )
 
     @property
     def is_company(self) -> bool:

@@ -3,10 +3,11 @@
 :func:`parse` recognises a delivery status notification with ``flufl.bounce`` (RFC 3464
 reports and the non-standard bounces real MTAs send) and collects the Message-IDs the bounce
 quotes (the returned message or its headers, and the bounce's own ``In-Reply-To``).
-:func:`apply` matches it to one of *that practitioner's* SMTP deliveries: by Message-ID, or,
-when the bounce quotes none, by recipient among the sends of the last days; the bounced
-address must be the delivery's. A permanent failure → ``bounced`` and the address suppressed
-(as with Smart Mail); a temporary one (a delay warning) → a timeline entry only.
+:func:`apply` matches it to one of *that practitioner's* SMTP deliveries by a quoted
+Message-ID only, and the bounced address must be the delivery's: anyone can write to the
+mailbox. What the news does is the outbox's after-send rule (a permanent failure →
+``bounced`` and the address suppressed; a delay → a timeline note). A bounce that quotes
+none of ours is at most a note on the latest send to the address.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message
 
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 from flufl.bounce import all_failures
 
+from emailsettings import conf
 from emailsettings.covermail.message import header_value
 from emailsettings.failures import ErrorClass, Failure
-from emailsettings.models import Channel, Delivery, DeliveryStatus
+from emailsettings.models import Channel, Delivery
 from emailsettings.outbox import lifecycle
 
 logger = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 # A quoted header line of the returned message: "Message-ID: <…>" (any case, folded or not).
 _QUOTED_MESSAGE_ID = re.compile(rb"(?im)^message-id:\s*(<[^<>\s]{3,250}>)")
 # "smtp; 550 5.1.1 …": the diagnostic's type, dropped before showing it.
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _DIAGNOSTIC_TYPE = re.compile(r"^\s*[A-Za-z][\w.-]*\s*;\s*")
 _MAX_REASON = 300
 
@@ -83,19 +87,18 @@ def _quoted_ids(message: Message, raw: bytes) -> list[str]:
             if isinstance(inner, Message) and inner.get("Message-ID"):
                 ids.append(str(inner["Message-ID"]).strip())
     # Returned headers as text (text/rfc822-headers, or quoted in a plain-text bounce); the
-    # first header block is the bounce's own and is skipped.
-    body = raw.split(b"\n\n", 1)[1] if b"\n\n" in raw else b""
+    # first header block is the bounce's own and is skipped. IMAP returns CRLF lines.
+    parts = _BLANK_LINE.split(raw, maxsplit=1)
+    body = parts[1] if len(parts) == 2 else b""
     ids.extend(
         match.group(1).decode("ascii", "replace") for match in _QUOTED_MESSAGE_ID.finditer(body)
     )
     for header in ("In-Reply-To", "References"):
         for value in message.get_all(header) or []:
             ids.extend(re.findall(r"<[^<>\s]{3,250}>", str(value)))
-    unique: list[str] = []
-    for value in ids:
-        if value not in unique:
-            unique.append(value)
-    return unique
+    # In order, without repeats (linear), and only the first few: a bounce quoting
+    # thousands of ids costs no more than one quoting a few.
+    return list(dict.fromkeys(ids))[: conf.mailbox_max_quoted_ids()]
 
 
 def parse(raw: bytes) -> Bounce | None:
@@ -121,34 +124,15 @@ def parse(raw: bytes) -> Bounce | None:
     return bounce
 
 
-def _candidates(practitioner_id: int, bounce: Bounce, window: datetime.timedelta):
-    sent = Delivery.objects.filter(
-        practitioner_id=practitioner_id,
-        channel=Channel.SMTP,
-        status__in=(DeliveryStatus.SENT, DeliveryStatus.UNKNOWN, DeliveryStatus.BOUNCED),
-    )
-    if bounce.message_ids:
-        by_id = list(sent.filter(message_id__in=bounce.message_ids))
-        if by_id:
-            return by_id
-    # No Message-ID quoted (or none of ours): the latest send to a bounced address.
-    since = timezone.now() - window
-    latest = []
-    for address in sorted(bounce.addresses()):
-        row = (
-            sent.filter(recipient__iexact=address, sent_at__gte=since)
-            .order_by("-sent_at", "-id")
-            .first()
-        )
-        if row is not None:
-            latest.append(row)
-    return latest
-
-
 def apply(bounce: Bounce, *, practitioner_id: int, window: datetime.timedelta) -> list[int]:
-    """Record ``bounce`` on the matching deliveries of ``practitioner_id``; their ids."""
+    """Record ``bounce`` on ``practitioner_id``'s deliveries it quotes the Message-ID of (and
+    whose address it names); their ids. A bounce that quotes none of ours is anyone's word:
+    at most a note on the latest send to the address it names, for the practitioner to look
+    at — never a status change or a suppression."""
+    sent = Delivery.objects.filter(practitioner_id=practitioner_id, channel=Channel.SMTP)
+    quoted = list(sent.filter(message_id__in=bounce.message_ids)) if bounce.message_ids else []
     touched: list[int] = []
-    for delivery in _candidates(practitioner_id, bounce, window):
+    for delivery in quoted:
         address = delivery.recipient.lower()
         if address not in bounce.addresses():
             logger.info("Bounce for delivery %s names other addresses: ignored", delivery.pk)
@@ -159,7 +143,34 @@ def apply(bounce: Bounce, *, practitioner_id: int, window: datetime.timedelta) -
         else:
             _record_delay(delivery, reason)
         touched.append(delivery.pk)
+    if not quoted:
+        _note_unmatched(bounce, sent, window)
     return touched
+
+
+def _note_unmatched(bounce: Bounce, sent: QuerySet[Delivery], window: datetime.timedelta) -> None:
+    since = timezone.now() - window
+    for address in sorted(bounce.permanent)[:5]:
+        delivery = (
+            sent.filter(recipient__iexact=address, sent_at__gte=since)
+            .order_by("-sent_at", "-id")
+            .first()
+        )
+        if delivery is None:
+            continue
+        lifecycle.apply_news(
+            delivery.pk,
+            source=lifecycle.Source.MAILBOX,
+            news=lifecycle.News.NOTE,
+            text=lifecycle.EventText(
+                gettext_noop(
+                    "Nella casella è arrivato un avviso di mancata consegna per %(address)s che "
+                    "non cita questa fattura: non cambia nulla. Se il paziente dice di non "
+                    "averla ricevuta, controlla l'avviso nella casella."
+                ),
+                {"address": delivery.recipient},
+            ),
+        )
 
 
 def _record_permanent(delivery: Delivery, reason: str) -> None:

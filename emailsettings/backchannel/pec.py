@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _lazy
 from django.utils.translation import gettext_noop
 
+from emailsettings.backchannel import wire
 from emailsettings.covermail.message import header_value
 from emailsettings.failures import ErrorClass, Failure
 from emailsettings.models import Channel, Delivery, PecReceipt
@@ -94,17 +95,20 @@ def _text(root: ET.Element | None, path: str) -> str:
 
 
 def _issued_at(root: ET.Element | None, message: Message) -> datetime.datetime:
+    """The certified date of ``daticert.xml``, else the message's own ``Date``, else now:
+    each only when it is a sane date (see :func:`wire.sane_date`)."""
     day, hour = _text(root, "dati/data/giorno"), _text(root, "dati/data/ora")
     zone_node = root.find("dati/data") if root is not None else None
     zone = zone_node.get("zona", "+0000") if zone_node is not None else "+0000"
     try:
-        return datetime.datetime.strptime(f"{day} {hour} {zone}", "%d/%m/%Y %H:%M:%S %z")
-    except ValueError:
-        pass
-    try:
-        return email.utils.parsedate_to_datetime(str(message.get("Date", "")))
-    except (TypeError, ValueError):
-        return timezone.now()
+        certified = datetime.datetime.strptime(f"{day} {hour} {zone}", "%d/%m/%Y %H:%M:%S %z")
+    except (ValueError, OverflowError):
+        certified = None
+    return (
+        wire.sane_date(certified)
+        or wire.sane_date(wire.header_date(message.get("Date")))
+        or timezone.now()
+    )
 
 
 def parse(raw: bytes) -> Receipt | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
@@ -21,19 +23,24 @@ from email.utils import parseaddr
 from typing import Any
 
 import imapclient
+from celery.exceptions import SoftTimeLimitExceeded
+from django.core.cache import cache
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from emailsettings import conf
-from emailsettings.backchannel import bounces, pec
+from emailsettings.backchannel import bounces, pec, wire
 from emailsettings.mailbox.imap import ImapError, open_for_account
 from emailsettings.models import Channel, Delivery, MailboxFolderState, SmtpAccount
 
 logger = logging.getLogger(__name__)
 
+# Headers and structure are fetched CHUNK messages at a time (small); each notice's body
+# alone, its size checked first.
 CHUNK = 50
-MAX_BOUNCE_BYTES = 5 * 1024 * 1024
 MAX_BACKOFF = datetime.timedelta(hours=6)
+# A read that ran out of time goes on at the next beat.
+_SOON = datetime.timedelta(seconds=60)
 _HEADERS = b"BODY[HEADER.FIELDS (FROM RETURN-PATH AUTO-SUBMITTED CONTENT-TYPE X-RICEVUTA)]"
 _FETCH_HEADERS = ["RFC822.SIZE", "BODYSTRUCTURE", _HEADERS.replace(b"BODY", b"BODY.PEEK", 1)]
 _SYSTEM_SENDERS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mdaemon"})
@@ -49,6 +56,10 @@ class ReadResult:
     # Bounces and PEC receipts matched to a delivery.
     bounces: int = 0
     error: str = ""
+    # False: the read's time ran out; the next one goes on from there, soon.
+    finished: bool = True
+    # Another worker was reading the mailbox: nothing done, nothing recorded.
+    overlapped: bool = False
 
 
 def _watch_window() -> datetime.timedelta:
@@ -92,7 +103,7 @@ def _types(structure: Any) -> Iterator[str]:
 
 def looks_automatic(data: dict[bytes, Any]) -> bool:
     """Whether a message's headers and structure look like an automatic notice."""
-    if int(data.get(b"RFC822.SIZE", 0)) > MAX_BOUNCE_BYTES:
+    if int(data.get(b"RFC822.SIZE", 0)) > conf.mailbox_max_message_bytes():
         return False
     # The server echoes the item name in its own spelling: find it by its prefix.
     raw_headers = next(
@@ -112,8 +123,13 @@ def looks_automatic(data: dict[bytes, Any]) -> bool:
 
 
 def _read_folder(
-    client: imapclient.IMAPClient, account: SmtpAccount, folder: str, since: datetime.date
-) -> tuple[int, int]:
+    client: imapclient.IMAPClient,
+    account: SmtpAccount,
+    folder: str,
+    since: datetime.date,
+    deadline: float,
+) -> tuple[int, int, bool]:
+    """Look at the folder's new messages; (looked at, notices of ours, finished)."""
     info = client.select_folder(folder, readonly=True)
     uidvalidity = int(info.get(b"UIDVALIDITY", 0))
     state, _created = MailboxFolderState.objects.get_or_create(account=account, folder=folder)
@@ -124,20 +140,46 @@ def _read_folder(
     for start in range(0, len(uids), CHUNK):
         chunk = uids[start : start + CHUNK]
         heads = client.fetch(chunk, _FETCH_HEADERS)
-        wanted = [uid for uid in chunk if uid in heads and looks_automatic(heads[uid])]
-        bodies = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
-        for uid in wanted:
-            raw = bodies.get(uid, {}).get(b"BODY[]")
-            if raw and _notice(raw, account.practitioner_id):
+        for uid in chunk:
+            # Out of time, with at least one message done: every read moves on.
+            if looked_at and time.monotonic() > deadline:
+                return looked_at, found, False
+            looked_at += 1
+            if uid not in heads or not looks_automatic(heads[uid]):
+                continue
+            # Moved past it before reading it: a message that stops the read (time, a
+            # crash) is read once, never again.
+            _save(state, uid)
+            if _read_message(client, uid, account):
                 found += 1
-        looked_at += len(chunk)
-        state.last_uid = chunk[-1]
-        state.read_at = timezone.now()
-        state.save()
-    if not uids:
-        state.read_at = timezone.now()
-        state.save()
-    return looked_at, found
+        _save(state, chunk[-1])
+    _save(state, state.last_uid)
+    return looked_at, found, True
+
+
+def _save(state: MailboxFolderState, last_uid: int) -> None:
+    state.last_uid = last_uid
+    state.read_at = timezone.now()
+    state.save()
+
+
+def _read_message(client: imapclient.IMAPClient, uid: int, account: SmtpAccount) -> bool:
+    """Fetch one notice (its size already checked) and record it; whether it was ours. A
+    message that cannot be read is logged and skipped: it is evidence, never a reason to
+    stop reading the others."""
+    raw = client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {}).get(b"BODY[]")
+    if not raw:
+        return False
+    if len(raw) > conf.mailbox_max_message_bytes() or wire.too_complex(raw):
+        logger.info("Message %s of mailbox %s skipped: too large or too complex", uid, account.pk)
+        return False
+    try:
+        return _notice(raw, account.practitioner_id)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as err:  # written by anyone: skip it, read the others
+        logger.warning("Message %s of mailbox %s skipped: %s", uid, account.pk, type(err).__name__)
+        return False
 
 
 def _notice(raw: bytes, practitioner_id: int) -> bool:
@@ -169,22 +211,47 @@ def _search_since(moment: datetime.datetime) -> datetime.date:
     return (moment - datetime.timedelta(days=1)).date()
 
 
+def _lease_key(account_id: int) -> str:
+    return f"emailsettings:mailbox-read:{account_id}"
+
+
 def read_mailbox(account: SmtpAccount, *, now: datetime.datetime | None = None) -> ReadResult:
-    """Read ``account``'s mailbox once for bounces and record the outcome on it."""
+    """Read ``account``'s mailbox once for bounces and record the outcome on it. Reads of
+    one mailbox never overlap (a lease), and one read lasts at most
+    ``EMAILSETTINGS_MAILBOX_READ_SECONDS``: what is left waits for the next."""
     now = now or timezone.now()
     oldest = oldest_watched_send(account, now)
     if oldest is None:
         return _finish(account, now, ReadResult(ok=True))
+    budget = conf.mailbox_read_seconds()
+    token = uuid.uuid4().hex
+    if not cache.add(_lease_key(account.pk), token, timeout=int(budget) + 60):
+        logger.info("Mailbox %s is being read by another worker", account.pk)
+        return ReadResult(ok=True, overlapped=True)
+    try:
+        result = _read(account, oldest, deadline=time.monotonic() + budget)
+    finally:
+        if cache.get(_lease_key(account.pk)) == token:
+            cache.delete(_lease_key(account.pk))
+    return _finish(account, now, result)
+
+
+def _read(account: SmtpAccount, oldest: datetime.datetime, *, deadline: float) -> ReadResult:
     try:
         client = open_for_account(account)
     except ImapError as err:
-        return _finish(account, now, ReadResult(ok=False, error=str(err)))
+        return ReadResult(ok=False, error=str(err))
     result = ReadResult(ok=True)
     try:
         for folder in _folders(client):
-            looked_at, found = _read_folder(client, account, folder, since=_search_since(oldest))
+            looked_at, found, finished = _read_folder(
+                client, account, folder, since=_search_since(oldest), deadline=deadline
+            )
             result.looked_at += looked_at
             result.bounces += found
+            if not finished:
+                result.finished = False
+                break
     except (OSError, imapclient.exceptions.IMAPClientError) as err:
         logger.warning("Reading mailbox %s stopped: %s", account.pk, type(err).__name__)
         result = ReadResult(
@@ -192,19 +259,28 @@ def read_mailbox(account: SmtpAccount, *, now: datetime.datetime | None = None) 
             error=_("La lettura della casella si è interrotta; PsicoGest riprova più tardi."),
             looked_at=result.looked_at,
         )
+    except SoftTimeLimitExceeded:
+        logger.warning("Reading mailbox %s ran out of time", account.pk)
+        result = ReadResult(
+            ok=False,
+            error=_(
+                "La lettura della casella ha richiesto troppo tempo; PsicoGest riprova più tardi."
+            ),
+            looked_at=result.looked_at,
+        )
     finally:
         try:
             client.logout()
-        except (OSError, imapclient.exceptions.IMAPClientError):
+        except (OSError, imapclient.exceptions.IMAPClientError, SoftTimeLimitExceeded):
             client.shutdown()
-    return _finish(account, now, result)
+    return result
 
 
 def _finish(account: SmtpAccount, now: datetime.datetime, result: ReadResult) -> ReadResult:
     interval = datetime.timedelta(seconds=conf.mailbox_read_interval_seconds())
     if result.ok:
         account.imap_read_at, account.imap_failures, account.imap_error = now, 0, ""
-        account.imap_next_read_at = now + interval
+        account.imap_next_read_at = now + (interval if result.finished else _SOON)
     else:
         account.imap_failures = min(account.imap_failures + 1, 30)
         account.imap_error = result.error[:300]

@@ -12,6 +12,7 @@ come is created ``scheduled`` and published when the sweeper releases it.
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,7 +41,9 @@ from emailsettings.models import (
 )
 from emailsettings.outbox import lifecycle, publish
 from emailsettings.outbox.schedule import release_time, sending_window
-from psicogest.models import Invoice, InvoiceAddress
+from psicogest.models import MAX_EXTRA_RECIPIENTS, Invoice, InvoiceAddress
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from psicogest.models import Invoice, Practitioner
@@ -128,6 +131,15 @@ def invoice_recipients(invoice: Invoice, *, copy_to: str = "") -> list[Recipient
     result = [Recipient(primary)]
     seen = {primary.lower()}
     for address in invoice.patient.extra_recipients:
+        if len(result) > MAX_EXTRA_RECIPIENTS:
+            # Whatever wrote the card (the admin's raw JSON, an import), an invoice is never
+            # a mailing: the first few other recipients only.
+            logger.warning(
+                "Patient %s has more than %s other recipients: the rest are not sent",
+                invoice.patient_id,
+                MAX_EXTRA_RECIPIENTS,
+            )
+            break
         if not is_valid_address(address):
             raise InvalidRecipient(
                 _(
