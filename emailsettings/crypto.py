@@ -34,6 +34,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from emailsettings import conf
+from emailsettings.exceptions import DecryptionError
 
 SETTING_NAME = "EMAILSETTINGS_ENCRYPTION_KEYS"
 
@@ -47,12 +48,6 @@ _INFO_PREFIX = b"psicogest/"
 _PURPOSE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
 # Derived MultiFernets kept for the owners seen most recently (a rotation walks them all).
 _BOUND_CACHE_SIZE = 1024
-
-
-class DecryptionError(ValueError):
-    """No configured key decrypts the token (the key that encrypted it was dropped, the
-    stored value is corrupted, or it belongs to another owner or purpose). The message never
-    contains the token or the secret."""
 
 
 @functools.cache

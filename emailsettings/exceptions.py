@@ -9,12 +9,18 @@
   already have gone out (:class:`UnknownOutcomeError`).
 - :class:`DestinationRefused` is a ``ValidationError``: a form can show it as it is.
 - :class:`ActionNotAllowed` and :class:`RateLimited` are for user actions refused by policy.
+- :class:`DecryptionError`: a stored secret no configured key decrypts.
+- :class:`ImapError`: the mailbox could not be read (a short reason, no secrets).
+- The SMTP session's own refusals (:class:`SecurityMismatch`, :class:`AuthUnavailable`,
+  :class:`AddressUnsupported`, :class:`StarttlsMissing`) are ``smtplib`` exceptions, so the
+  classifier (:mod:`emailsettings.mailbox.classify`) reads them like the library's.
 
 Raise them with ``raise … from err`` so the original cause stays in the traceback.
 """
 
 from __future__ import annotations
 
+import smtplib
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
@@ -90,3 +96,33 @@ class OAuthFlowError(EmailSettingsError):
 class InvalidRecipient(EmailSettingsError, ValueError):
     """The invoice cannot be emailed to its patient (no address, or not a valid one);
     ``str(exc)`` is Italian text for the page."""
+
+
+class DecryptionError(ValueError):
+    """No configured key decrypts the token (the key that encrypted it was dropped, the
+    stored value is corrupted, or it belongs to another owner or purpose). The message never
+    contains the token or the secret."""
+
+
+class ImapError(Exception):
+    """The mailbox could not be read; ``str()`` is a short reason without secrets."""
+
+
+class SecurityMismatch(smtplib.SMTPException):
+    """STARTTLS was chosen on a port that speaks implicit TLS: the server waits for a TLS
+    handshake while the client waits for its greeting."""
+
+
+class AuthUnavailable(smtplib.SMTPNotSupportedError):
+    """The server offers no AUTH mechanism the product uses (wrong server or port)."""
+
+
+class AddressUnsupported(smtplib.SMTPException):
+    """An address with a non-ASCII local part, and the server does not offer SMTPUTF8."""
+
+    # Which command the address was for ("mail": the sender, "rcpt": a recipient).
+    phase = "rcpt"
+
+
+class StarttlsMissing(smtplib.SMTPNotSupportedError):
+    """The server does not offer STARTTLS although the mailbox is set to use it."""

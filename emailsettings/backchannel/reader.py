@@ -30,7 +30,8 @@ from django.utils.translation import gettext as _
 
 from emailsettings import conf
 from emailsettings.backchannel import bounces, pec, wire
-from emailsettings.mailbox.imap import ImapError, open_for_account
+from emailsettings.exceptions import ImapError
+from emailsettings.mailbox.imap import open_for_account
 from emailsettings.models import Channel, Delivery, MailboxFolderState, SmtpAccount
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import re
 import uuid
 from email.generator import BytesGenerator, Generator
 from email.message import Message
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr
 from io import BytesIO
 from typing import TYPE_CHECKING
 
@@ -70,6 +70,20 @@ def build_message(delivery: Delivery, *, pdf: bytes | None = None) -> EmailMulti
     if content:
         message.attach(attachment_name(delivery.invoice_number), content, "application/pdf")
     return message
+
+
+def build_text_message(
+    *, from_name: str, from_address: str, to_address: str, subject: str, text: str
+) -> EmailMultiAlternatives:
+    """A plain-text message with the same headers and checks as every invoice mail (the
+    mailbox's test mail): a fresh Message-ID of the sender's domain, no CR/LF in a header."""
+    return EmailMultiAlternatives(
+        subject=header_value(subject),
+        body=text,
+        from_email=formataddr((header_value(from_name), header_value(from_address))),
+        to=[header_value(to_address)],
+        headers={"Message-ID": new_message_id(from_address), "Date": format_datetime(now())},
+    )
 
 
 def message_bytes(message: EmailMultiAlternatives) -> bytes:

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from emailsettings import conf
-from emailsettings.forms.smtp import HOSTNAME_RE, SECURITY_CHOICES, _is_ip_literal
+from emailsettings.forms.smtp import HOSTNAME_RE, SECURITY_CHOICES, is_ip_literal
 from emailsettings.mailbox import presets
 from emailsettings.mailbox.imap import IMAP_PORTS
 from emailsettings.models import SmtpAccount
@@ -56,7 +56,7 @@ class MailboxReadingForm(forms.ModelForm):
 
     def clean_imap_host(self) -> str:
         host: str = (self.cleaned_data.get("imap_host") or "").strip().rstrip(".").lower()
-        if host and not (HOSTNAME_RE.match(host) or _is_ip_literal(host)):
+        if host and not (HOSTNAME_RE.match(host) or is_ip_literal(host)):
             raise ValidationError(
                 _("Scrivi solo il nome del server, ad es. imap.esempio.it."), code="invalid"
             )

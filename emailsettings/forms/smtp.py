@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
 from emailsettings import conf
+from emailsettings.guidance.account import SECURITY_LABELS
 from emailsettings.limits import (
     fixed_window_retry_after,
     retry_after_text,
@@ -43,7 +44,7 @@ HOSTNAME_RE = re.compile(
 )
 
 
-def _is_ip_literal(host: str) -> bool:
+def is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -69,15 +70,8 @@ def _lookup_result_key(practitioner_id: int, host: str, port: int) -> str:
     return f"emailsettings:smtp-host-lookup:{practitioner_id}:{allow}:{port}:{host}"
 
 
-# The security modes as the form shows them: no port in the label (the port is its own field).
-SECURITY_CHOICES: list[tuple[str, str]] = [
-    (Security.STARTTLS.value, "STARTTLS"),
-    (Security.SSL.value, "SSL/TLS"),
-]
-
-
-def security_label(value: str) -> str:
-    return dict(SECURITY_CHOICES).get(value, value)
+# The security modes as the form shows them (see guidance.account.SECURITY_LABELS).
+SECURITY_CHOICES: list[tuple[str, str]] = list(SECURITY_LABELS.items())
 
 
 # Changing one of these makes the last verification meaningless.
@@ -179,7 +173,7 @@ class SmtpAccountForm(forms.ModelForm):
 
     def clean_host(self) -> str:
         host: str = self.cleaned_data["host"].strip().rstrip(".").lower()
-        if not (HOSTNAME_RE.match(host) or _is_ip_literal(host)):
+        if not (HOSTNAME_RE.match(host) or is_ip_literal(host)):
             raise ValidationError(
                 _("Scrivi solo il nome del server, ad es. smtp.esempio.it."), code="invalid"
             )

@@ -15,10 +15,11 @@ import logging
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from emailsettings.exceptions import ImapError
 from emailsettings.guidance import Advice, advice
 from emailsettings.health.alerts import alert_practitioner
 from emailsettings.health.verify import verify_mailbox
-from emailsettings.mailbox.imap import ImapError, open_for_account
+from emailsettings.mailbox.imap import open_for_account
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings, SmtpAccount
 
 logger = logging.getLogger(__name__)

@@ -15,23 +15,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from django.core.cache import cache
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from emailsettings.covermail.identity import message_id_domain, smtp_display_name
+from emailsettings.covermail.identity import smtp_display_name
+from emailsettings.covermail.message import build_text_message, message_bytes
 from emailsettings.exceptions import DeliveryError, RateLimited
 from emailsettings.failures import ErrorClass, Failure
 from emailsettings.limits import within_fixed_window
 from emailsettings.mailbox.smtp import close_quietly, connection_for
 from emailsettings.mailbox.state import set_health
-from emailsettings.mailbox.transaction import envelope_address, probe_envelope, send_message
+from emailsettings.mailbox.transaction import probe_envelope, send_message
 from emailsettings.models import SmtpAccount
 from emailsettings.outbox.actions import follow_mailbox_health
 from emailsettings.outbox.publish import publish_task
@@ -166,7 +165,7 @@ def _run(*, account: SmtpAccount, kind: str, timeout: float) -> CheckResult:
         else:
             send_message(
                 connection,
-                message=build_test_message(account=account),
+                message=message_bytes(build_test_message(account=account)),
                 from_addr=account.email,
                 to_addrs=[recipient],
                 on_phase=on_phase,
@@ -227,28 +226,20 @@ def _record(*, account: SmtpAccount, result: CheckResult) -> None:
     follow_mailbox_health(practitioner_id=account.practitioner_id, health=health)
 
 
-def _header_address(address: str) -> str:
-    """``address`` for a header: the domain IDNA-encoded (headers are ASCII here)."""
-    return envelope_address(address, smtputf8=True)
-
-
-def build_test_message(*, account: SmtpAccount) -> EmailMessage:
+def build_test_message(*, account: SmtpAccount) -> EmailMultiAlternatives:
     """The test message: from the mailbox with the same cleaned sender name invoices use
     (``identity.smtp_identity``), to the practitioner."""
     practitioner = account.practitioner
     display_name = smtp_display_name(account, practitioner)
-    message = EmailMessage()
-    message["From"] = Address(display_name=display_name, addr_spec=_header_address(account.email))
-    message["To"] = Address(addr_spec=_header_address(practitioner.email))
-    message["Subject"] = _("Mail di prova da PsicoGest")
-    message["Date"] = format_datetime(timezone.now())
-    message["Message-ID"] = make_msgid(domain=message_id_domain(_header_address(account.email)))
-    message.set_content(
-        _(
+    return build_text_message(
+        from_name=display_name,
+        from_address=account.email,
+        to_address=practitioner.email,
+        subject=_("Mail di prova da PsicoGest"),
+        text=_(
             "Questa è una mail di prova inviata da PsicoGest con la tua casella %(email)s.\n\n"
             "Se la stai leggendo, la configurazione SMTP funziona: le fatture ai pazienti "
             "partiranno da questa casella, con il nome mittente «%(name)s».\n"
         )
-        % {"email": account.email, "name": display_name}
+        % {"email": account.email, "name": display_name},
     )
-    return message

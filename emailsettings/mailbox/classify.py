@@ -17,7 +17,13 @@ import socket
 import ssl
 from collections.abc import Iterable
 
-from emailsettings.exceptions import DestinationRefused
+from emailsettings.exceptions import (
+    AddressUnsupported,
+    AuthUnavailable,
+    DestinationRefused,
+    SecurityMismatch,
+    StarttlsMissing,
+)
 from emailsettings.failures import ErrorClass, Failure
 from emailsettings.mailbox.presets import get_preset
 
@@ -65,22 +71,22 @@ def _reply_parts(exc: BaseException) -> tuple[int | None, str]:
     """The server's reply code and text carried by ``exc``, or the local error text."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         for refused_code, message in exc.recipients.values():
-            return int(refused_code), _text(message)
+            return int(refused_code), reply_text(message)
         return None, str(exc)
     if isinstance(exc, smtplib.SMTPResponseException):
         code = int(exc.smtp_code) if exc.smtp_code and exc.smtp_code > 0 else None
-        return code, _text(exc.smtp_error)
+        return code, reply_text(exc.smtp_error)
     text = str(exc) or exc.__class__.__name__
     return None, text
 
 
-def _text(value: bytes | str) -> str:
+def reply_text(value: bytes | str) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
 
 
-def _is_timeout(exc: BaseException) -> bool:
+def is_timeout(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     for _depth in range(5):
         if seen is None:
@@ -242,7 +248,7 @@ def _classify_local(exc: BaseException, *, phase: str) -> str:
         return ErrorClass.AUTH_UNAVAILABLE
     if phase == "data_sent":
         return ErrorClass.UNKNOWN
-    if _is_timeout(exc):
+    if is_timeout(exc):
         return ErrorClass.TIMEOUT
     if isinstance(exc, socket.gaierror):
         if exc.errno == socket.EAI_AGAIN:
@@ -268,23 +274,3 @@ def _classify_local(exc: BaseException, *, phase: str) -> str:
     if isinstance(exc, OSError):
         return ErrorClass.TEMPORARY
     return ErrorClass.UNKNOWN
-
-
-class SecurityMismatch(smtplib.SMTPException):
-    """STARTTLS was chosen on a port that speaks implicit TLS: the server waits for a TLS
-    handshake while the client waits for its greeting."""
-
-
-class AuthUnavailable(smtplib.SMTPNotSupportedError):
-    """The server offers no AUTH mechanism the product uses (wrong server or port)."""
-
-
-class AddressUnsupported(smtplib.SMTPException):
-    """An address with a non-ASCII local part, and the server does not offer SMTPUTF8."""
-
-    # Which command the address was for ("mail": the sender, "rcpt": a recipient).
-    phase = "rcpt"
-
-
-class StarttlsMissing(smtplib.SMTPNotSupportedError):
-    """The server does not offer STARTTLS although the mailbox is set to use it."""

@@ -20,8 +20,7 @@ import imapclient
 from django.utils.translation import gettext as _
 from imapclient import imap4, tls
 
-from emailsettings.crypto import DecryptionError
-from emailsettings.exceptions import DeliveryError, DestinationRefused
+from emailsettings.exceptions import DecryptionError, DeliveryError, DestinationRefused, ImapError
 from emailsettings.mailbox import oauth, presets
 from emailsettings.mailbox.smtp import check_destination, tls_context
 
@@ -31,10 +30,6 @@ if TYPE_CHECKING:
 IMAP_PORTS = (993, 143)
 IMPLICIT_TLS_PORT = 993
 TIMEOUT = 20.0
-
-
-class ImapError(Exception):
-    """The mailbox could not be read; ``str()`` is a short reason without secrets."""
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from emailsettings import conf
-from emailsettings.crypto import DecryptionError
-from emailsettings.exceptions import DeliveryError, OAuthFlowError
+from emailsettings.exceptions import DecryptionError, DeliveryError, OAuthFlowError
 from emailsettings.failures import ErrorClass, Failure
 from emailsettings.mailbox import presets
 from emailsettings.mailbox.presets import LOCAL_KEY

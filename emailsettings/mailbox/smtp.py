@@ -31,18 +31,17 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from emailsettings import conf
-from emailsettings.crypto import DecryptionError
-from emailsettings.exceptions import DeliveryError, DestinationRefused
-from emailsettings.failures import ErrorClass, Failure
-from emailsettings.mailbox import oauth
-from emailsettings.mailbox.classify import (
+from emailsettings.exceptions import (
     AuthUnavailable,
+    DecryptionError,
+    DeliveryError,
+    DestinationRefused,
     SecurityMismatch,
     StarttlsMissing,
-    _is_timeout,
-    classify,
-    scrub,
 )
+from emailsettings.failures import ErrorClass, Failure
+from emailsettings.mailbox import oauth
+from emailsettings.mailbox.classify import classify, is_timeout, scrub
 from emailsettings.mailbox.guard import check_destination
 
 if TYPE_CHECKING:
@@ -143,7 +142,7 @@ class _Watchdog:
                 self._thread = None
 
 
-class _PhaseMixin:
+class PhaseMixin:
     """The phase reached, and deadlines: a socket timeout bounds each read, but a server that
     drips a continuation line ("220-…") every second never lets one expire. Every reply (and
     the message data) therefore has a deadline of its own; when it passes, the socket is
@@ -219,7 +218,7 @@ def tcp_connection(
     return raw
 
 
-class GuardedSMTP(_PhaseMixin, smtplib.SMTP):
+class GuardedSMTP(PhaseMixin, smtplib.SMTP):
     """An SMTP client that connects to a checked address while TLS verifies the host
     name (``smtplib`` takes the name for TLS from ``_host``)."""
 
@@ -235,7 +234,7 @@ class GuardedSMTP(_PhaseMixin, smtplib.SMTP):
         self._host = server_hostname
 
 
-class GuardedSMTPSSL(_PhaseMixin, smtplib.SMTP_SSL):
+class GuardedSMTPSSL(PhaseMixin, smtplib.SMTP_SSL):
     """Implicit TLS (port 465) to a checked address, verified against the host name."""
 
     def __init__(
@@ -285,7 +284,7 @@ def _local_hostname() -> str:
     return socket.gethostname() or "localhost"
 
 
-def _fail(
+def classified_error(
     err: BaseException, *, phase: str, preset_key: str | None, secrets: Iterable[str]
 ) -> DeliveryError:
     found = classify(err, phase=phase, preset_key=preset_key)
@@ -342,7 +341,7 @@ def open_connection(
     try:
         addresses = check_destination(host, port)
     except DestinationRefused as err:
-        raise _fail(err, phase=phase, preset_key=preset_key, secrets=secrets) from err
+        raise classified_error(err, phase=phase, preset_key=preset_key, secrets=secrets) from err
 
     context = tls_context()
     connection: GuardedSMTP | GuardedSMTPSSL | None = None
@@ -365,7 +364,7 @@ def open_connection(
             candidate.close()
             if (
                 security == "starttls"
-                and _is_timeout(err)
+                and is_timeout(err)
                 and _speaks_tls(address, int(port), server_hostname=host, timeout=min(timeout, 5.0))
             ):
                 # An implicit-TLS port (465, or any other) waits for a TLS handshake while the
@@ -377,16 +376,16 @@ def open_connection(
                 phase = "tls"
             last_error = err
             # Another address may work, unless the server answered (it is the server).
-            if isinstance(err, smtplib.SMTPResponseException | ssl.SSLError) or _is_timeout(err):
+            if isinstance(err, smtplib.SMTPResponseException | ssl.SSLError) or is_timeout(err):
                 break
             continue
         connection = candidate
         break
     if connection is None:
         assert last_error is not None
-        raise _fail(last_error, phase=phase, preset_key=preset_key, secrets=secrets) from (
-            last_error
-        )
+        raise classified_error(
+            last_error, phase=phase, preset_key=preset_key, secrets=secrets
+        ) from (last_error)
 
     try:
         with connection.deadline(timeout * 2):
@@ -401,7 +400,7 @@ def open_connection(
     except (OSError, smtplib.SMTPException, ValueError) as err:
         phase = connection.phase
         close_quietly(connection)
-        failed = _fail(err, phase=phase, preset_key=preset_key, secrets=secrets)
+        failed = classified_error(err, phase=phase, preset_key=preset_key, secrets=secrets)
         if oauth_token and _token_refused(failed.failure):
             # Gmail words a refused token like a refused password (535 5.7.8).
             failed = DeliveryError.for_failure(failed.failure.with_class(ErrorClass.AUTH_FAILED))

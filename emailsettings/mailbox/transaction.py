@@ -18,8 +18,9 @@ import smtplib
 from dataclasses import dataclass
 
 from emailsettings import conf
-from emailsettings.mailbox.classify import AddressUnsupported, _text, scrub
-from emailsettings.mailbox.smtp import PhaseCallback, _fail, _PhaseMixin
+from emailsettings.exceptions import AddressUnsupported
+from emailsettings.mailbox.classify import reply_text, scrub
+from emailsettings.mailbox.smtp import PhaseCallback, PhaseMixin, classified_error
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def probe_envelope(
     try:
         connection.rset()
     except (OSError, smtplib.SMTPException) as err:
-        raise _fail(err, phase="rcpt", preset_key=preset_key, secrets=()) from err
+        raise classified_error(err, phase="rcpt", preset_key=preset_key, secrets=()) from err
 
 
 def send_message(
@@ -102,7 +103,7 @@ def send_message(
             if code != 354:
                 raise smtplib.SMTPDataError(code, reply)
         except (OSError, smtplib.SMTPException) as err:
-            raise _fail(err, phase="data", preset_key=preset_key, secrets=()) from err
+            raise classified_error(err, phase="data", preset_key=preset_key, secrets=()) from err
     return _send_data(connection, data, on_phase=on_phase, preset_key=preset_key)
 
 
@@ -129,8 +130,8 @@ def _send_data(
         if code != 250:
             raise smtplib.SMTPDataError(code, reply)
     except (OSError, smtplib.SMTPException) as err:
-        raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err
-    return SendReply(code=code, reply=scrub(_text(reply)))
+        raise classified_error(err, phase=phase, preset_key=preset_key, secrets=()) from err
+    return SendReply(code=code, reply=scrub(reply_text(reply)))
 
 
 def dot_stuffed(data: bytes) -> bytes:
@@ -145,7 +146,7 @@ def dot_stuffed(data: bytes) -> bytes:
 
 
 def _deadline(connection: smtplib.SMTP, extra: float) -> contextlib.AbstractContextManager[None]:
-    if isinstance(connection, _PhaseMixin):
+    if isinstance(connection, PhaseMixin):
         return connection.deadline(connection.command_timeout + extra)
     return contextlib.nullcontext()
 
@@ -232,9 +233,9 @@ def _envelope(
                 rset_quietly(connection)
                 raise smtplib.SMTPRecipientsRefused({address: (code, reply)})
     except AddressUnsupported as err:
-        raise _fail(err, phase=err.phase, preset_key=preset_key, secrets=()) from err
+        raise classified_error(err, phase=err.phase, preset_key=preset_key, secrets=()) from err
     except (OSError, smtplib.SMTPException, UnicodeError) as err:
-        raise _fail(err, phase=phase, preset_key=preset_key, secrets=()) from err
+        raise classified_error(err, phase=phase, preset_key=preset_key, secrets=()) from err
 
 
 # --- PIPELINING (RFC 2920) ------------------------------------------------------------------
@@ -281,7 +282,7 @@ def pipelined_envelope(
             "data",
         ]
     except AddressUnsupported as err:
-        raise _fail(err, phase=err.phase, preset_key=preset_key, secrets=()) from err
+        raise classified_error(err, phase=err.phase, preset_key=preset_key, secrets=()) from err
     if "SMTPUTF8" in options:
         connection.command_encoding = "utf-8"
     notify(on_phase, "data")
@@ -290,7 +291,7 @@ def pipelined_envelope(
     except (OSError, smtplib.SMTPException, UnicodeError) as err:
         # Nothing was answered: judged like a MAIL that got no reply (a reused session the
         # server closed meanwhile is reopened by the sender).
-        raise _fail(err, phase="mail", preset_key=preset_key, secrets=()) from err
+        raise classified_error(err, phase="mail", preset_key=preset_key, secrets=()) from err
 
     refusal: tuple[str, BaseException] | None = None
     data_code: int | None = None
@@ -304,9 +305,9 @@ def pipelined_envelope(
             connection.close()
             if refusal is None:
                 refusal = (phase, err)
-            raise _fail(refusal[1], phase=refusal[0], preset_key=preset_key, secrets=()) from (
-                refusal[1]
-            )
+            raise classified_error(
+                refusal[1], phase=refusal[0], preset_key=preset_key, secrets=()
+            ) from (refusal[1])
         if refusal is not None:
             if phase == "data":
                 data_code = code
@@ -327,7 +328,9 @@ def pipelined_envelope(
         connection.close()
     else:
         rset_quietly(connection)
-    raise _fail(refusal[1], phase=refusal[0], preset_key=preset_key, secrets=()) from refusal[1]
+    raise classified_error(
+        refusal[1], phase=refusal[0], preset_key=preset_key, secrets=()
+    ) from refusal[1]
 
 
 def seven_bit(data: bytes) -> bytes:

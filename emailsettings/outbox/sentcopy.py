@@ -18,8 +18,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
+from emailsettings.exceptions import ImapError
 from emailsettings.mailbox import presets
-from emailsettings.mailbox.imap import ImapError, open_for_account, server_for
+from emailsettings.mailbox.imap import open_for_account, server_for
 from emailsettings.models import Delivery, EventKind, SentCopy, SentCopyState, SmtpAccount
 from emailsettings.outbox import lifecycle
 

@@ -19,12 +19,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from emailsettings.exceptions import RateLimited
 from emailsettings.failures import Failure
+from emailsettings.guidance.account import mailbox_advice
 from emailsettings.health import verify as mailbox
 from emailsettings.health.verify import TEST_MAIL, VERIFY, check_progress, start_check
 from emailsettings.limits import fixed_window_retry_after, retry_after_text
 from emailsettings.models import MailboxStatus, Phase, SmtpAccount
 from emailsettings.views.cards import card_message
-from emailsettings.views.smtp import mailbox_advice
 from psicogest.formatting import format_long_datetime
 
 

@@ -17,13 +17,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from emailsettings.covermail.identity import smart_mail_identity
+from emailsettings.guidance.senderdomain import free_mail_advice, record_advice
 from emailsettings.limits import fixed_window_retry_after, retry_after_text, within_fixed_window
 from emailsettings.mailbox.autodetect import domain_of
 from emailsettings.models import SenderDomain
 from emailsettings.smartmail.senderdomain import (
     DomainCheck,
     check_sender_domain,
-    free_mail_advice,
     is_current,
     is_free_mail_domain,
     records_to_add,
@@ -63,7 +63,7 @@ def section_context(request: HttpRequest, **_overrides: Any) -> dict[str, Any]:
                 "label": RECORD_LABELS[record.kind],
                 "state": record.state,
                 "found": record.found,
-                "advice": record.advice(domain),
+                "advice": record_advice(record, domain),
             }
         )
     return {

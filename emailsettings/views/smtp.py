@@ -11,7 +11,6 @@ carries it.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from django.contrib import messages
@@ -28,10 +27,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from emailsettings.crypto import DecryptionError, mask
-from emailsettings.failures import UNREACHABLE_CLASSES
-from emailsettings.forms.smtp import ChannelForm, SmtpAccountForm, security_label
-from emailsettings.guidance import Advice, advice
+from emailsettings.crypto import mask
+from emailsettings.exceptions import DecryptionError
+from emailsettings.forms.smtp import ChannelForm, SmtpAccountForm
+from emailsettings.guidance.account import last_error_advice, security_label
 from emailsettings.mailbox import oauth, presets
 from emailsettings.mailbox.autodetect import detect_provider
 from emailsettings.models import (
@@ -82,57 +81,6 @@ def waiting_for_mailbox(request: HttpRequest) -> int:
         Delivery.objects.owned_by(request.user)  # type: ignore[arg-type]
         .filter(channel=Channel.SMTP, status__in=WAITING_FOR_MAILBOX)
         .count()
-    )
-
-
-STANDARD_PORTS = (465, 587, 2525)
-
-
-def _port_step(account: SmtpAccount) -> str:
-    if account.port in STANDARD_PORTS:
-        return _(
-            "Controlla che il tuo provider indichi la porta %(port)s con %(security)s: di "
-            "solito è 587 con STARTTLS o 465 con SSL/TLS."
-        ) % {"port": account.port, "security": security_label(account.security)}
-    return _(
-        "La porta %(port)s non è una porta per la posta in uscita: usa la 587 (STARTTLS) o "
-        "la 465 (SSL/TLS)."
-    ) % {"port": account.port}
-
-
-def mailbox_advice(
-    account: SmtpAccount,
-    *,
-    error_class: str,
-    code: int | None,
-    enhanced: str | None,
-    reply: str,
-) -> Advice:
-    """``guidance.advice`` for the practitioner's mailbox, about the port it really uses:
-    the advice that port 25 is often blocked is only for port 25, any other port is named."""
-    tip = advice(
-        error_class=error_class,
-        preset_key=account.preset,
-        code=code,
-        enhanced=enhanced,
-        reply=reply,
-        port=25 if account.port == 25 else None,
-    )
-    if error_class in UNREACHABLE_CLASSES and account.port != 25:
-        tip = dataclasses.replace(tip, steps=(*tip.steps, _port_step(account)))
-    return tip
-
-
-def last_error_advice(account: SmtpAccount | None) -> Advice | None:
-    if account is None or not account.last_error:
-        return None
-    error = account.last_error
-    return mailbox_advice(
-        account,
-        error_class=str(error.get("error_class") or "unknown"),
-        code=error.get("code"),
-        enhanced=error.get("enhanced") or None,
-        reply=str(error.get("reply") or ""),
     )
 
 

@@ -19,7 +19,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from emailsettings import crypto
-from emailsettings.exceptions import MailboxConfigurationError
+from emailsettings.exceptions import DecryptionError, MailboxConfigurationError
 from emailsettings.guidance import ErrorClass
 from emailsettings.health.verify import send_test_mail, verify_mailbox
 from emailsettings.models import MailboxStatus, SmtpAccount
@@ -61,7 +61,7 @@ def test_roundtrip_and_no_plaintext_in_the_token(keys):
 def test_changed_setting_resets_the_cached_keys(keys):
     token = crypto.encrypt(PASSWORD)
     keys.EMAILSETTINGS_ENCRYPTION_KEYS = [new_key()]
-    with pytest.raises(crypto.DecryptionError) as excinfo:
+    with pytest.raises(DecryptionError) as excinfo:
         crypto.decrypt(token)
     assert token not in str(excinfo.value) and PASSWORD not in str(excinfo.value)
     assert "rotate_email_keys" in str(excinfo.value)
@@ -205,11 +205,11 @@ def test_a_bound_token_is_fernet_under_the_key_derived_for_its_owner(keys):
 def test_a_bound_token_decrypts_for_no_other_owner_or_purpose(keys, owner_id, purpose):
     token = crypto.encrypt_for(PASSWORD, owner_id=42, purpose=crypto.SMTP_PASSWORD)
     assert crypto.decrypt_for(token, owner_id=42, purpose=crypto.SMTP_PASSWORD) == PASSWORD
-    with pytest.raises(crypto.DecryptionError) as excinfo:
+    with pytest.raises(DecryptionError) as excinfo:
         crypto.decrypt_for(token, owner_id=owner_id, purpose=purpose)
     assert token not in str(excinfo.value) and PASSWORD not in str(excinfo.value)
     assert "another row" in str(excinfo.value)
-    with pytest.raises(crypto.DecryptionError):
+    with pytest.raises(DecryptionError):
         crypto.rotate_for(token, owner_id=owner_id, purpose=purpose)
 
 
@@ -218,9 +218,9 @@ def test_bound_and_unbound_tokens_do_not_mix(keys):
     unbound = crypto.encrypt(PASSWORD)
     bound = crypto.encrypt_for(PASSWORD, owner_id=7, purpose=crypto.SMTP_PASSWORD)
     assert crypto.decrypt(unbound) == PASSWORD
-    with pytest.raises(crypto.DecryptionError):
+    with pytest.raises(DecryptionError):
         crypto.decrypt(bound)
-    with pytest.raises(crypto.DecryptionError):
+    with pytest.raises(DecryptionError):
         crypto.decrypt_for(unbound, owner_id=7, purpose=crypto.SMTP_PASSWORD)
 
 
@@ -235,7 +235,7 @@ def test_bound_tokens_follow_the_key_list(keys):
     assert derived_fernet(fresh, 7).decrypt(rotated.encode()).decode() == PASSWORD
     keys.EMAILSETTINGS_ENCRYPTION_KEYS = [fresh]
     assert crypto.decrypt_for(rotated, owner_id=7, purpose=crypto.SMTP_PASSWORD) == PASSWORD
-    with pytest.raises(crypto.DecryptionError):
+    with pytest.raises(DecryptionError):
         crypto.decrypt_for(old_token, owner_id=7, purpose=crypto.SMTP_PASSWORD)
 
 
@@ -279,7 +279,7 @@ def test_a_password_copied_into_another_practitioners_row_does_not_decrypt(
     copy_password(mine, theirs)
 
     assert theirs.password_encrypted == mine.password_encrypted
-    with pytest.raises(crypto.DecryptionError):
+    with pytest.raises(DecryptionError):
         theirs.get_password()
     mine.refresh_from_db()
     assert mine.get_password() == PASSWORD
@@ -349,7 +349,7 @@ def test_the_migration_binds_an_unbound_password_to_its_row(keys, practitioner, 
     theirs = make_account(other_practitioner, password="altra-password")
     store(mine, crypto.encrypt(PASSWORD))  # as written before the migration
     store(theirs, crypto.encrypt("altra-password"))
-    with pytest.raises(crypto.DecryptionError):
+    with pytest.raises(DecryptionError):
         mine.get_password()
 
     migration.bind_to_owner(apps, SCHEMA_EDITOR)
@@ -358,11 +358,11 @@ def test_the_migration_binds_an_unbound_password_to_its_row(keys, practitioner, 
     theirs.refresh_from_db()
     assert mine.get_password() == PASSWORD
     assert theirs.get_password() == "altra-password"
-    with pytest.raises(crypto.DecryptionError):
+    with pytest.raises(DecryptionError):
         crypto.decrypt(mine.password_encrypted)  # no longer readable unbound
     assert PASSWORD not in mine.password_encrypted
     # Bound: the migrated token does not decrypt in the other row.
-    with pytest.raises(crypto.DecryptionError):
+    with pytest.raises(DecryptionError):
         copy_password(mine, theirs).get_password()
 
 

@@ -12,7 +12,7 @@ import pytest
 from emailsettings.mailbox import smtp
 
 
-class Connection(smtp._PhaseMixin):
+class Connection(smtp.PhaseMixin):
     """The deadline part of the guarded SMTP connection, on one end of a socket pair."""
 
     def __init__(self, sock: socket.socket) -> None:

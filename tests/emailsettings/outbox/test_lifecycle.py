@@ -20,6 +20,7 @@ from anymail.exceptions import AnymailRequestsAPIError
 from django.core import mail
 from django.utils import timezone
 
+from emailsettings.covermail.message import message_bytes
 from emailsettings.exceptions import ActionNotAllowed, InvalidRecipient
 from emailsettings.failures import ErrorClass
 from emailsettings.health.verify import build_test_message
@@ -145,7 +146,7 @@ def test_the_test_mail_uses_the_cleaned_sender_name_and_parses_strictly(
 ):
     account = smtp_account_factory(sender_name='Rossi, Maria "Mary" <x@evil.test> @ Studio')
     message = build_test_message(account=account)
-    parsed = _strict(message.as_bytes())
+    parsed = _strict(message_bytes(message))
     sender = parsed["From"]
     assert "evil.test" not in str(sender)
     assert sender.addresses[0].addr_spec == account.email

@@ -12,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from emailsettings.covermail.message import build_message
+from emailsettings.guidance.senderdomain import record_advice
 from emailsettings.mailbox import autodetect
 from emailsettings.models import SenderDomain
 from emailsettings.outbox.queueing import queue_invoice_email
@@ -83,11 +84,11 @@ def test_all_records_in_place_verify_the_domain():
 def test_spf_is_advised_but_not_required():
     check = check_sender_domain(domain=DOMAIN, resolver=dns_zone(spf=None))
     assert check.spf.state == "missing" and check.verified
-    assert "include:spf.psicogest.test" in check.spf.advice(DOMAIN)
+    assert "include:spf.psicogest.test" in record_advice(check.spf, DOMAIN)
 
     check = check_sender_domain(domain=DOMAIN, resolver=dns_zone(spf="v=spf1 mx -all"))
     assert check.spf.state == "wrong" and check.verified
-    assert "spf.psicogest.test" in check.spf.advice(DOMAIN)
+    assert "spf.psicogest.test" in record_advice(check.spf, DOMAIN)
 
 
 def test_two_spf_records_are_wrong():
@@ -114,7 +115,7 @@ def test_missing_or_wrong_dkim_is_not_verified(dkim, state):
     check = check_sender_domain(domain=DOMAIN, resolver=dns_zone(dkim=dkim))
     assert check.dkim.state == state
     assert not check.verified
-    assert "psicogest._domainkey.studiorossi.it" in check.dkim.advice(DOMAIN)
+    assert "psicogest._domainkey.studiorossi.it" in record_advice(check.dkim, DOMAIN)
 
 
 @pytest.mark.parametrize(
@@ -125,7 +126,7 @@ def test_a_dns_error_or_timeout_is_never_verified(error):
     check = check_sender_domain(domain=DOMAIN, resolver=FakeResolver(error=error))
     assert {record.state for record in check.records} == {"error"}
     assert not check.verified
-    assert "errore DNS" in check.dkim.advice(DOMAIN)
+    assert "errore DNS" in record_advice(check.dkim, DOMAIN)
 
 
 def test_an_error_on_another_record_also_blocks_verification():
@@ -155,7 +156,7 @@ def test_an_error_on_another_record_also_blocks_verification():
 def test_dmarc_states_are_mapped_to_advice(record, state, policy, advice_part):
     check = check_sender_domain(domain=DOMAIN, resolver=dns_zone(dmarc=record))
     assert (check.dmarc.state, check.dmarc.policy) == (state, policy)
-    assert advice_part in check.dmarc.advice(DOMAIN)
+    assert advice_part in record_advice(check.dmarc, DOMAIN)
     assert check.verified  # DMARC informs; the aligned DKIM signature is what counts
 
 
