@@ -16,7 +16,9 @@ from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db
 
-AOL_BOUNCE = Path(__file__).resolve().parent.parent / "data" / "bounces" / "aol_01.eml"
+# A real Postfix bounce quoting the Message-ID of the invoice it returns.
+POSTFIX_BOUNCE = Path(__file__).resolve().parent.parent / "data" / "bounces" / "postfix_01.eml"
+QUOTED_ID = "<p04330122b60007b33216@[17.216.27.250]>"
 
 
 def test_a_connected_mailbox_is_read_over_xoauth2_with_its_own_tokens(
@@ -35,12 +37,16 @@ def test_a_connected_mailbox_is_read_over_xoauth2_with_its_own_tokens(
     )
     account.refresh_from_db()
     invoice = InvoiceFactory(
-        patient=PatientFactory(practitioner=practitioner, email="screenname@aol.com")
+        patient=PatientFactory(practitioner=practitioner, email="xxxxx@local.ie")
     )
     delivery = DeliveryFactory(
-        invoice=invoice, channel="smtp", status="sent", sent_at=timezone.now()
+        invoice=invoice,
+        channel="smtp",
+        status="sent",
+        sent_at=timezone.now(),
+        message_id=QUOTED_ID,
     )
-    imap.deliver(MAILBOX, AOL_BOUNCE.read_bytes())
+    imap.deliver(MAILBOX, POSTFIX_BOUNCE.read_bytes())
 
     result = mailreader.read_mailbox(account)
 
