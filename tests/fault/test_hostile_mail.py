@@ -209,11 +209,18 @@ def test_a_read_that_runs_out_of_time_goes_on_from_where_it_stopped(
     mta, account, practitioner, settings
 ):
     settings.EMAILSETTINGS_MAILBOX_READ_SECONDS = 0
+    # The shared mailbox holds the session's earlier mail: this read starts after it.
+    with imap_login(mta) as client:
+        info = client.select_folder("INBOX", readonly=True)
+        seen = max(client.search(["ALL"]), default=0)
+    MailboxFolderState.objects.create(
+        account=account, folder="INBOX", uidvalidity=int(info[b"UIDVALIDITY"]), last_uid=seen
+    )
     bounced, _fine = genuine_bounce(mta, practitioner)
     put_in_inbox(mta, *(report(recipient=f"altro{n}@elsewhere.example") for n in range(3)))
 
     reads = [mailreader.read_mailbox(account)]
-    while not reads[-1].finished and len(reads) < 500:
+    while not reads[-1].finished and len(reads) < 50:
         reads.append(mailreader.read_mailbox(account))
 
     # Out of time at once, each read still moved on by one message at least, and the last
