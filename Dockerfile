@@ -3,6 +3,9 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_ENV=production
 WORKDIR /app
 COPY requirements/base.lock requirements/base.lock
+# openssl: PEC receipts' S/MIME signatures are verified with "openssl cms -verify".
+RUN apt-get update && apt-get install -y --no-install-recommends openssl \
+    && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir --require-hashes -r requirements/base.lock \
     && useradd --system --uid 1000 --home /app psicogest
 COPY . .

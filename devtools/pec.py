@@ -2,7 +2,8 @@
 servizio di trasmissione di documenti informatici mediante posta elettronica certificata").
 
 A receipt is an email from the provider (``posta-certificata@…``) to the sender, signed by the
-provider (S/MIME ``multipart/signed``, here with a throw-away key), with the headers
+provider (S/MIME ``multipart/signed``, with a key issued by the local test CA, or a
+throw-away one), with the headers
 ``X-Ricevuta`` (its type) and ``X-Riferimento-Message-ID`` (the message it is about), a
 human-readable text and the certified data in ``daticert.xml``; the delivery receipt
 ("completa") also carries the original message as ``postacert.eml``.
@@ -18,6 +19,7 @@ import email
 import email.policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from typing import Any
 from xml.sax.saxutils import escape
 
 from cryptography import x509
@@ -28,6 +30,7 @@ from cryptography.x509.oid import NameOID
 
 PROVIDER = "Gestore PEC di prova"
 PROVIDER_DOMAIN = "gestore.pec-prova.test"
+PROVIDER_ADDRESS = f"posta-certificata@{PROVIDER_DOMAIN}"
 
 SUBJECTS = {
     "accettazione": "ACCETTAZIONE",
@@ -112,8 +115,11 @@ def receipt(
     original: bytes | None = None,
     error: str = "nessuno",
     extended_error: str = "",
+    signer: tuple[x509.Certificate, Any] | None = None,
 ) -> bytes:
-    """The receipt of ``kind`` for the message ``referenced_id``, as the provider sends it."""
+    """The receipt of ``kind`` for the message ``referenced_id``, as the provider sends it,
+    signed by ``signer`` (a provider certificate and its key: ``LocalCA.pec_signer``), else by
+    a throw-away self-signed key no one trusts."""
     inner = EmailMessage()
     text = (
         f"Ricevuta: il giorno {at:%d/%m/%Y} alle ore {at:%H:%M:%S} ({at:%z}) il messaggio "
@@ -143,7 +149,7 @@ def receipt(
     if original is not None and kind == "avvenuta-consegna":
         returned = email.message_from_bytes(original, policy=email.policy.default)
         inner.add_attachment(returned, filename="postacert.eml")
-    cert, key = _signer()
+    cert, key = signer or _signer()
     signed = (
         pkcs7.PKCS7SignatureBuilder()
         .set_data(inner.as_bytes())

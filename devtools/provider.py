@@ -13,6 +13,9 @@ import functools
 import threading
 from collections.abc import Callable
 from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from cryptography import x509
 
 from devtools.imapserver import MailStore, split_message
 from devtools.pec import receipt
@@ -94,9 +97,18 @@ class DevProvider:
     INBOX after ``delay`` seconds), and a PEC recipient gets the PEC receipts of acceptance
     at once and of delivery after ``delay`` seconds, as a PEC provider sends them."""
 
-    def __init__(self, store: MailStore, *, delay: float = 20.0) -> None:
+    def __init__(
+        self,
+        store: MailStore,
+        *,
+        delay: float = 20.0,
+        signer: tuple[x509.Certificate, Any] | None = None,
+    ) -> None:
         self.store = store
         self.delay = delay
+        # The "Gestore PEC di prova"'s signing key (LocalCA.pec_signer): its receipts verify
+        # against the local CA, as an accredited provider's do against the trust bundle.
+        self.signer = signer
         self._timers: list[threading.Timer] = []
 
     def _later(self, delay: float, action: Callable[[], object]) -> None:
@@ -131,6 +143,7 @@ class DevProvider:
                             referenced_id=message_id,
                             at=datetime.datetime.now().astimezone().replace(microsecond=0),
                             original=data,
+                            signer=self.signer,
                         ),
                     )
 

@@ -51,6 +51,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from devtools.imapserver import ImapTestServer, MailStore
+from devtools.pec import PROVIDER_ADDRESS as PEC_PROVIDER_ADDRESS
 from devtools.provider import DevProvider
 
 REFUSED_DOMAIN = "rifiuta.test"
@@ -178,6 +179,50 @@ class LocalCA:
         path = self.directory / f"{name}.pem"
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return str(path)
+
+    def pec_signer(
+        self, address: str, *, organisation: str = "Gestore PEC di prova"
+    ) -> tuple[x509.Certificate, Any]:
+        """A PEC provider's signing certificate for ``address`` (``posta-certificata@…``),
+        issued by this CA and kept beside it: the key and certificate receipts are signed
+        with, verifiable against ``ca.pem``."""
+        stem = "pec-" + address.replace("@", "_at_")
+        cert_path, key_path = self.directory / f"{stem}.pem", self.directory / f"{stem}.key"
+        if cert_path.exists() and key_path.exists():
+            return (
+                x509.load_pem_x509_certificate(cert_path.read_bytes()),
+                serialization.load_pem_private_key(key_path.read_bytes(), password=None),
+            )
+        key = ec.generate_private_key(ec.SECP256R1())
+        issuer_key: Any = serialization.load_pem_private_key(
+            (self.directory / "ca.key").read_bytes(), password=None
+        )
+        now = datetime.datetime.now(datetime.UTC)
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+                x509.NameAttribute(NameOID.COMMON_NAME, address),
+            ]
+        )
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(_name("PsicoGest local test CA"))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=825))
+            .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.EMAIL_PROTECTION]),
+                critical=False,
+            )
+            .sign(issuer_key, hashes.SHA256())
+        )
+        _write_key(key_path, key)
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return cert, key
 
     def server_context(self, name: str = "server") -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -595,7 +640,7 @@ def serve_forever(
     arrive ``notice_delay`` seconds after the message was accepted."""
     ca = LocalCA.create(directory)
     store = MailStore(directory / "caselle")
-    provider = DevProvider(store, delay=notice_delay)
+    provider = DevProvider(store, delay=notice_delay, signer=ca.pec_signer(PEC_PROVIDER_ADDRESS))
     server = SmtpTestServer(
         ca=ca,
         tls="starttls",

@@ -21,6 +21,12 @@ def smtp_extra_ca_file() -> str:
     return str(getattr(settings, "EMAILSETTINGS_SMTP_EXTRA_CA_FILE", "") or "")
 
 
+def pec_trust_bundle() -> str:
+    """A PEM file of the certificate authorities of the accredited PEC providers: a PEC
+    receipt counts only when its signature chains to one of them."""
+    return str(getattr(settings, "EMAILSETTINGS_PEC_TRUST_BUNDLE", "") or "")
+
+
 def local_test_server() -> dict | None:
     return getattr(settings, "EMAILSETTINGS_LOCAL_TEST_SERVER", None)
 

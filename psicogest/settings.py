@@ -344,6 +344,12 @@ EMAILSETTINGS_SMTP_EXTRA_CA_FILE = env.str(
     "EMAILSETTINGS_SMTP_EXTRA_CA_FILE",
     default="" if PRODUCTION else str(VAR_DIR / "devsmtp" / "ca.pem"),
 )
+# The accredited PEC providers' certificate authorities (docs/operations.md); in development
+# the local test server's CA, which signs the receipts of its "Gestore PEC di prova".
+EMAILSETTINGS_PEC_TRUST_BUNDLE = env.str(
+    "EMAILSETTINGS_PEC_TRUST_BUNDLE",
+    default="" if PRODUCTION else str(VAR_DIR / "devsmtp" / "ca.pem"),
+)
 # "Accedi con Google / Microsoft" (personal SMTP over OAuth 2.0): the platform's registered
 # apps (README, "OAuth per Gmail e Microsoft"). A provider whose id or secret is empty is not
 # offered. The redirect base is the public origin the providers send the practitioner back

@@ -18,6 +18,8 @@ ensure_packages() {
   # A private Postfix + Dovecot for the MTA tests (tests/mta_fixtures.py), never a system MTA.
   [ -x /usr/sbin/postfix ] || need_packages+=(postfix)
   [ -x /usr/sbin/dovecot ] || need_packages+=(dovecot-core)
+  # PEC receipts' signatures are verified with openssl cms (backchannel/pecsignature.py).
+  command -v openssl >/dev/null || need_packages+=(openssl)
   [ -x /usr/lib/dovecot/imap ] || need_packages+=(dovecot-imapd)
   if [ ${#need_packages[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -19,7 +19,7 @@ import email.policy
 import logging
 import re
 import xml.etree.ElementTree as ET  # noqa: S405 (a small, size-capped attachment; no DTDs fetched)
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import Message
 
 from django.db import IntegrityError, transaction
@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _lazy
 from django.utils.translation import gettext_noop
 
-from emailsettings.backchannel import wire
+from emailsettings.backchannel import pecsignature, wire
 from emailsettings.covermail.message import header_value
 from emailsettings.failures import ErrorClass, Failure
 from emailsettings.models import Channel, Delivery, PecReceipt
@@ -70,6 +70,11 @@ class Receipt:
     error: str
     message_id: str
     raw: bytes
+    sender: str = ""
+    # Set by :func:`verify`: only a verified receipt is proof.
+    verified: bool = False
+    signer: str = ""
+    reason: str = ""
 
 
 def _daticert(message: Message) -> ET.Element | None:
@@ -134,6 +139,35 @@ def parse(raw: bytes) -> Receipt | None:
         error=_text(root, "dati/errore-esteso") or (root.get("errore", "") if root else ""),
         message_id=own_id[0],
         raw=raw,
+        sender=header_value(str(message.get("From", ""))),
+    )
+
+
+def verify(receipt: Receipt) -> Receipt:
+    """``receipt`` as its signature allows: verified only when the provider's signature
+    checks out (:mod:`~emailsettings.backchannel.pecsignature`) and the *signed*
+    ``daticert.xml`` says the same as the headers it was matched by (type, our Message-ID,
+    the recipient); the certified date and error are then read from the signed data."""
+    signature = pecsignature.verify(receipt.raw, sender=receipt.sender)
+    if not signature.verified:
+        return replace(receipt, reason=signature.reason)
+    signed = email.message_from_bytes(signature.content, policy=email.policy.compat32)
+    root = _daticert(signed)
+    if root is None:
+        return replace(receipt, reason="la parte firmata non contiene i dati certificati")
+    recipient = _text(root, "dati/consegna").lower()
+    if (
+        root.get("tipo", "") != receipt.kind
+        or _MESSAGE_ID.findall(_text(root, "dati/msgid"))[:1] != [receipt.referenced_id]
+        or recipient != receipt.recipient
+    ):
+        return replace(receipt, reason="i dati firmati non corrispondono alla ricevuta")
+    return replace(
+        receipt,
+        verified=True,
+        signer=signature.signer,
+        issued_at=_issued_at(root, signed),
+        error=_text(root, "dati/errore-esteso") or root.get("errore", ""),
     )
 
 
@@ -153,6 +187,21 @@ def apply(receipt: Receipt, *, practitioner_id: int) -> int | None:
     if receipt.recipient and receipt.recipient != delivery.recipient.lower():
         logger.info("PEC receipt for delivery %s names another recipient: ignored", delivery.pk)
         return None
+    if not receipt.verified:
+        # Anyone can write a mail that looks like a receipt: noted, never proof.
+        lifecycle.apply_news(
+            delivery.pk,
+            source=lifecycle.Source.PEC,
+            news=lifecycle.News.NOTE,
+            text=lifecycle.EventText(
+                gettext_noop(
+                    "%(label)s non verificata (%(reason)s): non cambia lo stato della fattura e "
+                    "non vale come prova."
+                ),
+                {"label": label(receipt.kind), "reason": receipt.reason},
+            ),
+        )
+        return None
     try:
         with transaction.atomic():
             PecReceipt.objects.create(
@@ -163,6 +212,7 @@ def apply(receipt: Receipt, *, practitioner_id: int) -> int | None:
                 recipient=receipt.recipient[:254],
                 issued_at=receipt.issued_at,
                 raw=receipt.raw,
+                signer=receipt.signer[:200],
             )
             _record(receipt, delivery)
     except IntegrityError:

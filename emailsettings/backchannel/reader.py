@@ -31,6 +31,7 @@ from django.utils.translation import gettext as _
 from emailsettings import conf
 from emailsettings.backchannel import bounces, pec, wire
 from emailsettings.exceptions import ImapError
+from emailsettings.mailbox import presets
 from emailsettings.mailbox.imap import open_for_account
 from emailsettings.models import Channel, Delivery, MailboxFolderState, SmtpAccount
 
@@ -175,7 +176,7 @@ def _read_message(client: imapclient.IMAPClient, uid: int, account: SmtpAccount)
         logger.info("Message %s of mailbox %s skipped: too large or too complex", uid, account.pk)
         return False
     try:
-        return _notice(raw, account.practitioner_id)
+        return _notice(raw, account)
     except SoftTimeLimitExceeded:
         raise
     except Exception as err:  # written by anyone: skip it, read the others
@@ -183,11 +184,16 @@ def _read_message(client: imapclient.IMAPClient, uid: int, account: SmtpAccount)
         return False
 
 
-def _notice(raw: bytes, practitioner_id: int) -> bool:
+def _notice(raw: bytes, account: SmtpAccount) -> bool:
     """Record a PEC receipt or a bounce found in the mailbox; whether it was one of ours."""
+    practitioner_id = account.practitioner_id
     receipt = pec.parse(raw)
     if receipt is not None:
-        return pec.apply(receipt, practitioner_id=practitioner_id) is not None
+        if not presets.reads_pec_receipts(account.preset):
+            # Only a PEC mailbox gets receipts: elsewhere one is somebody's imitation.
+            logger.info("PEC receipt in mailbox %s, which is not PEC: ignored", account.pk)
+            return False
+        return pec.apply(pec.verify(receipt), practitioner_id=practitioner_id) is not None
     bounce = bounces.parse(raw)
     return bounce is not None and bool(
         bounces.apply(bounce, practitioner_id=practitioner_id, window=_watch_window())

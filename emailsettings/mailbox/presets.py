@@ -460,6 +460,13 @@ def local_preset() -> Preset | None:
     )
 
 
+def reads_pec_receipts(key: str) -> bool:
+    """Whether a mailbox of preset ``key`` receives PEC receipts: a PEC provider's, or the
+    local test server (its "Gestore PEC di prova" answers PEC recipients)."""
+    preset = get_preset(key)
+    return preset is not None and (preset.pec or preset.key == LOCAL_KEY)
+
+
 def available_presets() -> tuple[Preset, ...]:
     """The presets to offer now: PRESETS, plus the local test server in development."""
     local = local_preset()

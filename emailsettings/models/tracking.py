@@ -113,6 +113,8 @@ class PecReceipt(models.Model):
     recipient = models.CharField(max_length=254, blank=True)
     issued_at = models.DateTimeField()
     raw = models.BinaryField()
+    # Who signed it: the accredited provider whose signature was verified.
+    signer = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = OwnedQuerySet.as_manager()

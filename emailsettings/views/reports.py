@@ -122,7 +122,7 @@ def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
         .first()
     )
     back = _back_to_list(request, request.GET.get("next", ""))
-    receipts = list(delivery.receipts.only("id", "kind", "issued_at"))
+    receipts = list(delivery.receipts.only("id", "kind", "issued_at", "signer"))
     for receipt in receipts:
         receipt.label = pec.label(receipt.kind)  # type: ignore[attr-defined]
     context = {

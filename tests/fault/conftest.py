@@ -56,3 +56,19 @@ def imap_login(mta: PostfixMTA, user: str | None = None, password: str | None = 
     client = imapclient.IMAPClient(mta.host, port=mta.imap_port, ssl=True, ssl_context=context)
     client.login(user or mta.user, password or mta.password)
     return client
+
+
+@pytest.fixture
+def clean_inbox(mta: PostfixMTA):
+    """The Postfix + Dovecot are shared by the session: what a test leaves in maria's
+    INBOX (crafted reports, receipts naming the shared test patient) is removed after it."""
+    with imap_login(mta) as client:
+        client.select_folder("INBOX")
+        before = set(client.search(["ALL"]))
+    yield
+    with imap_login(mta) as client:
+        client.select_folder("INBOX")
+        added = [uid for uid in client.search(["ALL"]) if uid not in before]
+        if added:
+            client.delete_messages(added)
+            client.expunge()

@@ -16,7 +16,7 @@ from email.utils import format_datetime, make_msgid
 import pytest
 from django.utils import timezone
 
-from devtools.pec import receipt
+from devtools.pec import PROVIDER_ADDRESS, receipt
 from emailsettings.backchannel import reader as mailreader
 from emailsettings.models import (
     DeliveryEvent,
@@ -38,22 +38,6 @@ UNKNOWN_PATIENT = "nessuno@studio.test"
 @pytest.fixture
 def account(mta, mail_account, clean_inbox) -> SmtpAccount:
     return mail_account(port=mta.accept_all_port, imap_enabled=True)
-
-
-@pytest.fixture
-def clean_inbox(mta):
-    """The Postfix + Dovecot are shared by the session: what a test leaves in maria's
-    INBOX (crafted reports naming the other tests' patient) is removed after it."""
-    with imap_login(mta) as client:
-        client.select_folder("INBOX")
-        before = set(client.search(["ALL"]))
-    yield
-    with imap_login(mta) as client:
-        client.select_folder("INBOX")
-        added = [uid for uid in client.search(["ALL"]) if uid not in before]
-        if added:
-            client.delete_messages(added)
-            client.expunge()
 
 
 def put_in_inbox(mta: PostfixMTA, *messages: bytes) -> None:
@@ -139,8 +123,12 @@ def nested(depth: int) -> bytes:
 
 
 def test_a_deeply_nested_message_and_receipts_with_absurd_dates_do_not_stop_the_reader(
-    mta, account, practitioner
+    mta, account, practitioner, settings, local_ca
 ):
+    # A PEC mailbox, its provider's receipts signed and trusted: only their dates are absurd.
+    settings.EMAILSETTINGS_PEC_TRUST_BUNDLE = local_ca.ca_file
+    SmtpAccount.objects.filter(pk=account.pk).update(preset="aruba_pec")
+    account.refresh_from_db()
     [sent] = send_invoices_now(practitioner, MTA_PATIENT)
     absurd = [
         receipt(
@@ -150,6 +138,7 @@ def test_a_deeply_nested_message_and_receipts_with_absurd_dates_do_not_stop_the_
             subject=sent.subject,
             referenced_id=sent.message_id,
             at=at,
+            signer=local_ca.pec_signer(PROVIDER_ADDRESS),
         )
         for at in (
             datetime.datetime(1, 1, 2, tzinfo=datetime.UTC),

@@ -12,6 +12,7 @@ import imapclient
 import pytest
 
 from devtools.imapserver import ImapTestServer, MailStore
+from devtools.pec import PROVIDER_ADDRESS
 from devtools.provider import DevProvider
 from devtools.smtpserver import LocalCA, SmtpTestServer
 
@@ -22,7 +23,9 @@ class LocalServer:
     def __init__(self, tmp_path) -> None:
         self.ca = LocalCA.create(tmp_path / "ca")
         self.store = MailStore(tmp_path / "caselle")
-        self.provider = DevProvider(self.store, delay=0.2)
+        self.provider = DevProvider(
+            self.store, delay=0.2, signer=self.ca.pec_signer(PROVIDER_ADDRESS)
+        )
         self.smtp = SmtpTestServer(
             ca=self.ca,
             tls="starttls",
@@ -44,6 +47,7 @@ class LocalServer:
             "LOCAL_SMTP_PORT": str(self.smtp.port),
             "LOCAL_IMAP_PORT": str(self.imap.port),
             "EMAILSETTINGS_SMTP_EXTRA_CA_FILE": self.ca.ca_file,
+            "EMAILSETTINGS_PEC_TRUST_BUNDLE": self.ca.ca_file,
         }
 
     def client(self, user: str = USER) -> imapclient.IMAPClient:
@@ -68,6 +72,8 @@ class LocalServer:
 def local_mail_server(tmp_path, settings):
     server = LocalServer(tmp_path)
     settings.EMAILSETTINGS_SMTP_EXTRA_CA_FILE = server.ca.ca_file
+    # Its "Gestore PEC di prova" signs with a key of the same CA, as make run's does.
+    settings.EMAILSETTINGS_PEC_TRUST_BUNDLE = server.ca.ca_file
     settings.EMAILSETTINGS_LOCAL_TEST_SERVER = {
         "host": "localhost",
         "port": server.smtp.port,
