@@ -163,6 +163,16 @@ def webhook_pending_seconds() -> float:
     return _number("EMAILSETTINGS_WEBHOOK_PENDING_SECONDS", 2 * 24 * 3600)
 
 
+def webhook_retention_days() -> float:
+    """How long a tracking event that matched no delivery is kept (then deleted)."""
+    return _number("EMAILSETTINGS_WEBHOOK_RETENTION_DAYS", 30)
+
+
+def webhook_rate_per_minute() -> int:
+    """How many webhook requests one client address may make in a minute."""
+    return int(_number("EMAILSETTINGS_WEBHOOK_RATE_PER_MINUTE", 600))
+
+
 def body_retention_days() -> float:
     """Message bodies of finished deliveries are purged after this many days."""
     return _number("EMAILSETTINGS_BODY_RETENTION_DAYS", 90)

@@ -13,6 +13,7 @@ from emailsettings.backchannel.webhooks import (
     apply_pending_many,
     apply_recorded_pending,
     prune_pending,
+    purge_unmatched,
 )
 from emailsettings.health.daily import accounts_in_use, after_batch, check_account
 from emailsettings.health.verify import (
@@ -103,8 +104,10 @@ def sweep_deliveries_task() -> None:
 
 @shared_task(name="emailsettings.purge_delivery_bodies")
 def purge_delivery_bodies_task() -> None:
-    """Drop old message bodies; the delivery records stay (beat, daily)."""
+    """Drop old message bodies (the delivery records stay) and the webhook events that never
+    matched a delivery (beat, every 6 hours)."""
     purge_bodies()
+    purge_unmatched()
 
 
 @shared_task(name="emailsettings.recheck_sender_domains")

@@ -90,6 +90,8 @@ if not PRODUCTION:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before the session and the view: a flood of webhook posts costs one cache hit each.
+    "emailsettings.middleware.WebhookRateLimitMiddleware",
     "psicogest.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "psicogest.middleware.PreferredLanguageMiddleware",
@@ -316,6 +318,8 @@ for _name in (
     "EMAILSETTINGS_MAX_INTERNAL_ERRORS",
     "EMAILSETTINGS_MAILBOX_UNREACHABLE_SECONDS",
     "EMAILSETTINGS_WEBHOOK_PENDING_SECONDS",
+    "EMAILSETTINGS_WEBHOOK_RETENTION_DAYS",
+    "EMAILSETTINGS_WEBHOOK_RATE_PER_MINUTE",
     "EMAILSETTINGS_BODY_RETENTION_DAYS",
     "EMAILSETTINGS_SMART_MAIL_RATE_PER_MINUTE",
     "EMAILSETTINGS_WARMUP_DAYS",

@@ -165,6 +165,17 @@ def apply_recorded_pending(limit: int = 1000) -> int:
     return apply_pending_many(list(recorded))
 
 
+def purge_unmatched() -> int:
+    """Delete the events that never matched a delivery once older than
+    ``EMAILSETTINGS_WEBHOOK_RETENTION_DAYS``: anyone who knows the endpoint can post them.
+    Events of a delivery stay with its timeline."""
+    cutoff = timezone.now() - datetime.timedelta(days=conf.webhook_retention_days())
+    deleted, _by_model = WebhookEvent.objects.filter(
+        delivery__isnull=True, received_at__lt=cutoff
+    ).delete()
+    return deleted
+
+
 def prune_pending() -> int:
     """Forget pending events older than ``EMAILSETTINGS_WEBHOOK_PENDING_SECONDS``."""
     cutoff = timezone.now() - datetime.timedelta(seconds=conf.webhook_pending_seconds())

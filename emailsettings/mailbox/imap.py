@@ -82,7 +82,15 @@ class GuardedIMAP(imapclient.IMAPClient):
         except DestinationRefused as err:
             if err.code == "port_not_allowed":
                 raise ImapError(_("Per leggere la casella usa la porta 993 (SSL).")) from err
-            raise ImapError(str(err.message)) from err
+            if err.code == "host_missing":
+                raise ImapError(_("Indica il server IMAP della casella.")) from err
+            # The guard's own words are about SMTP: the same refusal, in IMAP's.
+            raise ImapError(
+                _(
+                    "Il server IMAP indicato non è raggiungibile o non è consentito: usa il "
+                    "server IMAP pubblico del tuo provider, sulla porta 993."
+                )
+            ) from err
         self._guard_timeout = timeout
         super().__init__(
             server.host,

@@ -1,7 +1,12 @@
 """The production compose file: web, worker, beat, db and redis; one image for the app."""
 
+import os
 import shutil
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -62,3 +67,53 @@ def test_compose_file_is_valid_for_docker_compose_when_available(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_access_log_never_holds_an_oauth_code(tmp_path):
+    """gunicorn as the image runs it (its settings from gunicorn.conf.py): an OAuth callback's
+    query string, and the Referer that would repeat it, stay out of the access log."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "access.log"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--access-logfile",
+            str(log),
+            "psicogest.wsgi:application",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_ENV": "development"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/accesso/?code=SEGRETO-OAUTH&state=STATO"
+        request = urllib.request.Request(
+            url, headers={"Referer": f"http://127.0.0.1:{port}/cb?code=SEGRETO-REFERER"}
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert response.status == 200
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        while time.monotonic() < deadline and "/accesso/" not in log.read_text():
+            time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    text = log.read_text()
+    assert '"GET /accesso/ HTTP/1.1" 200' in text
+    assert "SEGRETO" not in text and "STATO" not in text
