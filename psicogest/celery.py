@@ -14,6 +14,13 @@ from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "psicogest.settings")
 
+MAILBOX_QUEUE = "mailbox"
+MAILBOX_TASKS = (
+    "emailsettings.read_mailbox",
+    "emailsettings.check_mailbox",
+    "emailsettings.file_sent_copies",
+)
+
 app = Celery("psicogest")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
@@ -37,6 +44,10 @@ app.conf.update(
     broker_connection_max_retries=None,
     task_publish_retry=False,
     worker_hijack_root_logger=False,
+    # What talks to a practitioner's own mailbox over IMAP (reading it, the daily check, the
+    # Sent copy) has a queue of its own, consumed by its own workers: a slow or hostile
+    # mailbox can hold those, never the ones that send invoices.
+    task_routes={name: {"queue": MAILBOX_QUEUE} for name in MAILBOX_TASKS},
     beat_schedule={
         "worker-heartbeat": {"task": "psicogest.heartbeat", "schedule": 60.0},
         # The outbox sweeper: due retries, dead workers' rows, rows the broker never got.

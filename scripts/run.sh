@@ -92,7 +92,7 @@ make_was_signalled() {
 start_service oauth python manage.py run_oauth_test_server --host 127.0.0.1 --port "$LOCAL_OAUTH_PORT"
 start_service smtp python manage.py run_smtp_test_server --host 127.0.0.1 --port "$SMTP_PORT" \
   --imap-port "$LOCAL_IMAP_PORT"
-start_service worker celery -A psicogest worker --beat --loglevel=INFO --concurrency=2 \
+start_service worker celery -A psicogest worker --beat --loglevel=INFO --concurrency=2 -Q celery,mailbox \
   --schedule="$VAR/celerybeat-schedule" --without-gossip --without-mingle
 start_service web python manage.py runserver --noreload "$HOST:$PORT"
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from psicogest.celery import MAILBOX_QUEUE, app
+
 # SMTP test servers, the test CA and mailbox accounts (see tests/support/smtp_fixtures.py); the
 # local OAuth authorization server (tests/support/oauth_server.py).
 pytest_plugins = [
@@ -98,10 +100,18 @@ def logged_client(client, practitioner):
 class WorkerProcess:
     """A `celery worker` child process bound to the test database and the test Redis."""
 
-    def __init__(self, *, env: dict[str, str], log_path: Path, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        concurrency: int = 1,
+        queues: str = "celery,mailbox",
+    ) -> None:
         self.env = env
         self.log_path = log_path
         self.concurrency = concurrency
+        self.queues = queues
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -116,6 +126,7 @@ class WorkerProcess:
                 "worker",
                 "--loglevel=INFO",
                 f"--concurrency={self.concurrency}",
+                f"--queues={self.queues}",
                 "--pool=prefork",
                 "--without-gossip",
                 "--without-mingle",
@@ -185,11 +196,14 @@ def celery_worker_factory(transactional_db, settings, tmp_path):
     """Start real worker processes; each is stopped at the end of the test."""
     workers: list[WorkerProcess] = []
 
-    def start(*, concurrency: int = 1, **extra_env: str) -> WorkerProcess:
+    def start(
+        *, concurrency: int = 1, queues: str = "celery,mailbox", **extra_env: str
+    ) -> WorkerProcess:
         worker = WorkerProcess(
             env=worker_environment(settings, **extra_env),
             log_path=tmp_path / f"worker{len(workers)}.log",
             concurrency=concurrency,
+            queues=queues,
         )
         worker.start()
         workers.append(worker)
@@ -207,11 +221,11 @@ def celery_worker(celery_worker_factory):
 
 @pytest.fixture(autouse=True)
 def _purge_broker_queue():
-    """Each test starts with an empty broker queue (tasks of a previous test are dropped)."""
-    from psicogest.celery import app
+    """Each test starts with empty broker queues (tasks of a previous test are dropped)."""
 
     with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("celery")
+        for queue in ("celery", MAILBOX_QUEUE):
+            conn.default_channel.queue_purge(queue)
     yield
 
 
