@@ -234,7 +234,11 @@ class _IdToken(OpenIDCode):
         return self.local.signing_key
 
     def get_client_claims(self, client: Client) -> dict[str, Any]:
-        return {"iss": self.local.issuer, "aud": [client.client_id]}
+        claims: dict[str, Any] = {"iss": self.local.issuer, "aud": [client.client_id]}
+        if self.local.tenant:
+            # Microsoft's multi-tenant tokens: the issuer names the token's own tenant.
+            claims["tid"] = self.local.token_tenant or self.local.tenant
+        return claims
 
     def get_client_algorithm(self, client: Client) -> str:
         return "RS256"
@@ -246,7 +250,13 @@ class _IdToken(OpenIDCode):
         return False
 
     def generate_user_info(self, user: User, scope: str) -> dict[str, Any]:
-        return {"sub": user.sub, "email": user.email, "email_verified": True}
+        # Microsoft's sign-in name is preferred_username; its email claim may be unverified.
+        return {
+            "sub": user.sub,
+            "email": self.local.claimed_email or user.email,
+            "email_verified": True,
+            "preferred_username": user.email,
+        }
 
 
 class _Revocation(RevocationEndpoint):
@@ -346,6 +356,7 @@ class LocalAuthorizationServer(AuthorizationServer):
         expires_in: int = 3600,
         rotate_refresh_tokens: bool = False,
         issuer_path: str = "",
+        tenant: str = "",
         host: str = "127.0.0.1",
         port: int = 0,
         open_registration: bool = False,
@@ -368,7 +379,11 @@ class LocalAuthorizationServer(AuthorizationServer):
         self._http = make_server(host, port, self.wsgi, handler_class=_QuietHandler)
         self._http.timeout = 1
         self.url = f"http://{host}:{self._http.server_port}"
-        self.issuer = self.url + issuer_path
+        # A Microsoft-like tenant: the issuer is ".../<tenant>/v2.0" and tokens carry "tid".
+        self.tenant = tenant
+        self.token_tenant = ""  # a tid other than the issuer's (a forged token)
+        self.claimed_email = ""  # an "email" claim other than the sign-in name
+        self.issuer = self.url + (f"/{tenant}/v2.0" if tenant else issuer_path)
         self._thread: threading.Thread | None = None
         self.register_token_generator(
             "default",

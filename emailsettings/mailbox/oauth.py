@@ -21,6 +21,7 @@ the preset keys it serves (``emailsettings/mailbox/presets.py``), its two settin
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,7 +48,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ENDPOINT_NAMES = ("authorize_url", "token_url", "jwks_url", "revoke_url", "issuer")
+ENDPOINT_NAMES = (
+    "authorize_url",
+    "token_url",
+    "jwks_url",
+    "revoke_url",
+    "issuer",
+    "tenant_issuer",
+)
+# A Microsoft tenant id: a GUID.
+_TENANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -62,9 +72,13 @@ class Provider:
     scopes: tuple[str, ...]
     # "" = the provider has no revocation endpoint (Microsoft): disconnecting forgets.
     revoke_url: str = ""
-    # "" = checked by ``issuer_prefix`` only (Microsoft's common endpoint names the tenant).
+    # "" = the issuer names the token's own tenant: ``tenant_issuer`` with its ``tid``
+    # (Microsoft's multi-tenant "common" endpoint).
     issuer: str = ""
-    issuer_prefix: str = ""
+    tenant_issuer: str = ""
+    # The claim that says the ``email`` claim was verified by its owner; without it (or when
+    # it is false) the sign-in name (``preferred_username``) is the address.
+    email_verified_claim: str = "email_verified"
     authorize_params: tuple[tuple[str, str], ...] = field(default=())
 
     def endpoint(self, name: str) -> str:
@@ -104,7 +118,10 @@ PROVIDERS: tuple[Provider, ...] = (
         authorize_url="https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
         token_url="https://login.microsoftonline.com/common/oauth2/v2.0/token",
         jwks_url="https://login.microsoftonline.com/common/discovery/v2.0/keys",
-        issuer_prefix="https://login.microsoftonline.com/",
+        tenant_issuer="https://login.microsoftonline.com/{tid}/v2.0",
+        # Microsoft's "email" claim is whatever the tenant's admin typed, unless the domain's
+        # owner is verified (the optional claim xms_edov).
+        email_verified_claim="xms_edov",
         scopes=(
             "openid",
             "email",
@@ -321,13 +338,21 @@ def _id_token_email(provider: Provider, id_token: str, *, nonce: str) -> str:
         logger.info("ID token from %s refused: %s", provider.key, type(err).__name__)
         raise refused from err
     claims = decoded.claims
-    if not issuer and not str(claims.get("iss", "")).startswith(provider.issuer_prefix):
-        raise refused
+    if not issuer:
+        # Multi-tenant: the token must come from the tenant it names, as that tenant's
+        # issuer says it (a token of one tenant cannot claim another's).
+        tenant = str(claims.get("tid", ""))
+        tenant_issuer = provider.endpoint("tenant_issuer")
+        if not _TENANT_ID.fullmatch(tenant) or not tenant_issuer:
+            raise refused
+        if claims.get("iss") != tenant_issuer.replace("{tid}", tenant):
+            raise refused
     email = str(claims.get("email") or "")
-    if provider.key == "google" and claims.get("email_verified") is False:
+    verified = claims.get(provider.email_verified_claim)
+    if verified is False or (provider.email_verified_claim == "xms_edov" and verified is not True):
         email = ""
     if not email:
-        # Microsoft work accounts often carry the address only as the sign-in name.
+        # The sign-in name: the address the practitioner logged in with.
         email = str(claims.get("preferred_username") or "")
     if "@" not in email:
         raise refused

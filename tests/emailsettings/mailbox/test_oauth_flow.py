@@ -445,3 +445,54 @@ def test_outlook_is_usable_through_the_button_when_microsoft_is_configured(
     assert "smtp-notes-unusable" not in page
     assert 'id="smtp-oauth-microsoft-button"' in page
     assert 'value="outlook" data-oauth-preset' in page
+
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+OTHER_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
+
+
+def _multi_tenant(settings, server) -> None:
+    """Microsoft as in production: no fixed issuer, the token's tenant names its issuer."""
+    configure(settings, "microsoft", server)
+    endpoints = dict(settings.EMAILSETTINGS_OAUTH_ENDPOINTS)
+    microsoft = {k: v for k, v in endpoints["microsoft"].items() if k != "issuer"}
+    microsoft["tenant_issuer"] = server.url + "/{tid}/v2.0"
+    settings.EMAILSETTINGS_OAUTH_ENDPOINTS = {**endpoints, "microsoft": microsoft}
+
+
+def _sign_in(client, server, email: str):
+    server.add_user(email)
+    location = client.post(reverse(START, args=["microsoft"]), {"preset": "microsoft365"})[
+        "Location"
+    ]
+    return client.get(callback_path(consent(location, email=email)), follow=True)
+
+
+@pytest.mark.django_db
+def test_a_microsoft_token_from_its_own_tenant_connects_as_the_sign_in_name(
+    logged_client, practitioner, settings, oauth_server_factory
+):
+    microsoft = oauth_server_factory(tenant=TENANT)
+    _multi_tenant(settings, microsoft)
+    # The tenant's admin can type any "email": only the sign-in name is the mailbox.
+    microsoft.claimed_email = "direzione@banca.example"
+
+    _sign_in(logged_client, microsoft, "luca@studio365.example")
+
+    account = SmtpAccount.objects.get(practitioner=practitioner)
+    assert account.uses_oauth
+    assert account.email == account.username == "luca@studio365.example"
+
+
+@pytest.mark.django_db
+def test_a_microsoft_token_whose_tenant_is_not_its_issuers_is_refused(
+    logged_client, practitioner, settings, oauth_server_factory
+):
+    microsoft = oauth_server_factory(tenant=TENANT)
+    _multi_tenant(settings, microsoft)
+    microsoft.token_tenant = OTHER_TENANT  # signed by one tenant, claiming another
+
+    page = _sign_in(logged_client, microsoft, "luca@studio365.example").content.decode()
+
+    assert not SmtpAccount.objects.filter(practitioner=practitioner).exists()
+    assert "Non è stato possibile leggere l" in page
