@@ -351,3 +351,49 @@ def test_the_timeline_is_shown_in_english_for_an_english_reader(logged_client, i
     body = logged_client.get(reverse("emailsettings:delivery", args=[delivery.pk])).content.decode()
     assert '<html lang="en">' in body
     assert "Queued." in body and "Messa in coda." not in body
+
+
+def _next_change(month: int) -> datetime.date:
+    """The next last Sunday of ``month`` (Europe's clock changes) at least two days ahead."""
+    today = timezone.localdate()
+    for year in (today.year, today.year + 1):
+        last = datetime.date(year, month + 1, 1) - datetime.timedelta(days=1)
+        sunday = last - datetime.timedelta(days=(last.weekday() - 6) % 7)
+        if sunday > today + datetime.timedelta(days=2):
+            return sunday
+    raise AssertionError("no clock change within a year")
+
+
+@pytest.mark.django_db
+def test_the_hour_the_clocks_repeat_can_be_scheduled_choosing_which(
+    logged_client, practitioner, invoice
+):
+    day = _next_change(10)
+    typed = f"{day.isoformat()}T02:30"
+    data = {"fattura": [str(invoice.pk)], "quando": "programma", "invia_il": typed}
+
+    asked = logged_client.post(CONFIRM_URL, data)
+
+    assert asked.status_code == 400
+    body = asked.content.decode()
+    assert "vengono due volte (si torna all&#x27;ora solare): scegli quale." in body
+    assert 'name="ora_ripetuta"' in body and f'value="{typed}"' in body
+    assert not Delivery.objects.exists()
+
+    logged_client.post(CONFIRM_URL, {**data, "ora_ripetuta": "seconda"})
+
+    # The second 02:30 is on winter time (UTC+1): 01:30 UTC.
+    scheduled = {row.scheduled_for for row in Delivery.objects.all()}
+    assert scheduled == {datetime.datetime.combine(day, datetime.time(1, 30), tzinfo=datetime.UTC)}
+
+
+@pytest.mark.django_db
+def test_the_hour_the_clocks_skip_is_refused_with_the_reason(logged_client, invoice):
+    day = _next_change(3)
+    response = logged_client.post(
+        CONFIRM_URL,
+        {"fattura": [str(invoice.pk)], "quando": "programma", "invia_il": f"{day}T02:30"},
+    )
+    assert response.status_code == 400
+    assert "non esistono (si passa all&#x27;ora legale)" in response.content.decode()
+    assert not Delivery.objects.exists()
