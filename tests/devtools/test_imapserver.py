@@ -21,9 +21,7 @@ import time_machine
 from devtools.imapserver import MailStore
 from emailsettings.backchannel import reader as mailreader
 from emailsettings.models import (
-    Channel,
     DeliveryStatus,
-    EmailSettings,
     PecReceipt,
     SmtpAccount,
     SuppressedAddress,
@@ -40,20 +38,8 @@ def local(local_mail_server):
 
 
 @pytest.fixture
-def account(local, smtp_account_factory, practitioner) -> SmtpAccount:
-    """The mailbox a new user sets up in make run: the local preset, reading on."""
-    EmailSettings.objects.update_or_create(
-        practitioner=practitioner, defaults={"channel": Channel.SMTP}
-    )
-    return smtp_account_factory(
-        None,
-        preset="local",
-        host="localhost",
-        port=local.smtp.port,
-        username=USER,
-        email=USER,
-        imap_enabled=True,
-    )
+def account(local_mailbox) -> SmtpAccount:
+    return local_mailbox
 
 
 def test_a_patient_at_rimbalza_test_bounces_and_the_report_says_so(local, account, practitioner):

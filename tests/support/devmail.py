@@ -83,6 +83,26 @@ def local_mail_server(tmp_path, settings):
     server.stop()
 
 
+@pytest.fixture
+def local_mailbox(local_mail_server, smtp_account_factory, practitioner):
+    """The mailbox a new user sets up in make run: the local preset, sending through it,
+    reading on."""
+    from emailsettings.models import Channel, EmailSettings
+
+    EmailSettings.objects.update_or_create(
+        practitioner=practitioner, defaults={"channel": Channel.SMTP}
+    )
+    return smtp_account_factory(
+        None,
+        preset="local",
+        host="localhost",
+        port=local_mail_server.smtp.port,
+        username=USER,
+        email=USER,
+        imap_enabled=True,
+    )
+
+
 def send_invoices_now(practitioner, *addresses: str) -> list:
     """One invoice to each of ``addresses``, sent in this process through the
     practitioner's mailbox; each must end ``sent``."""

@@ -9,26 +9,15 @@ import pytest
 import time_machine
 
 from emailsettings.backchannel import reader
-from emailsettings.models import Channel, DeliveryStatus, EmailSettings, SmtpAccount
+from emailsettings.models import DeliveryStatus, SmtpAccount
 from tests.support.devmail import USER, send_invoices_now
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def account(local_mail_server, smtp_account_factory, practitioner) -> SmtpAccount:
-    EmailSettings.objects.update_or_create(
-        practitioner=practitioner, defaults={"channel": Channel.SMTP}
-    )
-    return smtp_account_factory(
-        None,
-        preset="local",
-        host="localhost",
-        port=local_mail_server.smtp.port,
-        username=USER,
-        email=USER,
-        imap_enabled=True,
-    )
+def account(local_mailbox) -> SmtpAccount:
+    return local_mailbox
 
 
 def _next_utc_half_past_midnight() -> datetime.datetime:
