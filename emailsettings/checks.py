@@ -8,6 +8,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 
 from emailsettings import conf
 from emailsettings.mailbox.oauth import ENDPOINT_NAMES, PROVIDERS
+from psicogest.celery import app as celery_app
 
 
 @register()
@@ -160,3 +161,24 @@ def check_oauth_providers(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             )
         )
     return found
+
+
+# Above the send task's hard time limit: a worker still inside its time can never lose its
+# row to the sweeper (the fence stops a late send anyway, but then the attempt is wasted).
+LEASE_MARGIN_SECONDS = 30
+
+
+@register()
+def check_lease_outlives_the_task(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    limit = float(celery_app.conf.task_time_limit or 0)
+    if limit and conf.lease_seconds() < limit + LEASE_MARGIN_SECONDS:
+        return [
+            Error(
+                f"EMAILSETTINGS_LEASE_SECONDS ({conf.lease_seconds():g}) is shorter than the "
+                f"send task's time limit ({limit:g} s) plus {LEASE_MARGIN_SECONDS} s.",
+                hint="A row would be handed to another worker while its first one still "
+                "works on it: raise EMAILSETTINGS_LEASE_SECONDS.",
+                id="emailsettings.E014",
+            )
+        ]
+    return []

@@ -70,6 +70,11 @@ class UnknownOutcomeError(DeliveryError):
     re-send it without the practitioner's explicit choice."""
 
 
+class LeaseLost(EmailSettingsError):
+    """The row this attempt claimed was handed to another worker meanwhile (its lease ran
+    out: a paused process, a slow server): this attempt must not send its message."""
+
+
 class DestinationRefused(EmailSettingsError, ValidationError):
     """The SMTP host or port is not allowed (non-public address, blocked port), or the host
     name does not resolve (``code="host_not_found"``)."""

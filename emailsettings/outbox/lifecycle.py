@@ -22,6 +22,7 @@ from typing import Any
 
 from django.db import models, transaction
 from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
@@ -231,11 +232,12 @@ def claim(
     claimed (at ``phase_if_reloaded`` when given: what the caller prepared from the
     snapshot is stale) and loaded again."""
     now = timezone.now()
-    lease = now + datetime.timedelta(seconds=conf.lease_seconds())
+    lease = datetime.timedelta(seconds=conf.lease_seconds())
     changes: dict[str, Any] = {
         "status": S.SENDING,
         "phase": phase,
-        "lease_expires_at": lease,
+        # The database's clock, as the sweeper's comparison: the workers' clocks may differ.
+        "lease_expires_at": Now() + lease,
         "next_attempt_at": None,
         "updated_at": now,
     }
@@ -245,6 +247,7 @@ def claim(
         if unchanged.update(attempts=F("attempts") + 1, **changes):
             for name, value in changes.items():
                 setattr(snapshot, name, value)
+            snapshot.lease_expires_at = now + lease  # about: the database's is the one
             snapshot.attempts += 1
             return snapshot
         if phase_if_reloaded is not None:
@@ -281,14 +284,17 @@ def wake_due(ids: Sequence[int], *, now: datetime.datetime) -> int:
     ).update(status=S.QUEUED, queued_at=now, updated_at=now)
 
 
-def mark_phase(delivery: Delivery, phase: str) -> None:
-    """Record how far the attempt got (so a dead worker's row is judged by it)."""
+def mark_phase(delivery: Delivery, phase: str) -> bool:
+    """Record how far the attempt got (so a dead worker's row is judged by it); whether the
+    attempt still owns the row. The attempt count is the fencing token: another worker's
+    claim counts a new attempt, and this conditional update then changes nothing."""
     if delivery.phase == phase:
-        return
-    Delivery.objects.filter(pk=delivery.pk, status=S.SENDING, attempts=delivery.attempts).update(
-        phase=phase
-    )
+        return True
+    owned = Delivery.objects.filter(
+        pk=delivery.pk, status=S.SENDING, attempts=delivery.attempts
+    ).update(phase=phase)
     delivery.phase = phase
+    return bool(owned)
 
 
 def backoff_seconds(attempts: int, *, retry_after: float | None = None) -> float:

@@ -24,7 +24,7 @@ from django.utils.module_loading import import_string
 
 from emailsettings import conf
 from emailsettings.covermail.message import message_bytes
-from emailsettings.exceptions import DeliveryError
+from emailsettings.exceptions import DeliveryError, LeaseLost
 from emailsettings.failures import Accepted, ErrorClass, Failure
 from emailsettings.limits import TokenBucket
 from emailsettings.mailbox import smtp
@@ -298,6 +298,11 @@ class SmtpSender:
                     on_phase=phase_reached,
                     preset_key=self.preset_key,
                 )
+            except LeaseLost:
+                # The row is another worker's now: leave without DATA (no RSET either; the
+                # session may be mid-transaction), the next message opens a new one.
+                self._drop()
+                raise
             except DeliveryError as err:
                 failure = err.failure
                 if attempt == 1 and reused and failure.phase == Phase.MAIL and failure.code is None:

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 
 from django.db.models import F
+from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
@@ -46,13 +47,13 @@ def sweep(*, limit: int = 5000) -> SweepResult:
     to_publish: list[int] = []
 
     expired = list(
-        Delivery.objects.filter(status=DeliveryStatus.SENDING, lease_expires_at__lt=now)
+        Delivery.objects.filter(status=DeliveryStatus.SENDING, lease_expires_at__lt=Now())
         .order_by("lease_expires_at")
         .values_list("pk", "phase", "attempts", "crashes")[:limit]
     )
     for pk, phase, attempts, crashes in expired:
         rows = Delivery.objects.filter(
-            pk=pk, status=DeliveryStatus.SENDING, attempts=attempts, lease_expires_at__lt=now
+            pk=pk, status=DeliveryStatus.SENDING, attempts=attempts, lease_expires_at__lt=Now()
         )
         changes = {"lease_expires_at": None, "queued_at": now, "crashes": F("crashes") + 1}
         if phase == Phase.DATA_SENT:

@@ -27,6 +27,7 @@ from django.utils.translation import gettext_noop
 from emailsettings import conf, limits
 from emailsettings.covermail.message import build_message, invoice_pdf
 from emailsettings.covermail.rendering import cover_mail_templates_for, render_cover_mail
+from emailsettings.exceptions import LeaseLost
 from emailsettings.failures import Accepted, ErrorClass, Failure
 from emailsettings.mailbox import state as mailbox_state
 from emailsettings.mailbox.state import Health
@@ -258,6 +259,9 @@ def _send_group(
             if channel == Channel.SMART_MAIL:
                 smart_claimed.add(pk)
             outcome = _attempt(delivery, sender, prepared)
+            if outcome is None:
+                result.outcomes[pk] = "changed_hands"
+                continue
             result.outcomes[pk] = lifecycle.record(delivery, outcome) or outcome_name(outcome)
             if channel == Channel.SMART_MAIL:
                 if isinstance(outcome, Accepted) and outcome.esp_message_id:
@@ -433,9 +437,10 @@ def _prepare(delivery: Delivery, sender: Sender | None, *, phase: str) -> Prepar
 
 def _attempt(
     delivery: Delivery, sender: Sender | None, prepared: Prepared | Failure | None
-) -> Accepted | Failure:
+) -> Accepted | Failure | None:
     """One send. An unexpected error of the product is recorded like any failure (a bounded
-    number of times), never left ``sending``."""
+    number of times), never left ``sending``. ``None``: the row was claimed by another
+    worker before this attempt's message data left (nothing sent, nothing to record)."""
     if sender is None or prepared is None:  # nothing is prepared without a sender
         return Failure(
             phase=Phase.CONNECT,
@@ -446,10 +451,19 @@ def _attempt(
         return prepared
 
     def on_phase(phase: str) -> None:
-        lifecycle.mark_phase(delivery, phase)
+        # The fence: before the message data (and any command before it) leaves, the row
+        # must still be this attempt's.
+        if not lifecycle.mark_phase(delivery, phase):
+            raise LeaseLost(f"Delivery {delivery.pk} was claimed again")
 
     try:
         return sender.send(delivery, prepared, on_phase=on_phase)
+    except LeaseLost:
+        logger.warning(
+            "Delivery %s was claimed by another worker during this attempt: not sent",
+            delivery.pk,
+        )
+        return None
     except SoftTimeLimitExceeded:
         # The task's time limit: many slow replies added up. A failure of this mailbox,
         # recorded like any other (deferred, then a mailbox problem if it goes on).
