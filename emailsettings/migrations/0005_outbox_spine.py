@@ -11,15 +11,13 @@ def map_error_classes(apps, schema_editor):
     from emailsettings.failures import ErrorClass
 
     Delivery = apps.get_model("emailsettings", "Delivery")
-    valid = set(ErrorClass.values)
-    renamed = {"rate_limited": "rate_limited", "expired": "expired"}
-    for value in Delivery.objects.exclude(last_error_class="").values_list(
-        "last_error_class", flat=True
-    ).distinct():
-        if value not in valid:
-            Delivery.objects.filter(last_error_class=value).update(
-                last_error_class=renamed.get(value, "unknown")
-            )
+    # One set-based UPDATE: every class that is not one of the failure value's (the two
+    # kept names aside) becomes "unknown". (A loop over distinct values would, with the
+    # model's ordering in the DISTINCT, run one full-table UPDATE per legacy row.)
+    kept = set(ErrorClass.values) | {"rate_limited", "expired"}
+    Delivery.objects.exclude(last_error_class="").exclude(last_error_class__in=kept).update(
+        last_error_class="unknown"
+    )
     # The Smart Mail daily quota had no class of its own.
     Delivery.objects.filter(
         channel="smart_mail", last_error_class="rate_limited", last_error_code__isnull=True
