@@ -26,6 +26,7 @@ from django.utils.translation import gettext_noop
 from flufl.bounce import all_failures
 
 from emailsettings import conf
+from emailsettings.backchannel import wire
 from emailsettings.covermail.message import header_value
 from emailsettings.failures import ErrorClass, Failure
 from emailsettings.models import Channel, Delivery
@@ -35,8 +36,9 @@ logger = logging.getLogger(__name__)
 
 # A quoted header line of the returned message: "Message-ID: <…>" (any case, folded or not).
 _QUOTED_MESSAGE_ID = re.compile(rb"(?im)^message-id:\s*(<[^<>\s]{3,250}>)")
-# "smtp; 550 5.1.1 …": the diagnostic's type, dropped before showing it.
+# The blank line that ends a header block, with IMAP's CRLF or a file's LF.
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+# "smtp; 550 5.1.1 …": the diagnostic's type, dropped before showing it.
 _DIAGNOSTIC_TYPE = re.compile(r"^\s*[A-Za-z][\w.-]*\s*;\s*")
 _MAX_REASON = 300
 
@@ -47,7 +49,6 @@ class Bounce:
     temporary: set[str] = field(default_factory=set)
     message_ids: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
-    date: datetime.datetime | None = None
 
     def addresses(self) -> set[str]:
         return self.permanent | self.temporary
@@ -95,7 +96,7 @@ def _quoted_ids(message: Message, raw: bytes) -> list[str]:
     )
     for header in ("In-Reply-To", "References"):
         for value in message.get_all(header) or []:
-            ids.extend(re.findall(r"<[^<>\s]{3,250}>", str(value)))
+            ids.extend(wire.MESSAGE_ID.findall(str(value)))
     # In order, without repeats (linear), and only the first few: a bounce quoting
     # thousands of ids costs no more than one quoting a few.
     return list(dict.fromkeys(ids))[: conf.mailbox_max_quoted_ids()]
@@ -111,17 +112,12 @@ def parse(raw: bytes) -> Bounce | None:
         return None
     if not temporary and not permanent:
         return None
-    bounce = Bounce(
+    return Bounce(
         permanent={_address(value) for value in permanent},
         temporary={_address(value) for value in temporary},
         message_ids=_quoted_ids(message, raw),
         reasons=_diagnostics(message),
     )
-    try:
-        bounce.date = email.utils.parsedate_to_datetime(str(message.get("Date", "")))
-    except (TypeError, ValueError):
-        bounce.date = None
-    return bounce
 
 
 def apply(bounce: Bounce, *, practitioner_id: int, window: datetime.timedelta) -> list[int]:

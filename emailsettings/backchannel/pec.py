@@ -17,7 +17,6 @@ import datetime
 import email
 import email.policy
 import logging
-import re
 import xml.etree.ElementTree as ET  # noqa: S405 (a small, size-capped attachment; no DTDs fetched)
 from dataclasses import dataclass, replace
 from email.message import Message
@@ -46,7 +45,6 @@ KINDS = frozenset(
     {ACCEPTED, NOT_ACCEPTED, TAKEN_IN_CHARGE, DELIVERED, DELIVERY_WARNING, NOT_DELIVERED}
 )
 MAX_DATICERT_BYTES = 64 * 1024
-_MESSAGE_ID = re.compile(r"<[^<>\s]{3,250}>")
 _LABELS = {
     ACCEPTED: _lazy("Ricevuta di accettazione"),
     NOT_ACCEPTED: _lazy("Avviso di non accettazione"),
@@ -99,6 +97,15 @@ def _text(root: ET.Element | None, path: str) -> str:
     return header_value(found.text or "") if found is not None else ""
 
 
+def _recipient(root: ET.Element | None) -> str:
+    return _text(root, "dati/consegna").lower()
+
+
+def _error(root: ET.Element | None) -> str:
+    """The provider's reason: the extended error, else the ``errore`` attribute."""
+    return _text(root, "dati/errore-esteso") or (root.get("errore", "") if root is not None else "")
+
+
 def _issued_at(root: ET.Element | None, message: Message) -> datetime.datetime:
     """The certified date of ``daticert.xml``, else the message's own ``Date``, else now:
     each only when it is a sane date (see :func:`wire.sane_date`)."""
@@ -126,17 +133,17 @@ def parse(raw: bytes) -> Receipt | None:
     if root is not None and root.get("tipo", kind) != kind:
         logger.warning("A PEC receipt's header and daticert.xml disagree: ignored")
         return None
-    referenced = _MESSAGE_ID.findall(str(message.get("X-Riferimento-Message-ID", "")))
-    referenced = referenced or _MESSAGE_ID.findall(_text(root, "dati/msgid"))
-    own_id = _MESSAGE_ID.findall(str(message.get("Message-ID", "")))
+    referenced = wire.MESSAGE_ID.findall(str(message.get("X-Riferimento-Message-ID", "")))
+    referenced = referenced or wire.MESSAGE_ID.findall(_text(root, "dati/msgid"))
+    own_id = wire.MESSAGE_ID.findall(str(message.get("Message-ID", "")))
     if not referenced or not own_id:
         return None
     return Receipt(
         kind=kind,
         referenced_id=referenced[0],
-        recipient=_text(root, "dati/consegna").lower(),
+        recipient=_recipient(root),
         issued_at=_issued_at(root, message),
-        error=_text(root, "dati/errore-esteso") or (root.get("errore", "") if root else ""),
+        error=_error(root),
         message_id=own_id[0],
         raw=raw,
         sender=header_value(str(message.get("From", ""))),
@@ -155,10 +162,10 @@ def verify(receipt: Receipt) -> Receipt:
     root = _daticert(signed)
     if root is None:
         return replace(receipt, reason="la parte firmata non contiene i dati certificati")
-    recipient = _text(root, "dati/consegna").lower()
+    recipient = _recipient(root)
     if (
         root.get("tipo", "") != receipt.kind
-        or _MESSAGE_ID.findall(_text(root, "dati/msgid"))[:1] != [receipt.referenced_id]
+        or wire.MESSAGE_ID.findall(_text(root, "dati/msgid"))[:1] != [receipt.referenced_id]
         or recipient != receipt.recipient
     ):
         return replace(receipt, reason="i dati firmati non corrispondono alla ricevuta")
@@ -167,7 +174,7 @@ def verify(receipt: Receipt) -> Receipt:
         verified=True,
         signer=signature.signer,
         issued_at=_issued_at(root, signed),
-        error=_text(root, "dati/errore-esteso") or root.get("errore", ""),
+        error=_error(root),
     )
 
 

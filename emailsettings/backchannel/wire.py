@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from emailsettings import conf
 
+# A Message-ID as it stands in a header: "<…>", no spaces, of a sane length.
+MESSAGE_ID = re.compile(r"<[^<>\s]{3,250}>")
 # "Content-Type: multipart/…" at the start of a header line, folded or not.
 _MULTIPART = re.compile(rb"(?im)^content-type:[ \t]*(?:\r?\n[ \t]+)?multipart/")
 # How far from now a date read on the wire may be: the watch window is days, a receipt a

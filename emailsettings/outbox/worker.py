@@ -207,11 +207,11 @@ def _send_group(
     # without another connection attempt: held or deferred.
     smtp_blocked = False
     # The Smart Mail rows this batch may send under the daily quota (claimed for the whole
-    # batch at its first Smart Mail row), those it claimed, and its recorded sends.
+    # batch at its first Smart Mail row) and those it claimed; its recorded sends go to
+    # ``result.smart_mail_sent``.
     smart_allowed: set[int] | None = None
     smart_reserved: list[int] = []
     smart_claimed: set[int] = set()
-    smart_sent: list[Delivery] = []
     try:
         for index, (pk, channel) in enumerate(items):
             keep_slot()
@@ -265,7 +265,7 @@ def _send_group(
             result.outcomes[pk] = lifecycle.record(delivery, outcome) or outcome_name(outcome)
             if channel == Channel.SMART_MAIL:
                 if isinstance(outcome, Accepted) and outcome.esp_message_id:
-                    smart_sent.append(delivery)
+                    result.smart_mail_sent.append(delivery)
                 continue
             account = senders.account
             if account is None:
@@ -297,7 +297,6 @@ def _send_group(
     finally:
         result.sessions_opened += senders.sessions_opened
         senders.close()
-        result.smart_mail_sent.extend(smart_sent)
         limits.release_smart_mail_quota([pk for pk in smart_reserved if pk not in smart_claimed])
 
 

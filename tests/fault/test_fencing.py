@@ -15,13 +15,12 @@ from collections import Counter
 
 import pytest
 
-from devtools.smtpserver import Behaviour
 from emailsettings.models import Delivery, DeliveryStatus
 from emailsettings.outbox.queueing import queue_invoice_email
 from emailsettings.outbox.sweeper import sweep
 from tests.conftest import wait_until
 from tests.fault.test_delivery_faults import drive, make_invoices, outbox, settled  # noqa: F401
-from tests.fault.test_reliability import SlowOnce
+from tests.fault.test_reliability import slow_first_rcpt
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -33,14 +32,8 @@ def test_a_send_that_outlives_its_lease_before_data_leaves_once(
     practitioner,
 ):
     # RCPT answered after 6 s the first time: twice the 3-second lease.
-    slow = SlowOnce(6.0)
-
-    def slow_first_rcpt(address: str, attempt: int) -> str | None:
-        if attempt == 1:
-            slow()
-        return None
-
-    server = smtp_server_factory(behaviour=Behaviour(rcpt_reply=slow_first_rcpt))
+    slow, behaviour = slow_first_rcpt(6.0)
+    server = smtp_server_factory(behaviour=behaviour)
     smtp_account_factory(server)
     workers = [outbox(), outbox()]
     [invoice] = make_invoices(practitioner, 1)

@@ -83,14 +83,8 @@ def test_pool_child_killed_before_data_is_retried_and_sent_once(
     smtp_account_factory,
     practitioner,
 ):
-    slow = SlowOnce(4.0)
-
-    def slow_first_rcpt(address: str, attempt: int) -> str | None:
-        if attempt == 1:
-            slow()
-        return None
-
-    server = smtp_server_factory(behaviour=Behaviour(rcpt_reply=slow_first_rcpt))
+    slow, behaviour = slow_first_rcpt(4.0)
+    server = smtp_server_factory(behaviour=behaviour)
     smtp_account_factory(server)
     worker = outbox()
     [invoice] = make_invoices(practitioner, 1)
@@ -120,6 +114,19 @@ def test_pool_child_killed_before_data_is_retried_and_sent_once(
     assert final.status == DeliveryStatus.SENT
     assert final.attempts == 2
     assert Counter(server.message_ids()) == {delivery.message_id: 1}
+
+
+def slow_first_rcpt(seconds: float) -> tuple[SlowOnce, Behaviour]:
+    """A server that answers each address's first RCPT after ``seconds`` (its event loop
+    blocked meanwhile), and the handle that says when that began."""
+    slow = SlowOnce(seconds)
+
+    def rcpt_reply(address: str, attempt: int) -> str | None:
+        if attempt == 1:
+            slow()
+        return None
+
+    return slow, Behaviour(rcpt_reply=rcpt_reply)
 
 
 def test_worker_killed_before_data_new_worker_sends_once(
