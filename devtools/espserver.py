@@ -5,7 +5,8 @@
 message. The server speaks HTTP/1.1 with keep-alive and serves each connection on a thread of
 its own (several workers may post at the same time); it counts the TCP connections it
 accepted and the messages it took, which is what a test or a benchmark wants to know about
-connection reuse. Point anymail's Postmark backend at it through settings alone::
+connection reuse, and it keeps each message's JSON (``payloads``) for tests that check what the
+ESP received. Point anymail's Postmark backend at it through settings alone::
 
     ANYMAIL = {"POSTMARK_SERVER_TOKEN": "test", "POSTMARK_API_URL": esp.url}
 
@@ -34,6 +35,8 @@ class _Counters:
         self.lock = threading.Lock()
         self.connections = 0
         self.messages = 0
+        # Every message as the ESP received it (the JSON object): what tests look into.
+        self.payloads: list[dict[str, Any]] = []
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -68,6 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
         answers = [self._accepted(item) for item in items]
         with self.server.counters.lock:
             self.server.counters.messages += len(answers)
+            self.server.counters.payloads.extend(item for item in items if isinstance(item, dict))
         self._answer(200, answers if isinstance(data, list) else answers[0])
 
     @staticmethod
@@ -119,6 +123,12 @@ class EspStandIn:
     @property
     def messages(self) -> int:
         return self.server.counters.messages
+
+    @property
+    def payloads(self) -> list[dict[str, Any]]:
+        """The messages received so far, each the JSON object posted for it."""
+        with self.server.counters.lock:
+            return list(self.server.counters.payloads)
 
     def start(self) -> EspStandIn:
         self._thread.start()

@@ -291,3 +291,13 @@ def oauth_refresh_margin_seconds() -> float:
 def oauth_flow_max_age_seconds() -> float:
     """How long the practitioner has to come back from the consent page."""
     return _number("EMAILSETTINGS_OAUTH_FLOW_MAX_AGE_SECONDS", 600)
+
+
+def secure_link_days() -> float:
+    """Days a secure link stays valid from the send (the Garante's 45 for online reports)."""
+    return _number("EMAILSETTINGS_SECURE_LINK_DAYS", 45)
+
+
+def secure_link_max_attempts() -> int:
+    """Wrong second factors after which a secure link is locked."""
+    return int(_number("EMAILSETTINGS_SECURE_LINK_MAX_ATTEMPTS", 5))

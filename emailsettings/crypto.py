@@ -1,4 +1,5 @@
-"""Encryption of stored secrets (the personal mailbox password, its OAuth tokens).
+"""Encryption of stored secrets (the personal mailbox password, its OAuth tokens, a patient's
+PDF password).
 
 The keys come from ``EMAILSETTINGS_ENCRYPTION_KEYS``, newest first: the first key encrypts,
 every key decrypts (``cryptography``'s MultiFernet). To rotate: put a new key first, run
@@ -42,6 +43,8 @@ SETTING_NAME = "EMAILSETTINGS_ENCRYPTION_KEYS"
 SMTP_PASSWORD = "smtp-password"
 OAUTH_REFRESH_TOKEN = "oauth-refresh-token"
 OAUTH_ACCESS_TOKEN = "oauth-access-token"
+# Bound to the patient (owner id = the patient's id), not the practitioner.
+PATIENT_PDF_PASSWORD = "patient-pdf-password"
 
 _INFO_PREFIX = b"psicogest/"
 # No "/" in a purpose: the info string must split back into one (purpose, owner) pair.

@@ -39,6 +39,7 @@ from emailsettings.models import (
 from emailsettings.outbox import lifecycle
 from emailsettings.outbox.actions import can_retry_now
 from psicogest.formatting import format_datetime, format_long_datetime
+from psicogest.models import InvoiceDelivery
 
 PAGE_SIZES = (25, 50, 100)
 DEFAULT_PAGE_SIZE = 50
@@ -348,6 +349,7 @@ class ReportRow:
     labels: dict[str, str] = field(default_factory=dict)
     status_label: str = ""
     channel_label: str = ""
+    protection_label: str = ""
     role_label: str = ""
     # Links and the date, made once a row in Python rather than by a template tag each.
     detail_url: str = ""
@@ -390,6 +392,7 @@ def build_rows(*, deliveries: Iterable[Delivery], practitioner: Any) -> list[Rep
     statuses = {value: str(label) for value, label in DeliveryStatus.choices}
     channels = {value: str(label) for value, label in Channel.choices}
     roles = {value: str(label) for value, label in RecipientRole.choices}
+    protections = dict(InvoiceDelivery.choices)
     detail_url, invoice_url = _url_maker("emailsettings:delivery"), _url_maker("invoice")
     for delivery in deliveries:
         error, detail = error_advice(
@@ -403,6 +406,7 @@ def build_rows(*, deliveries: Iterable[Delivery], practitioner: Any) -> list[Rep
                 labels=labels,
                 status_label=status_label,
                 channel_label=channels.get(delivery.channel, delivery.channel),
+                protection_label=str(protections.get(delivery.protection, delivery.protection)),
                 role_label=roles.get(delivery.role, delivery.role),
                 meaning=meaning,
                 show_meaning=meaning != status_label,
@@ -466,6 +470,7 @@ _CSV_FIELDS = (
     "recipient",
     "invoice_number",
     "channel",
+    "protection",
     "status",
     "attempts",
     "sent_at",
@@ -484,6 +489,7 @@ def csv_header() -> list[str]:
         _("Destinatario"),
         _("Fattura"),
         _("Canale"),
+        _("Protezione"),
         _("Stato"),
         _("Significato"),
         _("Tentativi"),
@@ -523,6 +529,7 @@ def iter_csv_rows(
     preset_key = smtp_preset_key(practitioner=practitioner)
     channel_labels = dict(Channel.choices)
     status_labels = dict(DeliveryStatus.choices)
+    protection_labels = dict(InvoiceDelivery.choices)
     rows = (
         filter_deliveries(practitioner=practitioner, filters=filters, now=now)
         .values_list(*_CSV_FIELDS)
@@ -535,6 +542,7 @@ def iter_csv_rows(
         recipient,
         invoice_number,
         channel,
+        protection,
         status,
         attempts,
         sent_at,
@@ -563,6 +571,7 @@ def iter_csv_rows(
                 _cell(recipient),
                 _cell(invoice_number),
                 str(channel_labels.get(channel, channel)),
+                str(protection_labels.get(protection, protection)),
                 str(status_labels.get(status, status)),
                 status_meaning(status=status, channel=channel),
                 attempts,

@@ -7,6 +7,7 @@ from emailsettings.views import (
     options,
     reading,
     reports,
+    securelink,
     senderdomain,
     sending,
     settings,
@@ -48,4 +49,7 @@ urlpatterns = [
     path("invii/<int:pk>/ricevute/<int:receipt_pk>/", reports.pec_receipt, name="pec_receipt"),
     path("invii/<int:pk>/annulla/", reports.delivery_cancel, name="delivery_cancel"),
     path("invii/<int:pk>/invia-ora/", reports.delivery_send_now, name="delivery_send_now"),
+    path("invii/<int:pk>/revoca-link/", securelink.revoke, name="secure_link_revoke"),
+    # The patient's download page: no login, the token and a second factor.
+    path("scarica/<str:token>/", securelink.download, name="secure_link"),
 ]

@@ -9,7 +9,16 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
-from psicogest.models import MAX_EXTRA_RECIPIENTS, InvoiceAddress, Patient, Salutation
+from psicogest.fiscal import normalize_codice_fiscale
+from psicogest.models import (
+    INVOICE_DELIVERY_HELP,
+    MAX_EXTRA_RECIPIENTS,
+    InvoiceAddress,
+    InvoiceDelivery,
+    Patient,
+    PdfPasswordSource,
+    Salutation,
+)
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise as StrOrPromise
@@ -78,6 +87,49 @@ class PatientForm(forms.ModelForm):
         ),
     )
 
+    codice_fiscale = forms.CharField(
+        label=_("Codice fiscale"),
+        required=False,
+        max_length=24,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "characters"}
+        ),
+        help_text=_("Facoltativo. Serve per il PDF protetto (è la password) e per il link sicuro."),
+    )
+    birth_date = forms.DateField(
+        label=_("Data di nascita"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        input_formats=["%Y-%m-%d", "%d/%m/%Y"],
+        help_text=_("Facoltativa. Il link sicuro la chiede al paziente prima del download."),
+        error_messages={"invalid": _("Scrivi la data come 31/12/1980.")},
+    )
+    invoice_delivery = forms.ChoiceField(
+        label=_("Come riceve le fatture"),
+        required=False,
+        choices=[("", _("Come nelle impostazioni email")), *InvoiceDelivery.choices],
+        widget=forms.RadioSelect,
+    )
+    pdf_password_source = forms.ChoiceField(
+        label=_("Password del PDF protetto"),
+        required=False,
+        choices=PdfPasswordSource.choices,
+        initial=PdfPasswordSource.CODICE_FISCALE,
+        widget=forms.RadioSelect,
+        help_text=_("La password non è mai scritta nella mail: la mail dice solo quale usare."),
+    )
+    pdf_password = forms.CharField(
+        label=_("La tua password per questo paziente"),
+        required=False,
+        max_length=64,
+        strip=True,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        help_text=_(
+            "Solo se hai scelto una tua password: consegnala al paziente di persona. La vedi "
+            "solo tu, qui."
+        ),
+    )
+
     salutation_choice = forms.ChoiceField(
         label=_("Saluto"),
         required=False,
@@ -99,7 +151,18 @@ class PatientForm(forms.ModelForm):
 
     class Meta:
         model = Patient
-        fields = ("first_name", "last_name", "company_name", "email", "pec", "invoice_address")
+        fields = (
+            "first_name",
+            "last_name",
+            "company_name",
+            "email",
+            "pec",
+            "invoice_address",
+            "codice_fiscale",
+            "birth_date",
+            "invoice_delivery",
+            "pdf_password_source",
+        )
         labels = {
             "first_name": _("Nome"),
             "last_name": _("Cognome"),
@@ -119,6 +182,11 @@ class PatientForm(forms.ModelForm):
         "pec",
         "invoice_address",
         "extra_emails",
+        "codice_fiscale",
+        "birth_date",
+        "invoice_delivery",
+        "pdf_password_source",
+        "pdf_password",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -132,6 +200,18 @@ class PatientForm(forms.ModelForm):
             else:
                 self.initial["salutation_choice"] = current
             self.initial["extra_emails"] = "\n".join(self.instance.extra_recipients)
+            if self.instance.pk and self.instance.has_pdf_password:
+                self.initial["pdf_password"] = self.instance.get_pdf_password()
+
+    @property
+    def invoice_delivery_help(self) -> dict[str, str]:
+        return {key: str(text) for key, text in INVOICE_DELIVERY_HELP.items()}
+
+    def clean_codice_fiscale(self) -> str:
+        return normalize_codice_fiscale(self.cleaned_data.get("codice_fiscale") or "")
+
+    def clean_pdf_password_source(self) -> str:
+        return self.cleaned_data.get("pdf_password_source") or PdfPasswordSource.CODICE_FISCALE
 
     def clean_email(self) -> str:
         return _check_address(self.cleaned_data.get("email") or "")
@@ -182,6 +262,7 @@ class PatientForm(forms.ModelForm):
             cleaned["salutation"] = other
         else:
             cleaned["salutation"] = choice
+        self._check_protection(cleaned)
         names = (cleaned.get(name, "").strip() for name in ("first_name", "last_name"))
         if not any(names) and not (cleaned.get("company_name") or "").strip():
             raise ValidationError(
@@ -190,10 +271,42 @@ class PatientForm(forms.ModelForm):
             )
         return cleaned
 
+    def _check_protection(self, cleaned: dict[str, Any]) -> None:
+        """What the chosen delivery needs is on the card: a password for a protected PDF, a
+        date of birth or a codice fiscale for a secure link."""
+        mode = cleaned.get("invoice_delivery") or ""
+        source = cleaned.get("pdf_password_source") or PdfPasswordSource.CODICE_FISCALE
+        if mode == InvoiceDelivery.PROTECTED_PDF:
+            if source == PdfPasswordSource.CODICE_FISCALE and not cleaned.get("codice_fiscale"):
+                if "codice_fiscale" not in self.errors:
+                    self.add_error(
+                        "codice_fiscale",
+                        _("Scrivi il codice fiscale: è la password del PDF protetto."),
+                    )
+            if source == PdfPasswordSource.CUSTOM and not cleaned.get("pdf_password"):
+                self.add_error("pdf_password", _("Scrivi la password del PDF protetto."))
+        if mode == InvoiceDelivery.SECURE_LINK and not (
+            cleaned.get("birth_date") or cleaned.get("codice_fiscale")
+        ):
+            if "birth_date" not in self.errors and "codice_fiscale" not in self.errors:
+                self.add_error(
+                    "birth_date",
+                    _(
+                        "Il link sicuro chiede la data di nascita o le ultime cifre del codice "
+                        "fiscale: scrivi almeno uno dei due."
+                    ),
+                )
+        password = cleaned.get("pdf_password") or ""
+        if password and len(password) < 6:
+            self.add_error("pdf_password", _("Usa almeno 6 caratteri."))
+
     def save(self, commit: bool = True) -> Patient:
         patient: Patient = super().save(commit=False)
         patient.salutation = self.cleaned_data["salutation"]
         patient.extra_emails = self.cleaned_data.get("extra_emails") or []
         if commit:
             patient.save()
+            # Bound to the patient's id: set once the row exists.
+            patient.set_pdf_password(self.cleaned_data.get("pdf_password") or "")
+            patient.save(update_fields=["pdf_password_encrypted"])
         return patient

@@ -16,6 +16,9 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from emailsettings.crypto import PATIENT_PDF_PASSWORD, decrypt_for, encrypt_for
+from psicogest.fiscal import normalize_codice_fiscale, validate_codice_fiscale
+
 # Other recipients a patient card may hold (a parent, a second payer): a few, not a mailing
 # list. The form, the model's validation and the outbox (which caps what it sends) share it.
 MAX_EXTRA_RECIPIENTS = 5
@@ -104,6 +107,37 @@ class InvoiceAddress(models.TextChoices):
     PEC = "pec", _("PEC")
 
 
+class InvoiceDelivery(models.TextChoices):
+    """How a patient receives the invoice PDF (the practice default, or the patient's own)."""
+
+    ATTACHMENT = "attachment", _("PDF allegato")
+    PROTECTED_PDF = "protected_pdf", _("PDF protetto da password")
+    SECURE_LINK = "secure_link", _("Link sicuro")
+
+
+# One sentence each, shown beside the choice (patient card and settings).
+INVOICE_DELIVERY_HELP = {
+    InvoiceDelivery.ATTACHMENT: _(
+        "Il PDF della fattura è allegato alla mail: chiunque legga la mail può aprirlo."
+    ),
+    InvoiceDelivery.PROTECTED_PDF: _(
+        "Il PDF è allegato ma cifrato (AES-256): si apre solo con il codice fiscale del "
+        "paziente o con una password che gli consegni di persona; la mail non la contiene."
+    ),
+    InvoiceDelivery.SECURE_LINK: _(
+        "Nessun allegato: la mail contiene un link a una pagina che chiede la data di "
+        "nascita o le ultime cifre del codice fiscale; scade dopo 45 giorni."
+    ),
+}
+
+
+class PdfPasswordSource(models.TextChoices):
+    """Which password opens a patient's protected PDF."""
+
+    CODICE_FISCALE = "codice_fiscale", _("il codice fiscale del paziente, in maiuscolo")
+    CUSTOM = "custom", _("una password che scegli tu e consegni di persona")
+
+
 class Patient(models.Model):
     """The patient card ("scheda paziente")."""
 
@@ -126,6 +160,26 @@ class Patient(models.Model):
     # More addresses that each get their own copy of every invoice (a parent, a second
     # payer): a list of strings, each its own delivery, never in Cc of one another.
     extra_emails = models.JSONField(_("altri destinatari"), default=list, blank=True)
+    codice_fiscale = models.CharField(
+        _("codice fiscale"), max_length=16, blank=True, validators=[validate_codice_fiscale]
+    )
+    birth_date = models.DateField(_("data di nascita"), null=True, blank=True)
+    # "" follows the practice default (EmailSettings.invoice_delivery).
+    invoice_delivery = models.CharField(
+        _("come riceve le fatture"),
+        max_length=20,
+        blank=True,
+        choices=InvoiceDelivery.choices,
+    )
+    pdf_password_source = models.CharField(
+        _("password del PDF"),
+        max_length=20,
+        choices=PdfPasswordSource.choices,
+        default=PdfPasswordSource.CODICE_FISCALE,
+    )
+    # The practitioner's own password for this patient's PDFs, encrypted and bound to this
+    # patient (emailsettings.crypto): shown only to the practitioner, never mailed.
+    pdf_password_encrypted = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = OwnedQuerySet.as_manager()
@@ -138,6 +192,10 @@ class Patient(models.Model):
 
     def __str__(self) -> str:
         return self.display_name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.codice_fiscale = normalize_codice_fiscale(self.codice_fiscale)
+        super().save(*args, **kwargs)
 
     @property
     def invoice_recipient(self) -> str:
@@ -166,6 +224,28 @@ class Patient(models.Model):
                     % {"max": MAX_EXTRA_RECIPIENTS}
                 }
             )
+
+    def set_pdf_password(self, raw_password: str) -> None:
+        """Store the practitioner's password for this patient's PDFs, encrypted and bound to
+        this patient (save the patient first)."""
+        self.pdf_password_encrypted = (
+            encrypt_for(raw_password, owner_id=self.pk, purpose=PATIENT_PDF_PASSWORD)
+            if raw_password
+            else ""
+        )
+
+    def get_pdf_password(self) -> str:
+        """The stored password, "" when none; ``DecryptionError`` when no key decrypts it for
+        this patient."""
+        if not self.pdf_password_encrypted:
+            return ""
+        return decrypt_for(
+            self.pdf_password_encrypted, owner_id=self.pk, purpose=PATIENT_PDF_PASSWORD
+        )
+
+    @property
+    def has_pdf_password(self) -> bool:
+        return bool(self.pdf_password_encrypted)
 
     @property
     def is_company(self) -> bool:

@@ -334,6 +334,8 @@ for _name in (
     "EMAILSETTINGS_MAILBOX_MAX_MESSAGE_BYTES",
     "EMAILSETTINGS_MAILBOX_MAX_MULTIPARTS",
     "EMAILSETTINGS_MAILBOX_MAX_QUOTED_IDS",
+    "EMAILSETTINGS_SECURE_LINK_DAYS",
+    "EMAILSETTINGS_SECURE_LINK_MAX_ATTEMPTS",
 ):
     if env.str(_name, default=""):
         globals()[_name] = env.float(_name)

@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from emailsettings.models import Delivery, DeliveryStatus
@@ -81,6 +82,7 @@ def _next_url(request: HttpRequest) -> str:
 
 
 @login_required
+@sensitive_post_parameters("pdf_password")
 @require_http_methods(["GET", "POST"])
 def patient_edit(request: HttpRequest, pk: int) -> HttpResponse:
     """The patient card: salutation, names, email and PEC."""

@@ -19,6 +19,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.utils.timezone import now
 
 from emailsettings.covermail.identity import message_id_domain
+from emailsettings.covermail.rendering import text_to_html
 
 if TYPE_CHECKING:
     from emailsettings.models import Delivery
@@ -50,22 +51,31 @@ def invoice_pdf(invoice: Invoice) -> bytes:
         return handle.read()
 
 
-def build_message(delivery: Delivery, *, pdf: bytes | None = None) -> EmailMultiAlternatives:
-    """The message for ``delivery``; ``pdf`` avoids re-reading the file when given."""
+def build_message(
+    delivery: Delivery, *, pdf: bytes | None = None, notice: str = ""
+) -> EmailMultiAlternatives:
+    """The message for ``delivery``; ``pdf`` avoids re-reading the file when given (``b""``:
+    no attachment, as for a secure link). ``notice`` is a paragraph added at the end of the
+    cover mail (how the invoice is protected); the HTML part is then made again from the
+    text, so both say the same."""
     headers = {
         "Message-ID": header_value(delivery.message_id),
         "Date": format_datetime(now()),
     }
+    body_text, body_html = delivery.body_text, delivery.body_html
+    if notice:
+        body_text = body_text.rstrip("\n") + "\n\n" + notice.strip("\n") + "\n"
+        body_html = text_to_html(body_text)
     message = EmailMultiAlternatives(
         subject=header_value(delivery.subject),
-        body=delivery.body_text,
+        body=body_text,
         from_email=header_value(delivery.from_header),
         to=[header_value(delivery.recipient)],
         reply_to=[header_value(delivery.reply_to)] if delivery.reply_to else [],
         headers=headers,
     )
-    if delivery.body_html:
-        message.attach_alternative(delivery.body_html, "text/html")
+    if body_html:
+        message.attach_alternative(body_html, "text/html")
     content = pdf if pdf is not None else invoice_pdf(delivery.invoice)
     if content:
         message.attach(attachment_name(delivery.invoice_number), content, "application/pdf")

@@ -1,5 +1,7 @@
-"""The sending options: a copy of every invoice mail to the practitioner, and the sending
-window (the days and hours during which the outbox releases their invoices)."""
+"""The sending options: how patients receive their invoices unless their card says otherwise
+(attached, password-protected PDF, secure link), a copy of every invoice mail to the
+practitioner, and the sending window (the days and hours during which the outbox releases
+their invoices)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,21 @@ from django.utils.dates import WEEKDAYS
 from django.utils.translation import gettext_lazy as _
 
 from emailsettings.models import EmailSettings
+from psicogest.models import INVOICE_DELIVERY_HELP, InvoiceDelivery
 
 WEEKDAYS_DEFAULT = ["0", "1", "2", "3", "4"]
 
 
 class SendingOptionsForm(forms.ModelForm):
+    invoice_delivery = forms.ChoiceField(
+        label=_("Come ricevono le fatture i pazienti"),
+        # Missing from the post (an older page): the attachment, as before the choice.
+        required=False,
+        choices=InvoiceDelivery.choices,
+        initial=InvoiceDelivery.ATTACHMENT,
+        widget=forms.RadioSelect,
+        help_text=_("Vale per i pazienti la cui scheda non sceglie diversamente."),
+    )
     copy_to_self = forms.BooleanField(
         label=_("Ricevi una copia di ogni fattura inviata"),
         required=False,
@@ -52,7 +64,7 @@ class SendingOptionsForm(forms.ModelForm):
 
     class Meta:
         model = EmailSettings
-        fields = ("copy_to_self",)
+        fields = ("invoice_delivery", "copy_to_self")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
@@ -63,6 +75,13 @@ class SendingOptionsForm(forms.ModelForm):
             self.initial["window_days"] = list(row.window_days) or WEEKDAYS_DEFAULT
             self.initial["window_start"] = row.window_start or datetime.time(8, 0)
             self.initial["window_end"] = row.window_end or datetime.time(20, 0)
+
+    @property
+    def invoice_delivery_help(self) -> dict[str, str]:
+        return {key: str(text) for key, text in INVOICE_DELIVERY_HELP.items()}
+
+    def clean_invoice_delivery(self) -> str:
+        return self.cleaned_data.get("invoice_delivery") or InvoiceDelivery.ATTACHMENT
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or self.cleaned_data

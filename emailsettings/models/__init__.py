@@ -3,7 +3,8 @@ the delivery outbox with its events, and suppressed addresses.
 
 The database is the source of truth for every delivery; Celery only executes.
 
-The models live by concept in :mod:`.account`, :mod:`.delivery` and :mod:`.tracking`;
+The models live by concept in :mod:`.account`, :mod:`.delivery`, :mod:`.securelink` and
+:mod:`.tracking`;
 every name is importable from here.
 """
 
@@ -26,6 +27,7 @@ from emailsettings.models.delivery import (
     Phase,
     RecipientRole,
 )
+from emailsettings.models.securelink import SecureLink
 from emailsettings.models.tracking import (
     MailboxFolderState,
     PecReceipt,
@@ -51,6 +53,7 @@ __all__ = [
     "PecReceipt",
     "Phase",
     "RecipientRole",
+    "SecureLink",
     "Security",
     "SenderDomain",
     "SentCopy",

@@ -18,7 +18,7 @@ from emailsettings.crypto import (
     encrypt_for,
 )
 from emailsettings.failures import ErrorClass
-from psicogest.models import OwnedQuerySet
+from psicogest.models import InvoiceDelivery, OwnedQuerySet
 
 
 class Channel(models.TextChoices):
@@ -39,6 +39,13 @@ class EmailSettings(models.Model):
     body_template = models.TextField(_("testo"), blank=True)
     # A separate message to the practitioner for every invoice mail (never Cc or Bcc).
     copy_to_self = models.BooleanField(_("ricevi una copia di ogni fattura"), default=False)
+    # How invoices reach patients whose card does not choose (Patient.invoice_delivery).
+    invoice_delivery = models.CharField(
+        _("come ricevono le fatture i pazienti"),
+        max_length=20,
+        choices=InvoiceDelivery.choices,
+        default=InvoiceDelivery.ATTACHMENT,
+    )
     # The sending window (see emailsettings/outbox/schedule.py): weekdays as digits, Monday = 0
     # ("01234" = Monday to Friday), hours in the practice's time zone; no days, no window.
     window_days = models.CharField(_("giorni di invio"), max_length=7, blank=True)

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from emailsettings.failures import ErrorClass
 from emailsettings.models.account import Channel
-from psicogest.models import OwnedQuerySet
+from psicogest.models import InvoiceDelivery, OwnedQuerySet
 
 
 class DeliveryStatus(models.TextChoices):
@@ -113,6 +113,10 @@ class Delivery(models.Model):
     )
     # The practitioner explicitly chose Smart Mail for a row held by a broken mailbox.
     fallback_to_smart_mail = models.BooleanField(default=False)
+    # How the invoice travels in this message, fixed when queued (the report says it).
+    protection = models.CharField(
+        max_length=20, choices=InvoiceDelivery.choices, default=InvoiceDelivery.ATTACHMENT
+    )
 
     objects = DeliveryQuerySet.as_manager()
 
@@ -150,6 +154,10 @@ class Delivery(models.Model):
             models.CheckConstraint(
                 condition=Q(role__in=[value for value, _label in RecipientRole.choices]),
                 name="delivery_role_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(protection__in=[value for value, _label in InvoiceDelivery.choices]),
+                name="delivery_protection_valid",
             ),
         ]
 
@@ -204,6 +212,7 @@ class EventKind(models.TextChoices):
     WEBHOOK = "webhook", _("notifica del provider")
     MAILBOX = "mailbox", _("notifica nella casella")
     ACTION = "action", _("azione")
+    DOWNLOAD = "download", _("scaricata dal paziente")
 
 
 class DeliveryEvent(models.Model):

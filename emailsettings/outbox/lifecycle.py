@@ -215,6 +215,18 @@ def transition(
     return ids
 
 
+def note(delivery: Delivery, *, text: str | EventText, kind: str) -> DeliveryEvent:
+    """A timeline event that changes nothing of the row (a secure link downloaded or
+    revoked): the status it records is the row's current one."""
+    return DeliveryEvent.objects.create(
+        delivery_id=delivery.pk,
+        created_at=timezone.now(),
+        kind=kind,
+        status=delivery.status,
+        **_text_columns(text),
+    )
+
+
 def claim(
     pk: int,
     *,

@@ -27,6 +27,7 @@ from django.utils.translation import gettext as _
 from emailsettings import conf
 from emailsettings.covermail.identity import Identity, smart_mail_identity, smtp_identity
 from emailsettings.covermail.message import header_value, new_message_id
+from emailsettings.covermail.protection import check_protection, practice_default, protection_for
 from emailsettings.covermail.rendering import cover_mail_templates_for, render_cover_mail
 from emailsettings.exceptions import InvalidRecipient
 from emailsettings.models import (
@@ -41,7 +42,7 @@ from emailsettings.models import (
 )
 from emailsettings.outbox import lifecycle, publish
 from emailsettings.outbox.schedule import release_time, sending_window
-from psicogest.models import MAX_EXTRA_RECIPIENTS, Invoice, InvoiceAddress
+from psicogest.models import MAX_EXTRA_RECIPIENTS, Invoice, InvoiceAddress, InvoiceDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ def _values(invoice: Invoice) -> dict[str, str]:
 def check_recipient(invoice: Invoice) -> str:
     """The patient's address for ``invoice`` (the email, or the PEC when the card says so),
     or :class:`InvalidRecipient` saying why the invoice cannot be emailed (no address, an
-    invalid one, no PDF to attach)."""
+    invalid one, no PDF to attach, no password or second factor for the protection the card
+    asks for)."""
     patient = invoice.patient
     values = _values(invoice)
     address = patient.invoice_recipient
@@ -114,6 +116,9 @@ def check_recipient(invoice: Invoice) -> str:
             )
             % values
         )
+    check_protection(
+        patient, mode=protection_for(patient), invoice_number=header_value(invoice.number)
+    )
     return address
 
 
@@ -191,14 +196,22 @@ def _new_delivery(
     recipient: Recipient,
     choice: _ChannelChoice,
     scheduled_for: datetime.datetime | None,
+    default_protection: str,
 ) -> Delivery:
     subject_template, body_template = cover_mail_templates_for(invoice.practitioner)
     rendered = render_cover_mail(
         subject_template=subject_template, body_template=body_template, invoice=invoice
     )
     now = timezone.now()
+    # The practitioner's own copy carries the plain PDF: it is their record, in their mailbox.
+    protection = (
+        InvoiceDelivery.ATTACHMENT
+        if recipient.role == RecipientRole.COPY
+        else protection_for(invoice.patient, default=default_protection)
+    )
     return Delivery(
         practitioner=invoice.practitioner,
+        protection=protection,
         invoice=invoice,
         patient=invoice.patient,
         channel=choice.channel,
@@ -304,6 +317,7 @@ def create_deliveries(
         choices: dict[int, _ChannelChoice] = {}
         suppressed: dict[int, set[str]] = {}
         releases: dict[int, datetime.datetime | None] = {}
+        defaults: dict[int, str] = {}
         fresh: list[tuple[Delivery, bool, bool]] = []
         result: list[Delivery] = []
         for invoice in invoices:
@@ -327,12 +341,14 @@ def create_deliveries(
                     releases[owner.pk] = release_time(
                         window=sending_window(owner), send_at=send_at, now=now
                     )
+                    defaults[owner.pk] = practice_default(owner)
                 choice = choices[owner.pk]
                 delivery = _new_delivery(
                     invoice=current,
                     recipient=recipient,
                     choice=choice,
                     scheduled_for=releases[owner.pk],
+                    default_protection=defaults[owner.pk],
                 )
                 delivery.resend_of = resend_of
                 is_suppressed = recipient.address.lower() in suppressed[owner.pk]

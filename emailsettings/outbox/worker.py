@@ -26,6 +26,12 @@ from django.utils.translation import gettext_noop
 
 from emailsettings import conf, limits
 from emailsettings.covermail.message import build_message, invoice_pdf
+from emailsettings.covermail.protection import (
+    encrypt_pdf,
+    notice_text,
+    pdf_password,
+    second_factor_kind,
+)
 from emailsettings.covermail.rendering import cover_mail_templates_for, render_cover_mail
 from emailsettings.exceptions import LeaseLost
 from emailsettings.failures import Accepted, ErrorClass, Failure
@@ -40,10 +46,11 @@ from emailsettings.models import (
     Phase,
     SmtpAccount,
 )
-from emailsettings.outbox import lifecycle, publish
+from emailsettings.outbox import lifecycle, publish, securelink
 from emailsettings.outbox.actions import follow_mailbox_health, hold_pending
 from emailsettings.outbox.dispatch import Dispatcher, is_lent
 from emailsettings.outbox.senders import Prepared, Sender, SmartMailSender, SmtpSender
+from psicogest.models import InvoiceDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +207,7 @@ def _send_group(
 ) -> None:
     senders = _Senders(practitioner_id)
     # One query for the batch's rows: each claim is then one UPDATE (lifecycle.claim).
-    snapshots = Delivery.objects.select_related("invoice", "practitioner").in_bulk(
+    snapshots = Delivery.objects.select_related("invoice", "practitioner", "patient").in_bulk(
         [pk for pk, _channel in items]
     )
     # Once the mailbox is broken or unreachable, the batch's other SMTP rows share that fate
@@ -422,7 +429,11 @@ def _prepare(delivery: Delivery, sender: Sender | None, *, phase: str) -> Prepar
     try:
         if delivery.body_purged_at is not None or not (delivery.body_text or delivery.body_html):
             _rerender(delivery)
-        return sender.prepare(build_message(delivery, pdf=invoice_pdf(delivery.invoice)))
+        protected = _protected_parts(delivery)
+        if isinstance(protected, Failure):
+            return protected
+        pdf, notice = protected
+        return sender.prepare(build_message(delivery, pdf=pdf, notice=notice))
     except SoftTimeLimitExceeded:
         return Failure(
             phase=phase,
@@ -432,6 +443,34 @@ def _prepare(delivery: Delivery, sender: Sender | None, *, phase: str) -> Prepar
     except Exception as err:  # recorded after the claim: a bug must not leave the row waiting
         logger.exception("Unexpected error building delivery %s", delivery.pk)
         return Failure(phase=phase, error_class=ErrorClass.INTERNAL_ERROR, reply=type(err).__name__)
+
+
+def _protected_parts(delivery: Delivery) -> tuple[bytes, str] | Failure:
+    """The attachment (``b""``: none) and the notice paragraph for the delivery's protection,
+    made now, in memory: the encrypted PDF and the link's token are never stored."""
+    pdf = invoice_pdf(delivery.invoice)
+    mode = delivery.protection
+    patient = delivery.patient
+    if mode == InvoiceDelivery.PROTECTED_PDF:
+        password = pdf_password(patient)
+        if not password:
+            # The card lost its password since the mail was queued: never send it plain.
+            return Failure(
+                phase=Phase.CONNECT,
+                error_class=ErrorClass.INTERNAL_ERROR,
+                reply=_("Manca la password del PDF protetto: completa la scheda paziente."),
+            )
+        encrypted = encrypt_pdf(pdf, password=password)
+        return encrypted, notice_text(mode=mode, password_source=patient.pdf_password_source)
+    if mode == InvoiceDelivery.SECURE_LINK:
+        link, token = securelink.link_for(delivery)
+        return b"", notice_text(
+            mode=mode,
+            link_url=securelink.link_url(token),
+            expires_at=timezone.localdate(link.expires_at),
+            factor=second_factor_kind(patient),
+        )
+    return pdf, ""
 
 
 def _attempt(

@@ -36,8 +36,14 @@ from emailsettings.backchannel import pec
 from emailsettings.exceptions import ActionNotAllowed, InvalidRecipient
 from emailsettings.forms.ids import parse_id
 from emailsettings.forms.report import DeliveryFilterForm
-from emailsettings.models import Delivery, DeliveryStatus, PecReceipt, SuppressedAddress
-from emailsettings.outbox import actions
+from emailsettings.models import (
+    Delivery,
+    DeliveryStatus,
+    PecReceipt,
+    SecureLink,
+    SuppressedAddress,
+)
+from emailsettings.outbox import actions, securelink
 
 
 def _query_without(params: QueryDict, *names: str) -> QueryDict:
@@ -123,6 +129,7 @@ def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
     back = _back_to_list(request, request.GET.get("next", ""))
     receipts = list(delivery.receipts.only("id", "kind", "issued_at", "signer"))
+    link = SecureLink.objects.filter(delivery=delivery).first()
     for receipt in receipts:
         receipt.label = pec.label(receipt.kind)  # type: ignore[attr-defined]
     context = {
@@ -135,6 +142,8 @@ def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "suppressed": suppressed,
         "back": back,
         "can_reactivate": suppressed is not None,
+        "secure_link": link,
+        "secure_link_state": str(securelink.state(link)) if link is not None else "",
         **report.offered_actions(delivery),
     }
     return render(request, "emailsettings/delivery_detail.html", context)

@@ -378,7 +378,15 @@ def test_csv_export_of_the_filtered_rows(logged_client, dataset):
     assert response["Content-Disposition"].startswith('attachment; filename="invii-email-')
     raw, rows = _csv(response)
     assert raw.startswith(b"\xef\xbb\xbf")
-    assert rows[0][:6] == ["Data e ora", "Paziente", "Destinatario", "Fattura", "Canale", "Stato"]
+    assert rows[0][:7] == [
+        "Data e ora",
+        "Paziente",
+        "Destinatario",
+        "Fattura",
+        "Canale",
+        "Protezione",
+        "Stato",
+    ]
     assert [r[2] for r in rows[1:]] == [
         "anna.neri@example.test",
         "piero@example.test",
@@ -388,8 +396,9 @@ def test_csv_export_of_the_filtered_rows(logged_client, dataset):
     local = timezone.localtime(dataset["failed"].created_at)
     assert failed[0] == local.strftime("%d/%m/%Y %H:%M:%S")
     assert failed[1] == "Anna Neri" and failed[3] == "2/2026"
-    assert failed[4] == "Smart Mail" and failed[5] == "non riuscita"
-    assert failed[9] == "550 5.1.1" and failed[10]
+    assert failed[4] == "Smart Mail" and failed[5] == "PDF allegato"
+    assert failed[6] == "non riuscita"
+    assert failed[10] == "550 5.1.1" and failed[11]
     assert b"CORPO-SEGRETO" not in raw
     assert b"segreto@example.test" not in raw
 

@@ -1,5 +1,5 @@
-"""``python manage.py rotate_email_keys``: re-encrypt every stored mailbox secret — the SMTP
-password and the OAuth refresh and access tokens — with the newest key of
+"""``python manage.py rotate_email_keys``: re-encrypt every stored secret — the SMTP
+password, the OAuth refresh and access tokens, the patients' PDF passwords — with the newest key of
 ``EMAILSETTINGS_ENCRYPTION_KEYS``, so an old key can then be dropped. Each secret stays bound
 to its practitioner and purpose (see :mod:`emailsettings.crypto`)."""
 
@@ -13,6 +13,7 @@ from django.db.models import Q
 
 from emailsettings import crypto
 from emailsettings.models import SmtpAccount
+from psicogest.models import Patient
 
 # Column → purpose of the secrets it holds.
 SECRET_COLUMNS = {
@@ -59,4 +60,34 @@ class Command(BaseCommand):
                     "a secret copied from another practitioner's row never decrypts: clear it "
                     "and let its owner enter the password or connect the account again."
                 )
+            rotated_pdf = self._rotate_pdf_passwords()
         self.stdout.write(self.style.SUCCESS(f"Re-encrypted {rotated} mailbox secret(s)."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Re-encrypted {rotated_pdf} patient PDF password(s).")
+        )
+
+    def _rotate_pdf_passwords(self) -> int:
+        """The patients' PDF passwords, each bound to its patient; inside the caller's
+        transaction, so a failure rolls back the mailboxes too."""
+        rotated = 0
+        failed: list[int] = []
+        patients = Patient.objects.exclude(pdf_password_encrypted="").select_for_update()
+        for patient in patients.only("pk", "pdf_password_encrypted"):
+            try:
+                token = crypto.rotate_for(
+                    patient.pdf_password_encrypted,
+                    owner_id=patient.pk,
+                    purpose=crypto.PATIENT_PDF_PASSWORD,
+                )
+            except crypto.DecryptionError:
+                failed.append(patient.pk)
+                continue
+            Patient.objects.filter(pk=patient.pk).update(pdf_password_encrypted=token)
+            rotated += 1
+        if failed:
+            raise CommandError(
+                f"{len(failed)} patient PDF password(s) could not be decrypted with the "
+                f"configured keys (Patient ids: {', '.join(map(str, failed))}); nothing was "
+                "changed. Put back the key that encrypted them and run again."
+            )
+        return rotated
