@@ -3,7 +3,7 @@ and the practitioner's "revoke" and "revoke and send a new link" on the delivery
 
 The page shows nothing of the invoice (no name, no amount, no number) before the second
 factor is right; then it answers with the PDF itself. It loads only this site's stylesheet
-(the Content-Security-Policy says so), is not cached, sends no Referer and asks search
+(the Content-Security-Policy says so), is not cached, sends a Referer only to itself and asks search
 engines to stay away. An unknown token is a 404, like another practitioner's delivery id on
 the practitioner's side.
 """
@@ -39,7 +39,9 @@ _STATUS = {
 
 
 def _private(response: HttpResponseBase) -> HttpResponseBase:
-    response["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: with no-referrer the browser posts the form with
+    # "Origin: null", which the CSRF check refuses; nothing here links elsewhere anyway.
+    response["Referrer-Policy"] = "same-origin"
     response["X-Robots-Tag"] = "noindex, nofollow"
     response["Cache-Control"] = "no-store"
     return response
