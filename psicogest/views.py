@@ -15,12 +15,13 @@ from django.db.models import OuterRef, Subquery
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from emailsettings.models import Delivery, DeliveryStatus
+from emailsettings.outbox.recipientcheck import RecipientWarning, address_warnings
 from psicogest.forms import PatientForm
 from psicogest.models import Invoice, Patient
 
@@ -71,6 +72,18 @@ def invoice_pdf(request: HttpRequest, pk: int) -> FileResponse:
     )
 
 
+def _address_warnings(patient: Patient) -> list[RecipientWarning]:
+    """The confirmation page's address checks, for the addresses of a saved card."""
+    warnings = address_warnings(
+        practitioner=patient.practitioner, address=patient.invoice_recipient, patient=patient
+    )
+    for other in patient.extra_recipients:
+        warnings += address_warnings(
+            practitioner=patient.practitioner, address=other, patient=patient, history=False
+        )
+    return warnings
+
+
 def _next_url(request: HttpRequest) -> str:
     """Where to go back after the patient card: ``next`` when it is a page of this site."""
     target = request.POST.get("next") or request.GET.get("next") or ""
@@ -95,6 +108,16 @@ def patient_edit(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(
                 request, _("Scheda di %(name)s salvata.") % {"name": patient.display_name}
             )
+            addresses = {"email", "pec", "invoice_address", "extra_emails"}
+            if addresses.intersection(form.changed_data):
+                warnings = _address_warnings(patient)
+                if warnings:
+                    # Back to the card itself, so the warnings are read where they are fixed.
+                    for warning in warnings:
+                        messages.warning(request, warning.text)
+                    return redirect(
+                        reverse("patient_edit", args=[patient.pk]) + "?" + urlencode({"next": back})
+                    )
             return redirect(back)
         status = 400
     else:

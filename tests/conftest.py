@@ -58,6 +58,19 @@ def _test_settings(settings, tmp_path):
     settings.CELERY_TASK_ALWAYS_EAGER = False
 
 
+@pytest.fixture(autouse=True)
+def _no_public_dns_for_recipient_checks(monkeypatch):
+    """The recipient checks of the confirmation page and the patient card never query public
+    DNS: every look-up "cannot tell" unless a test gives its own resolver."""
+    import dns.resolver
+
+    from emailsettings.outbox import recipientcheck
+    from tests.support.fakedns import FakeResolver
+
+    fake = FakeResolver(error=dns.resolver.NoNameservers())
+    monkeypatch.setattr(recipientcheck, "default_resolver", lambda: fake)
+
+
 @pytest.fixture
 def practitioner(db):
     from tests.factories import PractitionerFactory

@@ -51,7 +51,9 @@ class Detection:
         return presets.get_preset(self.preset_key)
 
 
-_cache: dict[str, tuple[float, tuple[str, ...] | None]] = {}
+# domain -> (expiry, MX hosts or None when the look-up failed, whether the domain has
+# definitely no mail server: NXDOMAIN, no MX record, or the null MX of RFC 7505).
+_cache: dict[str, tuple[float, tuple[str, ...] | None, bool]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -72,30 +74,73 @@ def resolver_or_default(resolver: Resolver | None) -> Resolver:
     return resolver or _default_resolver()
 
 
-def _mx_hosts(domain: str, resolver: MxResolver | None) -> tuple[str, ...] | None:
-    """The domain's MX hosts by preference, or None when the look-up failed."""
+def _mx_lookup(domain: str, resolver: MxResolver | None) -> tuple[tuple[str, ...] | None, bool]:
+    """(the domain's MX hosts by preference or None when the look-up failed, whether the
+    domain definitely has no mail server), cached."""
     now = time.monotonic()
     with _cache_lock:
         cached = _cache.get(domain)
         if cached and cached[0] > now:
-            return cached[1]
+            return cached[1], cached[2]
     import dns.exception
+    import dns.resolver
 
+    no_mail = False
     try:
         answer = resolver_or_default(resolver).resolve(domain, "MX", lifetime=DNS_TIMEOUT)
         records = sorted(answer, key=lambda record: getattr(record, "preference", 0))
         hosts: tuple[str, ...] | None = tuple(
             str(record.exchange).rstrip(".").lower() for record in records
         )
+        # RFC 7505: a single MX of "." says the domain accepts no mail.
+        no_mail = not hosts or hosts == ("",)
+    except dns.resolver.NXDOMAIN:
+        logger.info("MX look-up for %s: no such domain", domain)
+        hosts, no_mail = None, True
+    except dns.resolver.NoAnswer:
+        # No MX: mail goes to the domain's own address when it has one (RFC 5321, 5.1).
+        hosts, no_mail = None, not _has_address(domain, resolver)
     except (dns.exception.DNSException, OSError) as err:
-        # NXDOMAIN, no answer, timeout, no nameservers: all mean "cannot tell".
+        # Timeout, no nameservers: "cannot tell".
         logger.info("MX look-up for %s failed: %s", domain, type(err).__name__)
         hosts = None
     with _cache_lock:
         if len(_cache) >= CACHE_MAX:
             _cache.clear()
-        _cache[domain] = (now + CACHE_TTL, hosts)
+        _cache[domain] = (now + CACHE_TTL, hosts, no_mail)
+    return hosts, no_mail
+
+
+def _has_address(domain: str, resolver: MxResolver | None) -> bool:
+    """Whether ``domain`` has an A or AAAA record; a failure counts as "yes" (not sure)."""
+    import dns.exception
+    import dns.resolver
+
+    for rdtype in ("A", "AAAA"):
+        try:
+            if list(resolver_or_default(resolver).resolve(domain, rdtype, lifetime=DNS_TIMEOUT)):
+                return True
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            continue
+        except (dns.exception.DNSException, OSError):
+            return True
+    return False
+
+
+def _mx_hosts(domain: str, resolver: MxResolver | None) -> tuple[str, ...] | None:
+    """The domain's MX hosts by preference, or None when the look-up failed (a domain
+    without MX included: for a guess, all of these mean "cannot tell")."""
+    hosts, _no_mail = _mx_lookup(domain, resolver)
     return hosts
+
+
+def has_no_mail_server(domain: str, *, resolver: MxResolver | None = None) -> bool:
+    """Whether DNS says for sure that ``domain`` receives no mail: it does not exist, has no
+    MX record, or publishes the null MX. A timeout or a resolver failure is not sure."""
+    if not domain:
+        return False
+    _hosts, no_mail = _mx_lookup(domain.rstrip(".").lower(), resolver)
+    return no_mail
 
 
 def _from_preset(preset: presets.Preset, source: Source) -> Detection:

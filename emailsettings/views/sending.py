@@ -45,6 +45,7 @@ from emailsettings.outbox.queueing import (
     queue_invoice_batch,
     sending_mailbox,
 )
+from emailsettings.outbox.recipientcheck import RecipientWarning, address_warnings
 from emailsettings.outbox.schedule import release_time, sending_window
 from emailsettings.report import (
     delivery_meaning,
@@ -83,6 +84,8 @@ class SendRow:
     others: tuple[str, ...] = ()
     # What the rendered cover mail lacks for this patient ("non ha un saluto impostato").
     warnings: tuple[str, ...] = ()
+    # Is this the right address? (changed, typo, shared, no mail server): needs a tick.
+    address_warnings: tuple[RecipientWarning, ...] = ()
 
     @property
     def sendable(self) -> bool:
@@ -134,11 +137,22 @@ def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
         except InvalidRecipient as err:
             recipient, problem = invoice.patient.invoice_recipient, str(err)
         subject, warnings = "", tuple[str, ...]()
+        checks: list[RecipientWarning] = []
         if not problem:
             rendered = render_cover_mail(
                 subject_template=subject_template, body_template=body_template, invoice=invoice
             )
             subject, warnings = rendered.subject, tuple(rendered.warnings)
+            checks = address_warnings(
+                practitioner=invoice.practitioner, address=recipient, patient=invoice.patient
+            )
+            for other in others:
+                checks += address_warnings(
+                    practitioner=invoice.practitioner,
+                    address=other,
+                    patient=invoice.patient,
+                    history=False,
+                )
         rows.append(
             SendRow(
                 invoice=invoice,
@@ -149,6 +163,7 @@ def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
                 suppressed=not problem and recipient.lower() in suppressed,
                 others=others,
                 warnings=warnings,
+                address_warnings=tuple(checks),
             )
         )
     return rows
@@ -185,15 +200,31 @@ def send_confirm(request: HttpRequest) -> HttpResponse:
     rows = _rows(request, invoices)
     if request.method == "POST":
         schedule = ScheduleForm(request.POST)
-        if not schedule.is_valid():
+        unconfirmed = _unconfirmed(request, rows)
+        if not schedule.is_valid() or unconfirmed:
             # Shown again with the error and the selection: nothing is lost.
-            return _confirm_page(request, rows, schedule, status=400)
+            return _confirm_page(request, rows, schedule, status=400, unconfirmed=unconfirmed)
         return _send(request, rows, send_at=schedule.cleaned_data["send_at"])
     return _confirm_page(request, rows, ScheduleForm())
 
 
+def _unconfirmed(request: HttpRequest, rows: list[SendRow]) -> set[int]:
+    """The invoices whose address warnings were not ticked "the address is right"."""
+    ticked = set(request.POST.getlist("conferma_indirizzo"))
+    return {
+        row.invoice.pk
+        for row in rows
+        if row.sendable and row.address_warnings and str(row.invoice.pk) not in ticked
+    }
+
+
 def _confirm_page(
-    request: HttpRequest, rows: list[SendRow], schedule: ScheduleForm, *, status: int = 200
+    request: HttpRequest,
+    rows: list[SendRow],
+    schedule: ScheduleForm,
+    *,
+    status: int = 200,
+    unconfirmed: set[int] | None = None,
 ) -> HttpResponse:
     sendable = [row for row in rows if row.sendable]
     channel, account = _channel(request)
@@ -214,6 +245,9 @@ def _confirm_page(
             "window_text": window.describe() if window else "",
             "window_release": format_long_datetime(release) if release else "",
             "copy_to": copy_address(request.user),  # type: ignore[arg-type]
+            "address_warning_count": sum(bool(row.address_warnings) for row in sendable),
+            "unconfirmed": unconfirmed or set(),
+            "ticked": set(request.POST.getlist("conferma_indirizzo")),
         },
         status=status,
     )
