@@ -478,6 +478,31 @@ def _name_list(names: list[str]) -> str:
     )
 
 
+# Words that say what kind of care the invoice is for: health data once they reach a mail
+# (Cass. n. 2367/2018 for "consulenza psichiatrica"). Word beginnings, case-insensitive.
+_CARE_WORDS = re.compile(
+    r"\b(?:psicoterap\w*|psicolog\w*|psichiatr\w*|psicodiagnos\w*|psicanal\w*"
+    r"|psicoanal\w*|neuropsic\w*|sedut[ae]|terapi[ae]\w*|terapeutic\w*|consulenz[ae]"
+    r"|colloqu\w*|counsel\w*|diagnos\w*|trattament\w*|riabilitazion\w*|emdr|ipnos\w*"
+    r"|sostegno psicologico|supporto psicologico|prestazion[ei] sanitari[ae])\b",
+    re.IGNORECASE,
+)
+_KEYWORD_SPANS = re.compile(r"\$\{[^}\n]{0,64}\}|\$[A-Za-z_][A-Za-z0-9_]{0,64}")
+
+
+def care_words(text: str) -> list[str]:
+    """The words of ``text`` (keywords left out: ``${studio}`` is not the practitioner's
+    wording) that name the kind of care, each once, in lower case."""
+    found: list[str] = []
+    for match in _CARE_WORDS.finditer(
+        _KEYWORD_SPANS.sub(" ", text[: BODY_MAX_LENGTH + SUBJECT_MAX_LENGTH + 1])
+    ):
+        word = match.group(0).lower()
+        if word not in found:
+            found.append(word)
+    return found
+
+
 def render_cover_mail(
     *, subject_template: str, body_template: str, invoice: Invoice
 ) -> RenderedMail:
@@ -501,6 +526,14 @@ def render_cover_mail(
         for keyword in KEYWORDS
         if keyword.name in used and not values[keyword.name]
     ]
+    if care := care_words(subject_template + "\n" + body_template):
+        warnings.append(
+            _(
+                "l'oggetto o il testo nomina il tipo di prestazione (%(words)s): chi vede la "
+                "mail capisce che il paziente è in cura. Scrivi solo «fattura», numero e data."
+            )
+            % {"words": ", ".join(f"«{word}»" for word in care)}
+        )
     if len(subject) > SUBJECT_MAX_LENGTH:
         subject = subject[: SUBJECT_MAX_LENGTH - 1].rstrip() + "…"
         warnings.append(

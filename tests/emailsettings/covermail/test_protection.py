@@ -84,3 +84,47 @@ def test_the_notices_say_how_to_open_and_never_hold_the_password():
     assert "https://psicogest.test/email/scarica/abc/" in link
     assert "21/01/2027" in link and "data di nascita" in link
     assert notice_text(mode=InvoiceDelivery.ATTACHMENT) == ""
+
+
+# --- minimal content -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("Fattura per la seduta del ${data_fattura}", ["seduta"]),
+        ("Ciclo di Psicoterapia e sedute", ["psicoterapia", "sedute"]),
+        ("Consulenza psicologica di novembre", ["consulenza", "psicologica"]),
+        ("Gentile ${nominativo}, le invio la fattura.\n${studio}", []),
+        ("Fattura n. ${numero_fattura} del ${data_fattura}", []),
+    ],
+)
+def test_words_that_name_the_kind_of_care(text, words):
+    from emailsettings.covermail.rendering import care_words
+
+    assert care_words(text) == words
+
+
+@pytest.mark.django_db
+def test_the_default_cover_mail_names_no_care_and_a_care_word_is_warned(practitioner):
+    from emailsettings.covermail.rendering import (
+        DEFAULT_BODY,
+        DEFAULT_SUBJECT,
+        care_words,
+        render_cover_mail,
+    )
+    from tests.factories import InvoiceFactory, PatientFactory
+
+    assert care_words(DEFAULT_SUBJECT + "\n" + DEFAULT_BODY) == []
+    invoice = InvoiceFactory(patient=PatientFactory(practitioner=practitioner))
+    plain = render_cover_mail(
+        subject_template=DEFAULT_SUBJECT, body_template=DEFAULT_BODY, invoice=invoice
+    )
+    assert not any("tipo di prestazione" in warning for warning in plain.warnings)
+    named = render_cover_mail(
+        subject_template="Fattura sedute di psicoterapia",
+        body_template=DEFAULT_BODY,
+        invoice=invoice,
+    )
+    [warning] = [w for w in named.warnings if "tipo di prestazione" in w]
+    assert "«sedute»" in warning and "«psicoterapia»" in warning

@@ -148,6 +148,21 @@ def test_preview_reports_errors_and_warnings(logged_client, invoice):
     assert "questo paziente non ha un saluto impostato" in data["warnings"]
 
 
+def test_preview_warns_when_the_text_names_the_kind_of_care(logged_client, invoice):
+    data = logged_client.post(
+        PREVIEW_URL,
+        {
+            "invoice": invoice.pk,
+            "subject_template": "Fattura seduta del ${data_fattura}",
+            "body_template": "${saluto} ${nominativo},\nle invio la fattura della consulenza "
+            "psicologica.",
+        },
+    ).json()
+    assert data["valid"] is True
+    [warning] = [w for w in data["warnings"] if "tipo di prestazione" in w]
+    assert "«seduta»" in warning and "«consulenza»" in warning and "«psicologica»" in warning
+
+
 def test_preview_of_another_practitioners_invoice_is_404(logged_client, other_practitioner):
     foreign = InvoiceFactory(
         patient=PatientFactory(practitioner=other_practitioner, first_name="Segreto")
