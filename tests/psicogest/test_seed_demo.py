@@ -1,7 +1,7 @@
 import pytest
 from django.core.management import call_command
 
-from psicogest.models import Invoice, Patient, Practitioner, Salutation
+from psicogest.models import Invoice, InvoiceDelivery, Patient, Practitioner, Salutation
 
 pytestmark = pytest.mark.django_db
 
@@ -22,6 +22,15 @@ def test_seed_demo_creates_the_demo_practice_and_is_idempotent():
     assert patients.filter(email__endswith="@rifiuta.test").exists()
     # make run's local test server bounces this one after accepting it.
     assert patients.filter(email__endswith="@rimbalza.test").exists()
+    # The three ways an invoice travels, and a typo the confirmation page warns about.
+    assert set(patients.values_list("invoice_delivery", flat=True)) == {
+        "",
+        InvoiceDelivery.PROTECTED_PDF,
+        InvoiceDelivery.SECURE_LINK,
+    }
+    anna = patients.get(first_name="Anna", last_name="Russo")
+    assert anna.get_pdf_password() == "Girasole-2026"
+    assert patients.filter(email__endswith="@gmial.com").exists()
 
 
 def test_demo_invoices_have_real_pdfs():

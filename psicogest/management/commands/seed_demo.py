@@ -1,5 +1,8 @@
 """Demo data: practitioner demo@psicogest.test / demo, a dozen patients, their invoices.
 
+Three patients show the three ways an invoice can travel (PDF allegato is everyone else's),
+and one address is a typo of a common provider, for the confirmation page's warning.
+
 Idempotent: running it again updates the same rows and creates nothing twice.
 """
 
@@ -14,7 +17,14 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from psicogest.invoicepdf import invoice_pdf_bytes
-from psicogest.models import Invoice, Patient, Practitioner, Title
+from psicogest.models import (
+    Invoice,
+    InvoiceDelivery,
+    Patient,
+    PdfPasswordSource,
+    Practitioner,
+    Title,
+)
 
 DEMO_EMAIL = "demo@psicogest.test"
 DEMO_PASSWORD = "demo"
@@ -39,10 +49,33 @@ PATIENTS = [
     ("Gentile Sig.", "Giorgio", "Marino", "", "", ""),
     ("Gentile Sig.ra", "Elena", "Greco", "", "elena.greco@rifiuta.test", ""),
     ("Alla cortese attenzione di", "Roberto", "Bruno", "", "roberto.bruno@example.test", ""),
-    ("", "Chiara", "Gallo", "", "chiara.gallo@example.test", ""),
+    # A typo of gmail.com: the confirmation page warns and asks for the tick.
+    ("", "Chiara", "Gallo", "", "chiara.gallo@gmial.com", ""),
     # Accepted by make run's local test server, then bounced (a report in the sender's INBOX).
     ("Gentile Sig.", "Davide", "Conti", "", "davide.conti@rimbalza.test", ""),
 ]
+
+
+# How some patients receive their invoices: (first, last) → card fields. The codici fiscali
+# are made up but valid (check character included); Anna Russo's PDF opens with the
+# practitioner's own password.
+PROTECTION: dict[tuple[str, str], dict[str, Any]] = {
+    ("Giulia", "Bianchi"): {
+        "invoice_delivery": InvoiceDelivery.PROTECTED_PDF,
+        "codice_fiscale": "BNCGLI85T41F205X",
+    },
+    ("Marco", "Verdi"): {
+        "invoice_delivery": InvoiceDelivery.SECURE_LINK,
+        "codice_fiscale": "VRDMRC79C14L219F",
+        "birth_date": datetime.date(1979, 3, 14),
+    },
+    ("Anna", "Russo"): {
+        "invoice_delivery": InvoiceDelivery.PROTECTED_PDF,
+        "codice_fiscale": "RSSNNA90L62F839Z",
+        "pdf_password_source": PdfPasswordSource.CUSTOM,
+    },
+}
+DEMO_PDF_PASSWORD = "Girasole-2026"
 
 
 class Command(BaseCommand):
@@ -72,8 +105,16 @@ class Command(BaseCommand):
                 first_name=first,
                 last_name=last,
                 company_name=company,
-                defaults={"salutation": salutation, "email": email, "pec": pec},
+                defaults={
+                    "salutation": salutation,
+                    "email": email,
+                    "pec": pec,
+                    **PROTECTION.get((first, last), {}),
+                },
             )
+            if PROTECTION.get((first, last), {}).get("pdf_password_source"):
+                patient.set_pdf_password(DEMO_PDF_PASSWORD)
+                patient.save(update_fields=["pdf_password_encrypted"])
             number = f"{index}/{today.year}"
             total = Decimal("70.00") + Decimal(index * 10) + (Decimal("1200") if company else 0)
             invoice, _ = Invoice.objects.update_or_create(
