@@ -95,14 +95,16 @@ def _mx_lookup(domain: str, resolver: MxResolver | None) -> tuple[tuple[str, ...
         # RFC 7505: a single MX of "." says the domain accepts no mail.
         no_mail = not hosts or hosts == ("",)
     except dns.resolver.NXDOMAIN:
-        logger.info("MX look-up for %s: no such domain", domain)
+        # The domain is not logged: it may be a patient's (the recipient checks).
+        logger.debug("MX look-up: no such domain")
         hosts, no_mail = None, True
     except dns.resolver.NoAnswer:
         # No MX: mail goes to the domain's own address when it has one (RFC 5321, 5.1).
         hosts, no_mail = None, not _has_address(domain, resolver)
     except (dns.exception.DNSException, OSError) as err:
-        # Timeout, no nameservers: "cannot tell".
-        logger.info("MX look-up for %s failed: %s", domain, type(err).__name__)
+        # Timeout, no nameservers: "cannot tell". The domain is not logged: it may be a
+        # patient's (the recipient checks).
+        logger.info("MX look-up failed: %s", type(err).__name__)
         hosts = None
     with _cache_lock:
         if len(_cache) >= CACHE_MAX:

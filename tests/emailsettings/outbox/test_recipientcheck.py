@@ -251,3 +251,23 @@ def test_saving_the_card_shows_the_same_warnings(logged_client, practitioner, dn
     assert any("forse «hotmail.it»" in text for text in texts)
     assert any("Marco" in text and "famiglia@hotmial.it" in text for text in texts)
     assert any("non riceve posta" in text for text in texts)
+
+
+def test_the_checks_log_nothing_of_the_address(logged_client, practitioner, dns, caplog):
+    import logging
+
+    import dns.exception
+
+    caplog.set_level(logging.DEBUG)
+    invoice = InvoiceFactory(
+        patient=PatientFactory(practitioner=practitioner, email="anna.verdi@non-esiste.it")
+    )
+    logged_client.get(CONFIRM_URL, {"fattura": invoice.pk})
+    address_warnings(
+        practitioner=practitioner,
+        address="anna.verdi@lento.it",
+        resolver=FakeResolver(error=dns.exception.Timeout()),
+    )
+
+    assert "non-esiste" not in caplog.text and "lento.it" not in caplog.text
+    assert "anna.verdi" not in caplog.text
