@@ -48,7 +48,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='deliveryevent',
             name='kind',
-            field=models.CharField(choices=[('queued', 'messa in coda'), ('attempt', 'tentativo'), ('webhook', 'notifica del provider'), ('mailbox', 'notifica nella casella'), ('action', 'azione'), ('download', 'scaricata dal paziente')], max_length=20),
+            field=models.CharField(choices=[('queued', 'messa in coda'), ('attempt', 'tentativo'), ('webhook', 'notifica del provider'), ('mailbox', 'notifica nella casella'), ('action', 'azione'), ('secure_link', 'link sicuro')], max_length=20),
         ),
         migrations.AddConstraint(
             model_name='delivery',

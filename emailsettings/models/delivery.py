@@ -212,7 +212,7 @@ class EventKind(models.TextChoices):
     WEBHOOK = "webhook", _("notifica del provider")
     MAILBOX = "mailbox", _("notifica nella casella")
     ACTION = "action", _("azione")
-    DOWNLOAD = "download", _("scaricata dal paziente")
+    SECURE_LINK = "secure_link", _("link sicuro")
 
 
 class DeliveryEvent(models.Model):

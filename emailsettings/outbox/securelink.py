@@ -176,7 +176,7 @@ def check_factor(*, link: SecureLink, value: str) -> tuple[bool, LinkState]:
     if result == LinkState.LOCKED:
         lifecycle.note(
             link.delivery,
-            kind=EventKind.DOWNLOAD,
+            kind=EventKind.SECURE_LINK,
             text=gettext_noop("Link sicuro bloccato dopo troppi tentativi errati."),
         )
     return False, result
@@ -197,7 +197,7 @@ def record_download(*, link: SecureLink) -> None:
         return
     lifecycle.note(
         link.delivery,
-        kind=EventKind.DOWNLOAD,
+        kind=EventKind.SECURE_LINK,
         text=EventText(
             gettext_noop("Fattura scaricata dal paziente il %(when)s."),
             {"when": format_datetime(now)},
@@ -214,7 +214,7 @@ def revoke(*, delivery: Delivery) -> SecureLink:
     SecureLink.objects.filter(pk=link.pk).update(revoked_at=timezone.now())
     lifecycle.note(
         delivery,
-        kind=EventKind.ACTION,
+        kind=EventKind.SECURE_LINK,
         text=gettext_noop("Link sicuro revocato dal professionista."),
     )
     link.refresh_from_db()

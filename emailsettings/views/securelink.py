@@ -26,7 +26,7 @@ from emailsettings.exceptions import ActionNotAllowed, InvalidRecipient
 from emailsettings.models import Delivery
 from emailsettings.outbox import actions, securelink
 from emailsettings.outbox.securelink import LinkState
-from psicogest.formatting import format_datetime
+from psicogest.formatting import format_time
 
 # HTTP status of the page for each state of the link.
 _STATUS = {
@@ -82,8 +82,7 @@ def download(request: HttpRequest, token: str) -> HttpResponseBase:
         "error": error,
         "kind": kind,
         "cf_length": CODICE_FISCALE_FACTOR_LENGTH,
-        "retry_after": format_datetime(link.retry_after),
-        "expired_on": format_datetime(link.expires_at),
+        "retry_after": format_time(link.retry_after),
     }
     response = render(request, "emailsettings/secure_link.html", context, status=_STATUS[current])
     return _private(response)

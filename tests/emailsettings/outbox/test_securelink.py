@@ -105,7 +105,7 @@ def test_wrong_factors_are_throttled_then_lock_the_link(practitioner):
             LinkState.LOCKED,
         )
     assert DeliveryEvent.objects.filter(
-        delivery=delivery, kind=EventKind.DOWNLOAD, text__contains="bloccato"
+        delivery=delivery, kind=EventKind.SECURE_LINK, text__contains="bloccato"
     ).exists()
 
 
@@ -150,7 +150,7 @@ def test_the_page_reveals_nothing_before_the_factor_then_serves_the_pdf(client, 
         assert b"".join(right.streaming_content) == handle.read()
     link = SecureLink.objects.get(delivery=delivery)
     assert link.downloaded_at is not None and link.downloads == 1
-    event = DeliveryEvent.objects.get(delivery=delivery, kind=EventKind.DOWNLOAD)
+    event = DeliveryEvent.objects.get(delivery=delivery, kind=EventKind.SECURE_LINK)
     assert event.display_text.startswith("Fattura scaricata dal paziente il ")
 
 
