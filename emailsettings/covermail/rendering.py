@@ -48,7 +48,7 @@ DEFAULT_SUBJECT = "Fattura n. ${numero_fattura} del ${data_fattura}"
 DEFAULT_BODY = """\
 ${saluto} ${nominativo},
 
-in allegato la fattura n. ${numero_fattura} del ${data_fattura} di ${importo}.
+le invio la fattura n. ${numero_fattura} del ${data_fattura} di ${importo}.
 Il pagamento è da effettuare entro il ${scadenza}.
 
 Per qualsiasi chiarimento può rispondere a questa email.

@@ -27,6 +27,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
+from emailsettings.covermail.protection import practice_default, protection_for
 from emailsettings.covermail.rendering import cover_mail_templates_for, render_cover_mail
 from emailsettings.exceptions import InvalidRecipient
 from emailsettings.forms.sending import DeliveryBatchForm, InvoiceSelectionForm, ScheduleForm
@@ -55,7 +56,7 @@ from emailsettings.report import (
     status_tone,
 )
 from psicogest.formatting import format_long_datetime
-from psicogest.models import Invoice
+from psicogest.models import Invoice, InvoiceDelivery
 
 # How the progress page groups the statuses of a batch.
 SENT_STATUSES = frozenset({DeliveryStatus.SENT, DeliveryStatus.DELIVERED})
@@ -86,6 +87,8 @@ class SendRow:
     warnings: tuple[str, ...] = ()
     # Is this the right address? (changed, typo, shared, no mail server): needs a tick.
     address_warnings: tuple[RecipientWarning, ...] = ()
+    # How the invoice will travel (InvoiceDelivery label).
+    protection: str = ""
 
     @property
     def sendable(self) -> bool:
@@ -127,6 +130,8 @@ def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
         .filter(lowered__in=addresses)
         .values_list("lowered", flat=True)
     )
+    default = practice_default(request.user)  # type: ignore[arg-type]
+    protections = dict(InvoiceDelivery.choices)
     rows = []
     for invoice in invoices:
         others: tuple[str, ...] = ()
@@ -164,6 +169,7 @@ def _rows(request: HttpRequest, invoices: Sequence[Invoice]) -> list[SendRow]:
                 others=others,
                 warnings=warnings,
                 address_warnings=tuple(checks),
+                protection=str(protections[protection_for(invoice.patient, default=default)]),
             )
         )
     return rows

@@ -148,7 +148,8 @@ def test_default_templates_render_a_complete_italian_mail():
     )
     assert mail.subject == "Fattura n. 12/2026 del 02/11/2026"
     assert mail.text.startswith("Gentile Giulia Bianchi,\n")
-    assert "in allegato la fattura n. 12/2026 del 02/11/2026 di € 1.234,56." in mail.text
+    # "le invio", not "in allegato": with a secure link nothing is attached.
+    assert "le invio la fattura n. 12/2026 del 02/11/2026 di € 1.234,56." in mail.text
     assert "02/12/2026" in mail.text
     assert mail.text.rstrip().endswith("Cordiali saluti,\nDott.ssa Maria Rossi\nStudio Rossi")
     validate_template(DEFAULT_SUBJECT, subject=True)

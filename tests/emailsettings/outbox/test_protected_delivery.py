@@ -245,3 +245,20 @@ def test_the_message_as_sent_over_smtp_carries_the_encrypted_pdf(practitioner, a
     with pikepdf.open(BytesIO(attachment.get_content()), password=CODICE_FISCALE) as document:
         assert document.is_encrypted
     assert delivery.channel == Channel.SMART_MAIL
+
+
+def test_the_confirmation_page_says_how_each_invoice_will_travel(logged_client, practitioner):
+    from django.urls import reverse
+
+    ids = []
+    for mode in ("", InvoiceDelivery.PROTECTED_PDF, InvoiceDelivery.SECURE_LINK):
+        patient = PatientFactory(
+            practitioner=practitioner, codice_fiscale=CODICE_FISCALE, invoice_delivery=mode
+        )
+        ids.append(InvoiceFactory(patient=patient).pk)
+
+    page = logged_client.get(reverse("emailsettings:send_confirm"), {"fattura": ids})
+
+    content = page.content.decode()
+    for label in ("PDF allegato", "PDF protetto da password", "Link sicuro"):
+        assert f'<small class="muted" data-protection>{label}</small>' in content
