@@ -87,6 +87,13 @@ def lease_seconds() -> float:
     return _number("EMAILSETTINGS_LEASE_SECONDS", 300)
 
 
+def database_retry_seconds() -> float:
+    """How long a send task keeps retrying a database that does not answer (a restart, a
+    fail-over) before it gives up; the outcome of a message the server accepted is retried
+    as long (it must never become ``unknown`` because of a blip)."""
+    return max(0.0, _number("EMAILSETTINGS_DATABASE_RETRY_SECONDS", 60))
+
+
 def stale_queued_seconds() -> float:
     """A row ``queued`` this long was probably never published (broker down): re-enqueue."""
     return _number("EMAILSETTINGS_STALE_QUEUED_SECONDS", 120)

@@ -24,7 +24,9 @@ from emailsettings.health.verify import (
     verify_mailbox,
 )
 from emailsettings.models import SmtpAccount
-from emailsettings.outbox.publish import publish_task
+from emailsettings.outbox.blips import through_blips
+from emailsettings.outbox.dispatch import Dispatcher
+from emailsettings.outbox.publish import publish_batches, publish_task
 from emailsettings.outbox.sentcopy import accounts_with_pending, file_pending
 from emailsettings.outbox.sweeper import purge_bodies, sweep
 from emailsettings.outbox.worker import send_batch
@@ -72,7 +74,8 @@ def send_test_mail_task(account_id: int) -> None:
 
 # --- the delivery outbox ----------------------------------------------------------------
 # Retry waits live in the database (Delivery.next_attempt_at) and the sweeper wakes them:
-# these tasks never retry themselves with a countdown.
+# these tasks never retry themselves with a countdown. A database blip is waited out in
+# the task itself (outbox.blips), holding its message and its slot.
 
 
 @shared_task(name="emailsettings.send_deliveries")
@@ -82,10 +85,21 @@ def send_deliveries_task(delivery_ids: list[int], slot: str = "") -> None:
     during the sends are applied, the practitioner hears of held or failed invoices, and the
     Sent copies are filed."""
     ids = [int(pk) for pk in delivery_ids]
-    result = send_batch(delivery_ids=ids, slot=str(slot or ""))
-    # Webhook events that arrived while these rows were being sent, in one query.
-    apply_pending_many(result.smart_mail_sent)
-    after_batch(ids)
+    token = str(slot or "")
+    try:
+        # A database blip is waited out here, in the task (no countdown: see above); sent
+        # rows are not waiting any more, so a batch run again sends only what is left.
+        result = through_blips(lambda: send_batch(delivery_ids=ids, slot=token), what="a batch")
+        # Webhook events that arrived while these rows were being sent, in one query.
+        through_blips(lambda: apply_pending_many(result.smart_mail_sent), what="webhook events")
+        after_batch(ids)
+    finally:
+        # A batch that never took its reserved slot (its first query failed, the database
+        # stayed away) gives it back: its rows stay queued for the sweeper, and the
+        # practitioner's other batches are not kept waiting for a reservation nobody uses.
+        dispatcher = Dispatcher()
+        practitioner_id, batches = dispatcher.cancel_reservation(token)
+        publish_batches(dispatcher, practitioner_id, batches)
     _file_sent_copies_soon()
 
 

@@ -60,6 +60,8 @@ start_postgres() {
   "${run_as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
     -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" start >/dev/null
   PG_CTL=("${run_as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data")
+  # The database fault tests restart this server (tests/fault/test_database_blips.py).
+  export PSICOGEST_TEST_PG_CTL="${PG_CTL[*]} -l $PG_DIR/server.log"
   "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres psicogest
   export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/psicogest"
 }

@@ -163,6 +163,15 @@ def is_lent(token: str) -> bool:
     return token.endswith(":lent")
 
 
+def reservation_owner(token: str) -> int | None:
+    """The practitioner a reservation token was made for (``b:<practitioner>:<nonce>:<n>``),
+    ``None`` for anything else."""
+    parts = token.split(":")
+    if len(parts) >= 4 and parts[0] == "b" and parts[1].isascii() and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
 def _ids(values: Sequence[Any]) -> list[int]:
     text = [v.decode() if isinstance(v, bytes) else str(v) for v in values]
     return [int(value) for value in text if value.isascii() and value.isdigit()]
@@ -204,7 +213,7 @@ class Dispatcher:
             conf.batch_size(),
             BACKLOG_TTL_SECONDS,
             conf.dispatch_reservation_seconds(),
-            f"b:{uuid.uuid4().hex}:",
+            f"b:{practitioner_id}:{uuid.uuid4().hex}:",
             release,
             conf.mailbox_idle_slots(),
             *ids,
@@ -279,6 +288,24 @@ class Dispatcher:
             self._client.zrem(self.WAITING_KEY, *tokens)
         except (redis.RedisError, OSError):
             pass
+
+    def cancel_reservation(self, token: str) -> tuple[int, list[Batch]]:
+        """Give back the reservation of ``token`` if its batch never took it; returns the
+        practitioner (read from the token) and the batches of its backlog to publish in its
+        place. Nothing for a slot the batch acquired, released or never had."""
+        import redis
+
+        practitioner_id = reservation_owner(token)
+        if self._client is None or practitioner_id is None:
+            return 0, []
+        slots, _backlog, waiting = self._keys(practitioner_id)
+        try:
+            if not self._client.zrem(slots, token):
+                return practitioner_id, []
+            self._client.zrem(waiting, token)
+            return practitioner_id, self._run(practitioner_id, [])
+        except (redis.RedisError, OSError):
+            return practitioner_id, []
 
     def release(self, practitioner_id: int, token: str) -> list[Batch]:
         """Free the slot; returns the next batch of the backlog (to publish)."""

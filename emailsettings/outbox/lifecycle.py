@@ -244,7 +244,7 @@ def claim(
     claimed (at ``phase_if_reloaded`` when given: what the caller prepared from the
     snapshot is stale) and loaded again."""
     now = timezone.now()
-    lease = datetime.timedelta(seconds=conf.lease_seconds())
+    lease = _lease()
     changes: dict[str, Any] = {
         "status": S.SENDING,
         "phase": phase,
@@ -267,6 +267,10 @@ def claim(
     if not rows.update(attempts=F("attempts") + 1, **changes):
         return None
     return Delivery.objects.select_related("invoice", "practitioner").get(pk=pk)
+
+
+def _lease() -> datetime.timedelta:
+    return datetime.timedelta(seconds=conf.lease_seconds())
 
 
 def release_scheduled(*, now: datetime.datetime, limit: int = 5000) -> list[int]:
@@ -297,14 +301,15 @@ def wake_due(ids: Sequence[int], *, now: datetime.datetime) -> int:
 
 
 def mark_phase(delivery: Delivery, phase: str) -> bool:
-    """Record how far the attempt got (so a dead worker's row is judged by it); whether the
-    attempt still owns the row. The attempt count is the fencing token: another worker's
-    claim counts a new attempt, and this conditional update then changes nothing."""
+    """Record how far the attempt got (so a dead worker's row is judged by it) and renew its
+    lease; whether the attempt still owns the row. The attempt count is the fencing token:
+    another worker's claim counts a new attempt, and this conditional update then changes
+    nothing."""
     if delivery.phase == phase:
         return True
     owned = Delivery.objects.filter(
         pk=delivery.pk, status=S.SENDING, attempts=delivery.attempts
-    ).update(phase=phase)
+    ).update(phase=phase, lease_expires_at=Now() + _lease())
     delivery.phase = phase
     return bool(owned)
 

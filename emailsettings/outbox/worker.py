@@ -48,6 +48,7 @@ from emailsettings.models import (
 )
 from emailsettings.outbox import lifecycle, publish, securelink
 from emailsettings.outbox.actions import follow_mailbox_health, hold_pending
+from emailsettings.outbox.blips import through_blips
 from emailsettings.outbox.dispatch import Dispatcher, is_lent
 from emailsettings.outbox.senders import Prepared, Sender, SmartMailSender, SmtpSender
 from psicogest.models import InvoiceDelivery
@@ -269,7 +270,12 @@ def _send_group(
             if outcome is None:
                 result.outcomes[pk] = "changed_hands"
                 continue
-            result.outcomes[pk] = lifecycle.record(delivery, outcome) or outcome_name(outcome)
+            # The outcome lands even through a database blip: a message the server accepted
+            # must not become "unknown" (and a "Reinvia" a duplicate) because of one.
+            recorded = through_blips(
+                functools.partial(lifecycle.record, delivery, outcome), what="an outcome"
+            )
+            result.outcomes[pk] = recorded or outcome_name(outcome)
             if channel == Channel.SMART_MAIL:
                 if isinstance(outcome, Accepted) and outcome.esp_message_id:
                     result.smart_mail_sent.append(delivery)
