@@ -251,12 +251,15 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # --- Cache --------------------------------------------------------------------
 # Shared by the web server and the workers (rate limits, progress of mailbox checks):
 # Redis when available, else files under var/ (LocMem would not be shared between processes).
+# Redis down or silent: short socket waits, then the cache answers as an empty one
+# (psicogest/cache.py): never an error page.
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "psicogest.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "psicogest",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
 else:

@@ -16,7 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.cache import caches
 
+from emailsettings.outbox import outage
+from psicogest.cache import ResilientRedisCache
 from psicogest.celery import MAILBOX_QUEUE, app
 
 # SMTP test servers, the test CA and mailbox accounts (see tests/support/smtp_fixtures.py); the
@@ -234,8 +237,12 @@ def celery_worker(celery_worker_factory):
 
 @pytest.fixture(autouse=True)
 def _purge_broker_queue():
-    """Each test starts with empty broker queues (tasks of a previous test are dropped)."""
-
+    """Each test starts with empty broker queues (tasks of a previous test are dropped) and
+    with no outage remembered by a previous one (psicogest/cache.py, outbox/outage.py)."""
+    outage.reset()
+    for cache in caches.all(initialized_only=True):
+        if isinstance(cache, ResilientRedisCache):
+            cache.reset_outage()
     with app.connection_for_write() as conn:
         for queue in ("celery", MAILBOX_QUEUE):
             conn.default_channel.queue_purge(queue)

@@ -43,7 +43,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from emailsettings import conf
+from emailsettings.outbox import outage
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +191,6 @@ class Dispatcher:
         self._client: Any = None
         url = conf.redis_url()
         if url:
-            import redis
-
             self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
             self._dispatch = self._client.register_script(_DISPATCH_SCRIPT)
             self._acquire = self._client.register_script(_ACQUIRE_SCRIPT)
@@ -224,21 +225,18 @@ class Dispatcher:
     def enqueue(self, practitioner_id: int, ids: Sequence[int]) -> list[Batch]:
         """Add ``ids`` to the practitioner's backlog; returns the batches to publish now
         (none while all of the practitioner's slots are running or reserved)."""
-        import redis
-
-        if self._client is None:
+        if self._client is None or outage.broker_down():
             return _split(ids)
         try:
             return self._run(practitioner_id, ids)
-        except (redis.RedisError, OSError):  # no Redis, no fairness: sending goes on
+        except (redis.RedisError, OSError) as err:  # no Redis, no fairness: sending goes on
+            outage.mark_broker_down(type(err).__name__)
             logger.warning("Dispatch: Redis unavailable, publishing %s deliveries now", len(ids))
             return _split(ids)
 
     def acquire(self, practitioner_id: int, token: str, *, ttl: float) -> bool:
         """Hold a slot for a batch that starts: its reservation, a free slot, or the
         reservation of a batch of the practitioner still waiting in the broker."""
-        import redis
-
         if self._client is None:
             return True
         args = [time.time(), conf.mailbox_worker_slots(), ttl, token]
@@ -252,8 +250,6 @@ class Dispatcher:
     def others_waiting(self, practitioner_id: int) -> bool:
         """Whether batches of other practitioners wait in the broker (a lent slot is then
         given back)."""
-        import redis
-
         if self._client is None:
             return False
         slots, _backlog, waiting = self._keys(practitioner_id)
@@ -265,8 +261,6 @@ class Dispatcher:
     def refresh(self, practitioner_id: int, token: str, *, ttl: float) -> None:
         """Still working: push the slot's expiry on (a dead worker's slot frees itself
         after ``ttl``, the lease of the row it was sending)."""
-        import redis
-
         if self._client is None:
             return
         try:
@@ -278,8 +272,6 @@ class Dispatcher:
     def cancel(self, practitioner_id: int, tokens: Sequence[str]) -> None:
         """Give back slots reserved for batches that could not be published (their rows
         stay ``queued``: the sweeper publishes them again)."""
-        import redis
-
         tokens = [token for token in tokens if token]
         if self._client is None or not tokens:
             return
@@ -293,8 +285,6 @@ class Dispatcher:
         """Give back the reservation of ``token`` if its batch never took it; returns the
         practitioner (read from the token) and the batches of its backlog to publish in its
         place. Nothing for a slot the batch acquired, released or never had."""
-        import redis
-
         practitioner_id = reservation_owner(token)
         if self._client is None or practitioner_id is None:
             return 0, []
@@ -307,10 +297,27 @@ class Dispatcher:
         except (redis.RedisError, OSError):
             return practitioner_id, []
 
+    #: Set by each sweep, expires when sweeps stop: its absence means Redis lost its data
+    #: (restarted empty) or beat was away, and the backlogs may have lost ids.
+    INTACT_KEY = "emailsettings:backlogs-intact"
+    INTACT_SECONDS = 120
+
+    def backlogs_intact(self) -> bool:
+        """Whether the backlogs still hold every id published since the last sweep (the
+        marker the previous sweep left is there); sets the marker for the next sweep.
+        ``False`` without an answer from Redis; ``True`` without Redis (no backlogs)."""
+        if self._client is None:
+            return True
+        try:
+            fresh = self._client.set(self.INTACT_KEY, "1", ex=self.INTACT_SECONDS, nx=True)
+            if not fresh:
+                self._client.expire(self.INTACT_KEY, self.INTACT_SECONDS)
+            return not fresh
+        except (redis.RedisError, OSError):
+            return False
+
     def release(self, practitioner_id: int, token: str) -> list[Batch]:
         """Free the slot; returns the next batch of the backlog (to publish)."""
-        import redis
-
         if self._client is None:
             return []
         try:

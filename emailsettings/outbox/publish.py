@@ -14,9 +14,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import redis
 from django.db import transaction
+from kombu.exceptions import KombuError
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from emailsettings.models import Delivery
+from emailsettings.outbox import outage
 from emailsettings.outbox.dispatch import Batch, Dispatcher
 from psicogest.celery import app
 
@@ -25,24 +29,26 @@ logger = logging.getLogger(__name__)
 SEND_TASK = "emailsettings.send_deliveries"
 
 
-def _broker_errors() -> tuple[type[BaseException], ...]:
-    from kombu.exceptions import KombuError, OperationalError
-
-    errors: list[type[BaseException]] = [OperationalError, KombuError, OSError]
-    try:
-        import redis
-
-        errors.append(redis.RedisError)
-    except ImportError:  # the embedded broker needs no redis client
-        pass
-    return tuple(errors)
+# What a broker that is down or does not answer raises on publish.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    KombuOperationalError,
+    KombuError,
+    redis.RedisError,
+    OSError,
+)
 
 
 def publish_task(name: str, args: Sequence[Any]) -> bool:
-    """Publish one task by name; ``False`` (logged) when the broker is unavailable."""
+    """Publish one task by name; ``False`` (logged) when the broker is unavailable — or
+    failed in this process moments ago (:mod:`.outage`): the rows stay queued for the
+    sweeper instead of each request waiting on a dead broker."""
+    if outage.broker_down():
+        logger.info("Broker unavailable moments ago, task %s not published", name)
+        return False
     try:
         app.send_task(name, args=list(args))
-    except _broker_errors() as err:
+    except BROKER_ERRORS as err:
+        outage.mark_broker_down(type(err).__name__)
         logger.warning("Broker unavailable, task %s not published: %s", name, type(err).__name__)
         return False
     return True

@@ -6,7 +6,8 @@
   ``unknown``, never re-sent without the practitioner's choice.
 - Scheduled rows whose time has come are released to the queue and published.
 - Due ``deferred`` rows go back to ``queued`` and are published.
-- Rows ``queued`` for too long were probably never published (broker down): published again.
+- Rows ``queued`` for too long were probably never published (broker down): published again;
+  all of them at once when Redis lost its data or beat was away (the backlogs' marker).
 - :func:`purge_bodies` drops old message bodies; the delivery records stay.
 """
 
@@ -26,6 +27,7 @@ from emailsettings import conf
 from emailsettings.failures import ErrorClass, Failure
 from emailsettings.models import Delivery, DeliveryStatus, EventKind, Phase
 from emailsettings.outbox import lifecycle, publish
+from emailsettings.outbox.dispatch import Dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +143,11 @@ def sweep(*, limit: int = 5000) -> SweepResult:
         to_publish.extend(due)
 
     cutoff = now - datetime.timedelta(seconds=conf.stale_queued_seconds())
+    if not Dispatcher().backlogs_intact():
+        # Redis came back empty (or beat was away): whatever waited in a backlog or in the
+        # broker is gone, so every queued row is published again now, not minutes later (a
+        # row whose task did survive is claimed once: the other task finds it taken).
+        cutoff = now
     stale = list(
         Delivery.objects.filter(status=DeliveryStatus.QUEUED, queued_at__lt=cutoff)
         .order_by("queued_at")

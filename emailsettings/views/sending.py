@@ -40,6 +40,7 @@ from emailsettings.models import (
     SmtpAccount,
     SuppressedAddress,
 )
+from emailsettings.outbox.outage import broker_reachable
 from emailsettings.outbox.queueing import (
     copy_address,
     invoice_recipients,
@@ -431,7 +432,7 @@ def _done_text(by_status: Counter[str]) -> str:
 @require_GET
 def send_progress(request: HttpRequest) -> HttpResponse:
     deliveries = _batch(request, related=True)
-    summary = progress_summary(deliveries)
+    summary = _with_pause(progress_summary(deliveries))
     states = {row["id"]: row for row in summary["deliveries"]}
     return render(
         request,
@@ -450,4 +451,11 @@ def send_progress(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def send_progress_data(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(progress_summary(_batch(request)))
+    return JsonResponse(_with_pause(progress_summary(_batch(request))))
+
+
+def _with_pause(summary: dict[str, Any]) -> dict[str, Any]:
+    """``paused``: invoices wait in the queue while the broker does not answer (they leave
+    once it is back; the page says so instead of looking stuck)."""
+    summary["paused"] = bool(summary["queued"]) and not broker_reachable()
+    return summary

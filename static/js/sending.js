@@ -94,6 +94,8 @@
     const doneText = progress.querySelector('[data-state="done"]');
     doneText.hidden = !data.done;
     doneText.textContent = data.done_text;
+    const paused = progress.querySelector("[data-paused]");
+    if (paused) paused.hidden = !data.paused;
     const heldLink = progress.querySelector("[data-held-link]");
     if (heldLink) heldLink.hidden = !(data.done && data.held > 0);
   };
