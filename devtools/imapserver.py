@@ -34,6 +34,8 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+from psicogest.files import write_atomically
+
 FOLDERS = (("INBOX", ""), ("Sent", "\\Sent"), ("Junk", "\\Junk"))
 SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._@+-]")
@@ -74,7 +76,7 @@ class _Folder:
                 for m in self.messages
             },
         }
-        (self.path / "meta.json").write_text(json.dumps(meta))
+        write_atomically(self.path / "meta.json", json.dumps(meta).encode())
 
 
 class MailStore:
@@ -182,7 +184,7 @@ class MailStore:
             )
             target.messages.append(stored)
             if target.path is not None:
-                (target.path / f"{uid}.eml").write_bytes(data)
+                write_atomically(target.path / f"{uid}.eml", data)
             target.save_meta()
             return uid
 

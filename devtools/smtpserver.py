@@ -53,6 +53,7 @@ from cryptography.x509.oid import NameOID
 from devtools.imapserver import ImapTestServer, MailStore
 from devtools.pec import PROVIDER_ADDRESS as PEC_PROVIDER_ADDRESS
 from devtools.provider import DevProvider
+from psicogest.files import write_atomically
 
 REFUSED_DOMAIN = "rifiuta.test"
 
@@ -523,7 +524,7 @@ class SmtpTestServer:
         if self.mailbox_dir is not None:
             self.mailbox_dir.mkdir(parents=True, exist_ok=True)
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-            (self.mailbox_dir / f"{stamp}.eml").write_bytes(received.data)
+            write_atomically(self.mailbox_dir / f"{stamp}.eml", received.data)
 
     def message_ids(self) -> list[str]:
         with self._lock:

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
+from psicogest.files import write_atomically
+
 
 class EmlFileBackend(BaseEmailBackend):
     """Writes each message as one ``.eml`` file under ``EMAIL_FILE_PATH``.
@@ -26,7 +28,9 @@ class EmlFileBackend(BaseEmailBackend):
         self.file_path.mkdir(parents=True, exist_ok=True)
         count = 0
         for message in email_messages:
-            name = f"{uuid.uuid4().hex}.eml"
-            (self.file_path / name).write_bytes(message.message().as_bytes(linesep="\r\n"))
+            # Whole or not at all: a full disk leaves no truncated or empty .eml behind, and
+            # the error (an OSError) reaches the sender, which files it as a disk problem.
+            data = message.message().as_bytes(linesep="\r\n")
+            write_atomically(self.file_path / f"{uuid.uuid4().hex}.eml", data)
             count += 1
         return count

@@ -63,6 +63,8 @@ class ErrorClass(models.TextChoices):
     EXPIRED = "expired", _("Tentativi esauriti")
     # The worker itself.
     INTERNAL_ERROR = "internal_error", _("Errore interno")
+    # The platform's own disk refused the message (full, read-only): nothing left.
+    LOCAL_STORAGE = "local_storage", _("Disco del servizio pieno")
     WORKER_CRASHED = "worker_crashed", _("Invio interrotto più volte")
     UNKNOWN = "unknown", _("Errore sconosciuto")
 
@@ -95,6 +97,7 @@ TEMPORARY_CLASSES = frozenset(
         ErrorClass.GREYLISTED,
         ErrorClass.TEMPORARY,
         ErrorClass.INTERNAL_ERROR,
+        ErrorClass.LOCAL_STORAGE,
     }
 )
 # Failures that say something about the mailbox, not the message: the ones for which the

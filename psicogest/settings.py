@@ -23,6 +23,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 from django.utils.translation import gettext_lazy as _
 
+from psicogest.files import write_atomically
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -58,8 +60,9 @@ def _dev_secret(name: str, make: Callable[[], str]) -> str:
     path = VAR_DIR / name
     if not path.exists():
         VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(make())
-        path.chmod(0o600)
+        # Whole or not at all, and the first process to write it wins (web and worker may
+        # start together): a truncated or replaced key would lose what it encrypted.
+        write_atomically(path, make().encode(), mode=0o600, replace=False, durable=True)
     return path.read_text().strip()
 
 

@@ -146,6 +146,18 @@ def outbox(error_class: str, *, channel: str | None) -> Advice | None:
                 )
             ),
         )
+    if error_class == ErrorClass.LOCAL_STORAGE:
+        return Advice(
+            title=str(_("Disco del servizio pieno")),
+            text=str(
+                _(
+                    "Il disco del servizio PsicoGest non ha più spazio (o non è scrivibile): il "
+                    "messaggio non è partito. Non dipende dalla tua casella né dal paziente: "
+                    "PsicoGest riprova da solo appena c'è spazio."
+                )
+            ),
+            steps=(str(_("Se il problema dura, avvisa l'assistenza o chi gestisce il server.")),),
+        )
     if error_class == ErrorClass.WORKER_CRASHED:
         return Advice(
             title=str(_("Invio interrotto più volte")),

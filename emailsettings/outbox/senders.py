@@ -33,6 +33,7 @@ from emailsettings.mailbox.classify import enhanced_code
 from emailsettings.mailbox.presets import get_preset
 from emailsettings.models import Phase
 from emailsettings.outbox import sentcopy
+from psicogest.files import is_disk_error
 
 if TYPE_CHECKING:
     from emailsettings.models import Delivery, SmtpAccount
@@ -196,6 +197,14 @@ class SmartMailSender:
         except AnymailError as err:
             return esp_failure(err)
         except OSError as err:
+            if is_disk_error(err):
+                # This machine's disk refused the message (the development backend writes
+                # files, whole or not at all): nothing left, it is retried.
+                return Failure(
+                    phase=Phase.DATA_SENT,
+                    error_class=ErrorClass.LOCAL_STORAGE,
+                    reply=_reply_text(f"{type(err).__name__}: {err.strerror or err}"),
+                )
             # The backend could not reach the ESP (an anymail backend raises AnymailError).
             return Failure(
                 phase=Phase.CONNECT,
