@@ -12,6 +12,7 @@ To add a channel: a class that satisfies :class:`Sender`, chosen in ``worker._Se
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import smtplib
@@ -33,6 +34,7 @@ from emailsettings.mailbox.classify import enhanced_code
 from emailsettings.mailbox.presets import get_preset
 from emailsettings.models import Phase
 from emailsettings.outbox import sentcopy
+from emailsettings.outbox.blips import BLIP_ERRORS, through_blips
 from psicogest.files import is_disk_error
 
 if TYPE_CHECKING:
@@ -322,13 +324,24 @@ class SmtpSender:
                     # No reply, or a failure before the session was ready: it is unusable.
                     self._drop()
                 return failure
-            sentcopy.keep(self.account, delivery.pk, data)
+            self._keep_sent_copy(delivery, data)
             return Accepted(
                 reply=_reply_text(reply.reply),
                 code=reply.code,
                 enhanced=enhanced_code(reply.reply),
             )
         raise AssertionError("unreachable")
+
+    def _keep_sent_copy(self, delivery: Delivery, data: bytes) -> None:
+        """The Sent copy of an accepted message. A nicety: a database that stays away loses
+        the copy (logged), never the acceptance (the row must not become "unknown")."""
+        try:
+            through_blips(
+                functools.partial(sentcopy.keep, self.account, delivery.pk, data),
+                what="a Sent copy",
+            )
+        except BLIP_ERRORS as err:
+            logger.warning("Sent copy of delivery %s not kept: %s", delivery.pk, type(err).__name__)
 
     def _drop(self) -> None:
         connection, self.connection = self.connection, None

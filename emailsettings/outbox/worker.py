@@ -48,7 +48,7 @@ from emailsettings.models import (
 )
 from emailsettings.outbox import lifecycle, publish, securelink
 from emailsettings.outbox.actions import follow_mailbox_health, hold_pending
-from emailsettings.outbox.blips import through_blips
+from emailsettings.outbox.blips import BLIP_ERRORS, through_blips
 from emailsettings.outbox.dispatch import Dispatcher, is_lent
 from emailsettings.outbox.senders import Prepared, Sender, SmartMailSender, SmtpSender
 from psicogest.models import InvoiceDelivery
@@ -411,7 +411,11 @@ def _claim_prepared(
     if delivery is None:
         return None
     if delivery is not snapshot:
-        prepared = _prepare(delivery, sender, phase=phase)
+        # The row is claimed now: a database blip while building its message is waited out
+        # rather than leaving it claimed until its lease runs out.
+        prepared = through_blips(
+            functools.partial(_prepare, delivery, sender, phase=phase), what="a message"
+        )
     return delivery, prepared
 
 
@@ -446,6 +450,8 @@ def _prepare(delivery: Delivery, sender: Sender | None, *, phase: str) -> Prepar
             error_class=ErrorClass.TIMEOUT,
             reply=_("Tempo massimo dell'invio superato: il server risponde troppo lentamente."),
         )
+    except BLIP_ERRORS:  # the database, not the message: waited out by the caller
+        raise
     except Exception as err:  # recorded after the claim: a bug must not leave the row waiting
         logger.exception("Unexpected error building delivery %s", delivery.pk)
         return Failure(phase=phase, error_class=ErrorClass.INTERNAL_ERROR, reply=type(err).__name__)
@@ -496,8 +502,11 @@ def _attempt(
 
     def on_phase(phase: str) -> None:
         # The fence: before the message data (and any command before it) leaves, the row
-        # must still be this attempt's.
-        if not lifecycle.mark_phase(delivery, phase):
+        # must still be this attempt's. A database blip is waited out with the session open.
+        owned = through_blips(
+            functools.partial(lifecycle.mark_phase, delivery, phase), what="a phase"
+        )
+        if not owned:
             raise LeaseLost(f"Delivery {delivery.pk} was claimed again")
 
     try:

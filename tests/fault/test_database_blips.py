@@ -128,7 +128,14 @@ def test_postgres_restart_mid_batch_resumes_within_30_s_nothing_unknown_nothing_
     restart_postgres()
     back_at = timezone.now()
 
-    wait_until(lambda: statuses(ids) == {DeliveryStatus.SENT: len(ids)}, timeout=120)
+    try:
+        wait_until(lambda: statuses(ids) == {DeliveryStatus.SENT: len(ids)}, timeout=90)
+    except AssertionError:
+        left = Delivery.objects.filter(pk__in=ids).exclude(status=DeliveryStatus.SENT)
+        raise AssertionError(
+            f"not all sent: {statuses(ids)}; "
+            f"{list(left.values('status', 'phase', 'attempts', 'last_error_class'))}"
+        ) from None
     sent_at = sorted(
         Delivery.objects.filter(pk__in=ids, sent_at__gt=back_at).values_list("sent_at", flat=True)
     )
