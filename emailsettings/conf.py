@@ -159,6 +159,12 @@ def dispatch_reservation_seconds() -> float:
     return max(1.0, _number("EMAILSETTINGS_DISPATCH_RESERVATION_SECONDS", 300))
 
 
+def fast_lane_size() -> int:
+    """The largest first batch of a practitioner who has nothing in flight, published ahead
+    of the backlogs (0: no fast lane)."""
+    return max(0, int(_number("EMAILSETTINGS_FAST_LANE_SIZE", 10)))
+
+
 def mailbox_unreachable_seconds() -> float:
     """A personal mailbox unreachable (refused, unknown host, no answer) this long becomes a
     mailbox problem: its queue is held and the practitioner told."""

@@ -52,8 +52,11 @@ logger = logging.getLogger(__name__)
 
 # KEYS: slots, backlog, waiting (everybody's reservations). ARGV: now, slot count, batch
 # size, backlog ttl, reservation ttl, token prefix, token to release ("" for none), slots
-# lent when nobody else waits, ids to add… Returns the batches to publish now, each
-# {token, id, id…}: one per free slot, the oldest ids first, each slot reserved.
+# lent when nobody else waits, fast-lane batch size (0: none), ids to add… Returns the
+# batches to publish now, each {token, fast, id, id…}: one per free slot, the oldest ids
+# first, each slot reserved. ``fast`` (1) marks the first batch of a practitioner who had
+# nothing running or reserved when these ids came: at most the fast-lane size, it is
+# published ahead of the backlogs (see publish.FAST_LANE_PRIORITY).
 _DISPATCH_SCRIPT = """
 local now = tonumber(ARGV[1])
 if ARGV[7] ~= '' then
@@ -61,10 +64,12 @@ if ARGV[7] ~= '' then
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-for i = 9, #ARGV do
+for i = 10, #ARGV do
   redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i])
 end
 local held = redis.call('ZRANGE', KEYS[1], 0, -1)
+local fast_size = tonumber(ARGV[9])
+local idle = ARGV[7] == '' and #held == 0 and fast_size > 0
 local mine_waiting = 0
 for _, member in ipairs(held) do
   if string.sub(member, 1, 4) ~= 'run:' then
@@ -78,7 +83,13 @@ end
 local free = slots - #held
 local batches = {}
 while free > 0 do
-  local popped = redis.call('ZPOPMIN', KEYS[2], tonumber(ARGV[3]))
+  local size = tonumber(ARGV[3])
+  local fast = 0
+  if idle and #batches == 0 then
+    size = math.min(size, fast_size)
+    fast = 1
+  end
+  local popped = redis.call('ZPOPMIN', KEYS[2], size)
   if #popped == 0 then
     break
   end
@@ -86,7 +97,7 @@ while free > 0 do
   if #held + #batches >= tonumber(ARGV[2]) then
     token = token .. ':lent'
   end
-  local batch = {token}
+  local batch = {token, fast}
   for i = 1, #popped, 2 do
     batch[#batch + 1] = popped[i]
   end
@@ -154,10 +165,13 @@ BACKLOG_TTL_SECONDS = 24 * 3600
 
 @dataclass(frozen=True)
 class Batch:
-    """Delivery ids to publish as one task, and the slot reserved for it ("" for none)."""
+    """Delivery ids to publish as one task, the slot reserved for it ("" for none), and
+    whether it takes the fast lane (the first batch of a practitioner with nothing in
+    flight: it is published ahead of the backlogs)."""
 
     ids: list[int]
     token: str = ""
+    fast: bool = False
 
 
 def is_lent(token: str) -> bool:
@@ -217,10 +231,14 @@ class Dispatcher:
             f"b:{practitioner_id}:{uuid.uuid4().hex}:",
             release,
             conf.mailbox_idle_slots(),
+            conf.fast_lane_size(),
             *ids,
         ]
         found = self._dispatch(keys=self._keys(practitioner_id), args=args)
-        return [Batch(ids=_ids(batch[1:]), token=_token(batch[0])) for batch in found]
+        return [
+            Batch(ids=_ids(batch[2:]), token=_token(batch[0]), fast=int(batch[1]) == 1)
+            for batch in found
+        ]
 
     def enqueue(self, practitioner_id: int, ids: Sequence[int]) -> list[Batch]:
         """Add ``ids`` to the practitioner's backlog; returns the batches to publish now

@@ -38,7 +38,15 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def publish_task(name: str, args: Sequence[Any]) -> bool:
+# Broker priorities (Redis: 0 is taken first). A practitioner's backlog batches go behind
+# everything else; a fast-lane batch (:class:`~.dispatch.Batch`) and every other task keep the
+# default, so a practitioner with nothing in flight gets the next free worker at month's end
+# instead of waiting behind one batch of every practitioner with a backlog.
+FAST_LANE_PRIORITY = 0
+BACKLOG_PRIORITY = 3
+
+
+def publish_task(name: str, args: Sequence[Any], *, priority: int | None = None) -> bool:
     """Publish one task by name; ``False`` (logged) when the broker is unavailable — or
     failed in this process moments ago (:mod:`.outage`): the rows stay queued for the
     sweeper instead of each request waiting on a dead broker."""
@@ -46,7 +54,10 @@ def publish_task(name: str, args: Sequence[Any]) -> bool:
         logger.info("Broker unavailable moments ago, task %s not published", name)
         return False
     try:
-        app.send_task(name, args=list(args))
+        if priority is None:
+            app.send_task(name, args=list(args))
+        else:
+            app.send_task(name, args=list(args), priority=priority)
     except BROKER_ERRORS as err:
         outage.mark_broker_down(type(err).__name__)
         logger.warning("Broker unavailable, task %s not published: %s", name, type(err).__name__)
@@ -65,7 +76,8 @@ def publish_batches(dispatcher: Dispatcher, practitioner_id: int, batches: list[
     given back: the rows stay ``queued`` for the sweeper."""
     for index, batch in enumerate(batches):
         args: list[Any] = [batch.ids, batch.token] if batch.token else [batch.ids]
-        if not publish_task(SEND_TASK, args):
+        priority = FAST_LANE_PRIORITY if batch.fast else BACKLOG_PRIORITY
+        if not publish_task(SEND_TASK, args, priority=priority):
             dispatcher.cancel(practitioner_id, [b.token for b in batches[index:]])
             return index
     return len(batches)

@@ -113,6 +113,8 @@ def test_broker_down_while_queueing_then_the_sweeper_sends_each_once(
 ):
     for name, value in FAST.items():
         setattr(settings, name, float(value))
+    # The dispatcher's slots and backlogs live in the broker's Redis, here as in the worker.
+    settings.CELERY_BROKER_URL = own_redis.url
     EmailSettings.objects.create(practitioner=practitioner, channel=Channel.SMTP)
     smtp_account_factory(smtp_server)
     invoices = [

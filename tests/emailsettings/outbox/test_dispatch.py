@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from devtools.smtpserver import Behaviour
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings
 from emailsettings.outbox.dispatch import Dispatcher
 from emailsettings.outbox.queueing import queue_invoice_emails
@@ -166,6 +167,35 @@ def test_without_a_loan_the_slot_count_is_the_limit(lending, settings):
 
 # --- through the worker -------------------------------------------------------------------
 
+
+def test_a_practitioner_with_nothing_in_flight_gets_a_short_fast_first_batch(settings):
+    settings.EMAILSETTINGS_BATCH_SIZE = 50
+    settings.EMAILSETTINGS_MAILBOX_WORKER_SLOTS = 1
+    settings.EMAILSETTINGS_MAILBOX_IDLE_SLOTS = 0
+    settings.EMAILSETTINGS_FAST_LANE_SIZE = 10
+    dispatcher, owner = Dispatcher(), someone()
+
+    [first] = dispatcher.enqueue(owner, list(range(1, 31)))
+    assert first.fast and first.ids == list(range(1, 11))
+    # While that batch holds the slot, more invoices only wait.
+    assert dispatcher.acquire(owner, first.token, ttl=30)
+    assert dispatcher.enqueue(owner, [31]) == []
+    # Its end publishes the rest as an ordinary batch, behind everybody else's.
+    [rest] = dispatcher.release(owner, first.token)
+    assert not rest.fast and rest.ids == list(range(11, 32))
+    assert dispatcher.acquire(owner, rest.token, ttl=30)
+    assert dispatcher.release(owner, rest.token) == []
+    # Nothing in flight again: the next invoice takes the fast lane.
+    [again] = dispatcher.enqueue(owner, [32])
+    assert again.fast and again.ids == [32]
+
+
+def test_without_a_fast_lane_every_batch_is_ordinary(settings, small_batches):
+    settings.EMAILSETTINGS_FAST_LANE_SIZE = 0
+    [first] = Dispatcher().enqueue(someone(), list(range(1, 8)))
+    assert not first.fast and first.ids == [1, 2, 3, 4, 5]
+
+
 BIG_INVOICES = 25  # five batches of five
 SMALL_PRACTITIONERS = 4
 SMALL_INVOICES = 5  # one batch each
@@ -235,7 +265,6 @@ def test_a_lent_worker_process_is_given_back_between_two_messages(
 ):
     """Alone, the big practitioner sends on both worker processes; a newcomer's invoice
     then goes out after a message or two of the big one, not after its lent batch."""
-    from devtools.smtpserver import Behaviour
 
     settings.EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE = 60000.0
     settings.EMAILSETTINGS_BATCH_SIZE = 10
@@ -271,3 +300,56 @@ def test_a_lent_worker_process_is_given_back_between_two_messages(
     # The big one's invoices keep their order, and each went once.
     mine = [m.rcpt_tos[0] for m in server.messages if m.rcpt_tos[0].endswith("grande.test")]
     assert sorted(mine) == sorted(f"p{n}@grande.test" for n in range(20))
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_newcomers_invoice_overtakes_every_backlog(
+    small_batches,
+    settings,
+    local_ca,
+    celery_worker_factory,
+    smtp_server_factory,
+    smtp_account_factory,
+):
+    """Month's end: six practitioners with backlogs keep the only worker busy; a practitioner
+    with nothing in flight queues one invoice. It leaves after the batch in hand, not after
+    one batch of everybody (the backlogs' batches wait behind it in the broker)."""
+    settings.EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE = 60000.0
+    server = smtp_server_factory(behaviour=Behaviour(data_delay=0.1))
+    celery_worker_factory(
+        EMAILSETTINGS_SMTP_EXTRA_CA_FILE=local_ca.ca_file,
+        EMAILSETTINGS_BATCH_SIZE="5",
+        EMAILSETTINGS_MAILBOX_WORKER_SLOTS="1",
+        EMAILSETTINGS_MAILBOX_IDLE_SLOTS="0",
+        EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE="60000",
+    )
+    rows = []
+    for k in range(6):
+        rows += queue_for_a_new_practitioner(smtp_account_factory, server, f"studio{k}.test", 15)
+
+    def first_batches_done() -> bool:
+        domains = [m.rcpt_tos[0].rsplit("@", 1)[1] for m in server.messages]
+        return all(domains.count(f"studio{k}.test") >= 5 for k in range(6))
+
+    # Every practitioner's fast first batch has left: only backlog batches remain.
+    wait_until(first_batches_done, timeout=90)
+    received_before = len(server.messages)
+    assert received_before < len(rows) - 20, "the backlogs must still be long"
+    [newcomer] = queue_for_a_new_practitioner(smtp_account_factory, server, "nuovo.test", 1)
+
+    wait_until(lambda: any(m.rcpt_tos == ["p0@nuovo.test"] for m in server.messages), timeout=90)
+    order = [m.rcpt_tos[0] for m in server.messages]
+    ahead = order.index("p0@nuovo.test") - received_before
+    # At most the rest of the batch the worker had in hand (five messages).
+    assert ahead <= 5, order[received_before:]
+    ids = [row.pk for row in [*rows, newcomer]]
+    wait_until(
+        lambda: (
+            not Delivery.objects.filter(pk__in=ids).exclude(status=DeliveryStatus.SENT).exists()
+        ),
+        timeout=120,
+    )
+    assert sorted(m.message_id for m in server.messages) == sorted(
+        Delivery.objects.filter(pk__in=ids).values_list("message_id", flat=True)
+    )
