@@ -23,7 +23,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from emailsettings.failures import ErrorClass
 from emailsettings.forms.ids import parse_id
@@ -45,6 +45,14 @@ PAGE_SIZES = (25, 50, 100)
 DEFAULT_PAGE_SIZE = 50
 # The refresh endpoint answers for at most one page of rows.
 MAX_REFRESH_IDS = max(PAGE_SIZES)
+
+
+def invoices_and_emails(*, invoices: int, emails: int) -> str:
+    """How many invoices and, when it differs, how many emails: «1 fattura (4 email)»."""
+    text = ngettext("%(n)d fattura", "%(n)d fatture", invoices) % {"n": invoices}
+    if emails != invoices:
+        text += " " + ngettext("(%(n)d email)", "(%(n)d email)", emails) % {"n": emails}
+    return text
 
 
 class Period:

@@ -140,13 +140,9 @@ def _resend_recipient(delivery: Delivery) -> Recipient:
 
 
 def cancel_scheduled(*, delivery: Delivery) -> Delivery:
-    """A scheduled mail that has not left yet is cancelled: it will not be sent."""
-    moved = lifecycle.transition(
-        Delivery.objects.filter(pk=delivery.pk, status__in=lifecycle.CANCELLABLE),
-        to=DeliveryStatus.CANCELLED,
-        text=gettext_noop("Invio programmato annullato dal professionista."),
-        changes={"scheduled_for": None},
-    )
+    """One scheduled mail (one recipient) that has not left yet is cancelled: it will not
+    be sent. The invoice's other scheduled mails keep their time."""
+    moved = _cancel(Delivery.objects.filter(pk=delivery.pk))
     if not moved:
         raise ActionNotAllowed(delivery.status)
     delivery.refresh_from_db()
@@ -154,13 +150,62 @@ def cancel_scheduled(*, delivery: Delivery) -> Delivery:
 
 
 def send_now(*, delivery: Delivery) -> Delivery:
-    """A scheduled mail leaves at once instead of at its time."""
+    """One scheduled mail (one recipient) leaves at once instead of at its time."""
     return _requeue(
         delivery,
         allowed=lifecycle.CANCELLABLE,
         text=gettext_noop("Invio anticipato dal professionista: messa in coda."),
         scheduled_for=None,
     )
+
+
+def scheduled_with(delivery: Delivery) -> QuerySet[Delivery]:
+    """The scheduled mails of ``delivery``'s invoice: the patient's, the other recipients'
+    and the practitioner's copy leave (or are cancelled) together."""
+    return Delivery.objects.filter(
+        practitioner_id=delivery.practitioner_id,
+        invoice_id=delivery.invoice_id,
+        status__in=lifecycle.CANCELLABLE,
+    )
+
+
+def _cancel(rows: QuerySet[Delivery]) -> list[int]:
+    return lifecycle.transition(
+        rows.filter(status__in=lifecycle.CANCELLABLE),
+        to=DeliveryStatus.CANCELLED,
+        text=gettext_noop("Invio programmato annullato dal professionista."),
+        changes={"scheduled_for": None},
+    )
+
+
+def cancel_scheduled_invoice(*, delivery: Delivery) -> list[int]:
+    """Cancel every scheduled mail of ``delivery``'s invoice (patient, other recipients,
+    copy); returns the ids cancelled. Nothing left to cancel is :class:`ActionNotAllowed`."""
+    moved = _cancel(scheduled_with(delivery))
+    if not moved:
+        raise ActionNotAllowed(delivery.status)
+    return moved
+
+
+def send_invoice_now(*, delivery: Delivery) -> list[int]:
+    """Every scheduled mail of ``delivery``'s invoice leaves at once; returns their ids."""
+    now = timezone.now()
+    moved = lifecycle.transition(
+        scheduled_with(delivery),
+        to=DeliveryStatus.QUEUED,
+        text=gettext_noop("Invio anticipato dal professionista: messa in coda."),
+        changes={
+            "next_attempt_at": None,
+            "lease_expires_at": None,
+            "queued_at": now,
+            "scheduled_for": None,
+        },
+        now=now,
+    )
+    if not moved:
+        raise ActionNotAllowed(delivery.status)
+    publish.publish_ids_on_commit(moved)
+    return moved
 
 
 def reactivate_address(*, practitioner: Practitioner, address: str) -> int:
@@ -190,16 +235,47 @@ def hold_pending(*, practitioner_id: int) -> int:
     return len(moved)
 
 
+def hold_without_mailbox(*, practitioner_id: int) -> int:
+    """The mailbox was deleted: every personal-SMTP row still waiting to leave, scheduled
+    ones included, is held until the practitioner configures a mailbox again or chooses
+    Smart Mail. A scheduled row keeps its time for when it is released."""
+    moved = lifecycle.transition(
+        _smtp_rows(
+            practitioner_id,
+            (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SCHEDULED),
+        ),
+        to=DeliveryStatus.HELD,
+        text=gettext_noop(
+            "Trattenuta: la casella SMTP personale è stata eliminata. Configurala di nuovo "
+            "oppure invia con Smart Mail."
+        ),
+        changes={"next_attempt_at": None},
+    )
+    return len(moved)
+
+
 def resume_held(*, practitioner_id: int) -> int:
-    """The mailbox works again: its held rows go back to the queue. Returns how many."""
+    """The mailbox works again: its held rows go back to the queue, or wait for their time
+    when they were scheduled for later. Returns how many."""
+    now = timezone.now()
+    later = lifecycle.transition(
+        _smtp_rows(practitioner_id, (DeliveryStatus.HELD,)).filter(scheduled_for__gt=now),
+        to=DeliveryStatus.SCHEDULED,
+        text=gettext_noop(
+            "La casella funziona di nuovo: la fattura partirà all'orario programmato."
+        ),
+        changes={"next_attempt_at": None},
+        now=now,
+    )
     moved = lifecycle.transition(
         _smtp_rows(practitioner_id, (DeliveryStatus.HELD,)),
         to=DeliveryStatus.QUEUED,
         text=gettext_noop("La casella funziona di nuovo: invio ripreso."),
-        changes={"queued_at": timezone.now(), "next_attempt_at": None},
+        changes={"queued_at": now, "next_attempt_at": None, "scheduled_for": None},
+        now=now,
     )
     publish.publish_ids_on_commit(moved)
-    return len(moved)
+    return len(moved) + len(later)
 
 
 def follow_mailbox_health(*, practitioner_id: int, health: Health | None) -> None:

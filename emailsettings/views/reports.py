@@ -29,6 +29,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from emailsettings import report
@@ -132,8 +133,15 @@ def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
     link = SecureLink.objects.filter(delivery=delivery).first()
     for receipt in receipts:
         receipt.label = pec.label(receipt.kind)  # type: ignore[attr-defined]
+    together = (
+        list(actions.scheduled_with(delivery).order_by("pk").only("id", "role", "recipient"))
+        if delivery.status == DeliveryStatus.SCHEDULED
+        else []
+    )
     context = {
         "delivery": delivery,
+        # The invoice's scheduled mails that one «Annulla» / «Invia ora» covers.
+        "scheduled_together": together,
         "receipts": receipts,
         "patient_url": _patient_url(delivery),
         "row": row,
@@ -293,18 +301,58 @@ def delivery_smart_mail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+def _invoice_action(
+    request: HttpRequest, pk: int, *, one: str, whole: str, success: str, success_one: str
+) -> HttpResponse:
+    """A scheduled invoice's action: by default for all its mails (patient, other
+    recipients, copy); ``solo=questo`` for this recipient alone."""
+    delivery = _owned_delivery(request, pk)
+    if request.POST.get("solo") == "questo":
+        return _run_action(request, pk, one, success_one)
+    service: Any = getattr(actions, whole)
+    try:
+        moved = service(delivery=delivery)
+    except ActionNotAllowed:
+        _not_allowed(request, delivery, one)
+        return redirect(_detail_url(request, delivery.pk))
+    messages.success(
+        request,
+        success
+        % {
+            "number": delivery.invoice_number,
+            "what": ngettext("%(n)d email", "%(n)d email", len(moved)) % {"n": len(moved)},
+        },
+    )
+    return redirect(_detail_url(request, delivery.pk))
+
+
 @login_required
 @require_POST
 def delivery_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    return _run_action(
-        request, pk, "cancel_scheduled", _("Invio programmato annullato: la fattura non partirà.")
+    return _invoice_action(
+        request,
+        pk,
+        one="cancel_scheduled",
+        whole="cancel_scheduled_invoice",
+        success=_(
+            "Invio programmato annullato: la fattura %(number)s non partirà per nessun "
+            "destinatario (%(what)s)."
+        ),
+        success_one=_("Invio programmato annullato per questo destinatario."),
     )
 
 
 @login_required
 @require_POST
 def delivery_send_now(request: HttpRequest, pk: int) -> HttpResponse:
-    return _run_action(request, pk, "send_now", _("La fattura è in coda e parte subito."))
+    return _invoice_action(
+        request,
+        pk,
+        one="send_now",
+        whole="send_invoice_now",
+        success=_("La fattura %(number)s è in coda e parte subito (%(what)s)."),
+        success_one=_("L'email a questo destinatario è in coda e parte subito."),
+    )
 
 
 @login_required

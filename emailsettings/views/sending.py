@@ -37,6 +37,7 @@ from emailsettings.models import (
     Delivery,
     DeliveryStatus,
     MailboxStatus,
+    RecipientRole,
     SmtpAccount,
     SuppressedAddress,
 )
@@ -52,6 +53,7 @@ from emailsettings.outbox.schedule import release_time, sending_window
 from emailsettings.report import (
     delivery_meaning,
     error_advice,
+    invoices_and_emails,
     is_in_flight,
     smtp_preset_key,
     status_tone,
@@ -291,25 +293,26 @@ def _send(
             },
         )
     scheduled = [d.scheduled_for for d in deliveries if d.status == DeliveryStatus.SCHEDULED]
+    what = invoices_and_emails(invoices=len(sendable), emails=len(deliveries))
     if scheduled:
         messages.success(
             request,
             ngettext(
-                "%(count)d fattura programmata: partirà %(when)s.",
-                "%(count)d fatture programmate: partiranno %(when)s.",
+                "%(what)s programmata: partirà %(when)s.",
+                "%(what)s programmate: partiranno %(when)s.",
                 len(sendable),
             )
-            % {"count": len(sendable), "when": format_long_datetime(min(filter(None, scheduled)))},
+            % {"what": what, "when": format_long_datetime(min(filter(None, scheduled)))},
         )
     else:
         messages.success(
             request,
             ngettext(
-                "%(count)d fattura messa in coda per l'invio.",
-                "%(count)d fatture messe in coda per l'invio.",
+                "%(what)s messa in coda per l'invio.",
+                "%(what)s messe in coda per l'invio.",
                 len(sendable),
             )
-            % {"count": len(sendable)},
+            % {"what": what},
         )
     return redirect(progress_url([delivery.pk for delivery in deliveries]))
 
@@ -350,21 +353,30 @@ def progress_summary(deliveries: Sequence[Delivery]) -> dict[str, Any]:
         else None
     )
     in_flight = sum(n for status, n in by_status.items() if is_in_flight(status))
+    invoices = len({delivery.invoice_id for delivery in deliveries})
     return {
-        "total": len(deliveries),
+        # The invoice is the unit; its emails (other recipients, the copy) in brackets.
+        "total": invoices,
+        "emails": len(deliveries),
+        "emails_note": (
+            ngettext("(%(n)d email)", "(%(n)d email)", len(deliveries)) % {"n": len(deliveries)}
+            if len(deliveries) != invoices
+            else ""
+        ),
         "in_flight": in_flight,
         "queued": by_status[DeliveryStatus.QUEUED],
         "sent": sum(by_status[status] for status in SENT_STATUSES),
         "failed": sum(by_status[status] for status in FAILED_STATUSES),
         "attention": sum(by_status[status] for status in ATTENTION_STATUSES),
         "done": in_flight == 0,
-        "done_text": _done_text(by_status),
+        "done_text": _done_text(deliveries),
         "held": by_status[DeliveryStatus.HELD],
         "deliveries": [
             {
                 "id": delivery.pk,
                 "status": delivery.status,
                 "label": str(DeliveryStatus(delivery.status).label),
+                "role": str(RecipientRole(delivery.role).label),
                 "meaning": delivery_meaning(delivery),
                 "tone": status_tone(delivery.status),
                 "error": _row_error(delivery, preset_key),
@@ -374,51 +386,58 @@ def progress_summary(deliveries: Sequence[Delivery]) -> dict[str, Any]:
     }
 
 
-def _done_text(by_status: Counter[str]) -> str:
-    """What a finished batch did, in one sentence: never "completed" when nothing went."""
-    sent = sum(by_status[status] for status in SENT_STATUSES)
-    failed = sum(by_status[status] for status in FAILED_STATUSES)
-    held = by_status[DeliveryStatus.HELD]
-    unknown = by_status[DeliveryStatus.UNKNOWN]
-    scheduled = by_status[DeliveryStatus.SCHEDULED]
+def _done_text(deliveries: Sequence[Delivery]) -> str:
+    """What a finished batch did, in one sentence, counting invoices (and their emails when
+    they differ): never "completed" when nothing went."""
+
+    def count(statuses: frozenset[str] | set[str]) -> tuple[int, str]:
+        rows = [delivery for delivery in deliveries if delivery.status in statuses]
+        invoices = len({delivery.invoice_id for delivery in rows})
+        return invoices, invoices_and_emails(invoices=invoices, emails=len(rows)) if rows else ""
+
+    scheduled, scheduled_text = count({DeliveryStatus.SCHEDULED})
+    sent, sent_text = count(SENT_STATUSES)
+    held, held_text = count({DeliveryStatus.HELD})
+    failed, failed_text = count(FAILED_STATUSES)
+    unknown, unknown_text = count({DeliveryStatus.UNKNOWN})
     parts = []
     if scheduled:
         parts.append(
             ngettext(
-                "%(n)d invio programmato: lo trovi nell'elenco invii, dove puoi annullarlo",
-                "%(n)d invii programmati: li trovi nell'elenco invii, dove puoi annullarli",
+                "%(what)s programmata: la trovi nell'elenco invii, dove puoi annullarla",
+                "%(what)s programmate: le trovi nell'elenco invii, dove puoi annullarle",
                 scheduled,
             )
-            % {"n": scheduled}
+            % {"what": scheduled_text}
         )
     if sent:
-        parts.append(ngettext("%(n)d fattura inviata", "%(n)d fatture inviate", sent) % {"n": sent})
+        parts.append(ngettext("%(what)s inviata", "%(what)s inviate", sent) % {"what": sent_text})
     if held:
         parts.append(
             ngettext(
-                "%(n)d fattura trattenuta: la casella va corretta",
-                "%(n)d fatture trattenute: la casella va corretta",
+                "%(what)s trattenuta: la casella va corretta",
+                "%(what)s trattenute: la casella va corretta",
                 held,
             )
-            % {"n": held}
+            % {"what": held_text}
         )
     if failed:
         parts.append(
             ngettext(
-                "%(n)d non riuscita: il motivo è nell'elenco invii",
-                "%(n)d non riuscite: il motivo è nell'elenco invii",
+                "%(what)s non riuscita: il motivo è nell'elenco invii",
+                "%(what)s non riuscite: il motivo è nell'elenco invii",
                 failed,
             )
-            % {"n": failed}
+            % {"what": failed_text}
         )
     if unknown:
         parts.append(
             ngettext(
-                "%(n)d con esito sconosciuto, da verificare",
-                "%(n)d con esito sconosciuto, da verificare",
+                "%(what)s con esito sconosciuto, da verificare",
+                "%(what)s con esito sconosciuto, da verificare",
                 unknown,
             )
-            % {"n": unknown}
+            % {"what": unknown_text}
         )
     if not parts:
         return _("Nessuna fattura inviata.")

@@ -18,6 +18,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -41,6 +42,8 @@ from emailsettings.models import (
     Phase,
     SmtpAccount,
 )
+from emailsettings.outbox.actions import hold_without_mailbox
+from emailsettings.report import invoices_and_emails
 from emailsettings.views.cards import card_message, refuse, refused_data
 
 
@@ -76,12 +79,19 @@ WAITING_FOR_MAILBOX = (
 )
 
 
-def waiting_for_mailbox(request: HttpRequest) -> int:
-    return (
+def waiting_for_mailbox(request: HttpRequest) -> tuple[int, int]:
+    """How many invoices, and how many emails, wait to leave through the mailbox."""
+    counts = (
         Delivery.objects.owned_by(request.user)  # type: ignore[arg-type]
         .filter(channel=Channel.SMTP, status__in=WAITING_FOR_MAILBOX)
-        .count()
+        .aggregate(invoices=Count("invoice", distinct=True), emails=Count("pk"))
     )
+    return counts["invoices"], counts["emails"]
+
+
+def waiting_text(waiting: tuple[int, int]) -> str:
+    invoices, emails = waiting
+    return invoices_and_emails(invoices=invoices, emails=emails) if invoices else ""
 
 
 def presets_data() -> dict[str, Any]:
@@ -175,7 +185,7 @@ def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
         "channel_form": channel_form,
         "channel": email_settings.channel if email_settings else Channel.SMART_MAIL,
         "smtp_channel_active": bool(email_settings and email_settings.channel == Channel.SMTP),
-        "smtp_waiting": waiting_for_mailbox(request) if account else 0,
+        "smtp_waiting": waiting_text(waiting_for_mailbox(request)) if account else "",
         "smtp_account_security": security_label(account.security) if account else "",
     }
 
@@ -254,23 +264,27 @@ def delete_mailbox(request: HttpRequest) -> HttpResponse:
     with transaction.atomic():
         deleted, _rows = SmtpAccount.objects.owned_by(request.user).delete()  # type: ignore[arg-type]
         switched = switch_to_smart_mail(request)
+        if deleted:
+            # As the confirmation promised: what waited for the mailbox is held, scheduled
+            # invoices too, until the practitioner decides.
+            hold_without_mailbox(practitioner_id=request.user.pk)  # type: ignore[arg-type]
     if deleted:
         card_message(request, "smtp", messages.SUCCESS, _("Configurazione SMTP eliminata."))
     if switched:
         card_message(request, "smtp", messages.INFO, _("Le fatture ora partono con Smart Mail."))
-    if deleted and waiting:
+    if deleted and waiting[0]:
         card_message(
             request,
             "smtp",
             messages.WARNING,
             ngettext(
-                "%(count)s fattura in coda per la casella resta trattenuta: inviala con Smart "
+                "%(count)s in coda per la casella resta trattenuta: inviala con Smart "
                 "Mail dall'Elenco invii email, oppure configura di nuovo la casella.",
-                "%(count)s fatture in coda per la casella restano trattenute: inviale con Smart "
+                "%(count)s in coda per la casella restano trattenute: inviale con Smart "
                 "Mail dall'Elenco invii email, oppure configura di nuovo la casella.",
-                waiting,
+                waiting[0],
             )
-            % {"count": waiting},
+            % {"count": waiting_text(waiting)},
         )
     return redirect(_section_url())
 

@@ -75,7 +75,7 @@
   let delay = POLL_MS;
 
   const render = (data) => {
-    for (const key of ["total", "in_flight", "sent", "failed", "attention"]) {
+    for (const key of ["total", "emails_note", "in_flight", "sent", "failed", "attention"]) {
       const cell = progress.querySelector(`[data-count="${key}"]`);
       if (cell) cell.textContent = String(data[key]);
     }

@@ -1,5 +1,6 @@
 """A practitioner schedules an invoice for tomorrow from the confirmation page in Chromium,
-reads "programmata per …" in the report and cancels it from the detail page."""
+reads "programmata per …" in the report and cancels it from the detail page: one «Annulla»
+cancels the invoice for the patient, the other recipients and the copy."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import datetime
 import pytest
 from django.utils import timezone
 
-from emailsettings.models import Delivery, DeliveryStatus, RecipientRole
+from emailsettings.models import Delivery, DeliveryStatus, EmailSettings, RecipientRole
 from tests.conftest import login, save_screenshot
 from tests.factories import InvoiceFactory, PatientFactory, PractitionerFactory
 
@@ -27,10 +28,11 @@ def test_schedule_for_tomorrow_read_it_in_the_report_and_cancel_it(
             first_name="Anna",
             last_name="Russo",
             email="anna@example.test",
-            extra_emails=["mamma.russo@example.test"],
+            extra_emails=["mamma.russo@example.test", "papa.russo@example.test"],
         ),
         number="1/2026",
     )
+    EmailSettings.objects.create(practitioner=practitioner, copy_to_self=True)
     tomorrow = (timezone.localtime() + datetime.timedelta(days=1)).replace(
         hour=9, minute=30, second=0, microsecond=0
     )
@@ -56,12 +58,23 @@ def test_schedule_for_tomorrow_read_it_in_the_report_and_cancel_it(
     page.get_by_role("button", name="Invia 1 fattura").click()
 
     page.wait_for_url("**/email/invio/avanzamento/?*")
-    assert "1 fattura programmata: partirà" in page.locator(".messages").inner_text()
-    assert "9:30" in page.locator(".messages").inner_text()
+    message = page.locator(".messages").inner_text()
+    assert "1 fattura (4 email) programmata: partirà" in message
+    assert "9:30" in message
     rows = list(Delivery.objects.order_by("pk"))
-    assert [row.role for row in rows] == [RecipientRole.PATIENT, RecipientRole.EXTRA]
+    assert [row.role for row in rows] == [
+        RecipientRole.PATIENT,
+        RecipientRole.EXTRA,
+        RecipientRole.EXTRA,
+        RecipientRole.COPY,
+    ]
     assert {row.status for row in rows} == {DeliveryStatus.SCHEDULED}
     assert {row.scheduled_for for row in rows} == {tomorrow}
+    # The progress page counts the invoice, not its emails, and names each email's role.
+    counts = page.locator(".send-counts").inner_text()
+    assert "Fatture\n1 (4 email)" in counts
+    roles = page.locator("table.send-table [data-role]").all_inner_texts()
+    assert roles == ["paziente", "altro destinatario", "altro destinatario", "copia per te"]
     save_screenshot(page, "schedule-2-progress")
 
     page.goto(f"{live_server.url}/email/invii/")
@@ -71,13 +84,14 @@ def test_schedule_for_tomorrow_read_it_in_the_report_and_cancel_it(
     page.locator(f"#invio-{rows[0].pk} td.when a").click()
     page.wait_for_url(f"**/email/invii/{rows[0].pk}/**")
     assert "programmata per" in page.locator("#stato").inner_text().lower()
+    assert "comprende 4 email" in page.locator(".scheduled-together").inner_text()
     page.get_by_text("Annulla l'invio programmato").click()
+    assert "per nessun destinatario (4 email)" in page.locator("details[open]").inner_text()
     page.get_by_role("button", name="Sì, annulla l'invio").click()
     page.wait_for_load_state()
-    assert "Invio programmato annullato" in page.content()
+    assert "non partirà per nessun destinatario (4 email)" in page.locator(".messages").inner_text()
     assert page.locator("#stato .badge").inner_text() == "annullata"
     save_screenshot(page, "schedule-3-cancelled")
 
-    rows[0].refresh_from_db()
-    rows[1].refresh_from_db()
-    assert (rows[0].status, rows[1].status) == (DeliveryStatus.CANCELLED, DeliveryStatus.SCHEDULED)
+    # Neither parent nor the copy would still be sent.
+    assert {row.status for row in Delivery.objects.all()} == {DeliveryStatus.CANCELLED}

@@ -129,7 +129,7 @@ def test_deleting_the_mailbox_asks_first_and_can_be_cancelled(settings_page, pra
     opener.click()
     box = page.locator("#smtp-delete-confirm .confirm-box")
     expect(box).to_be_visible()
-    expect(box).to_contain_text("2 fatture in coda per questa casella non partiranno")
+    expect(box).to_contain_text("In coda per questa casella: 2 fatture. Non partiranno")
     expect(box).to_contain_text("«Invia con Smart Mail»")
     expect(box).to_contain_text("Le prossime fatture partiranno con Smart Mail.")
     save_screenshot(page, "smtp-delete-confirm")

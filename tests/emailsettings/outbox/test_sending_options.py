@@ -25,7 +25,15 @@ from emailsettings.models import (
     RecipientRole,
 )
 from emailsettings.outbox import lifecycle
-from emailsettings.outbox.actions import cancel_scheduled, resend, send_now
+from emailsettings.outbox.actions import (
+    cancel_scheduled,
+    cancel_scheduled_invoice,
+    hold_without_mailbox,
+    resend,
+    resume_held,
+    send_invoice_now,
+    send_now,
+)
 from emailsettings.outbox.queueing import (
     queue_invoice_batch,
     queue_invoice_email,
@@ -260,6 +268,50 @@ def test_a_scheduled_invoice_can_be_cancelled_or_sent_now_until_it_leaves(invoic
         cancel_scheduled(delivery=sent_now)
     # A cancelled invoice can be sent again, as a new delivery.
     assert resend(delivery=cancelled).status == DeliveryStatus.QUEUED
+
+
+@pytest.mark.django_db
+def test_the_invoice_is_the_unit_of_cancel_and_send_now(invoice, practitioner):
+    """One «Annulla» or «Invia ora» covers the patient, the other recipients and the copy;
+    another invoice's scheduled mails are not touched."""
+    EmailSettings.objects.create(practitioner=practitioner, copy_to_self=True)
+    invoice.patient.extra_emails = ["mamma@example.test", "papa@example.test"]
+    invoice.patient.save()
+    other = InvoiceFactory(patient=invoice.patient, number="8/2026")
+    later = timezone.now() + datetime.timedelta(days=1)
+    rows = queue_invoice_batch([invoice, other], send_at=later)
+    mine = [row for row in rows if row.invoice_id == invoice.pk]
+    assert len(mine) == 4
+
+    # From any of its rows (here the copy), the whole invoice.
+    assert sorted(cancel_scheduled_invoice(delivery=mine[-1])) == sorted(r.pk for r in mine)
+    statuses = dict(Delivery.objects.values_list("pk", "status"))
+    assert {statuses[row.pk] for row in mine} == {DeliveryStatus.CANCELLED}
+    theirs = [row for row in rows if row.invoice_id == other.pk]
+    assert {statuses[row.pk] for row in theirs} == {DeliveryStatus.SCHEDULED}
+    with pytest.raises(ActionNotAllowed):
+        cancel_scheduled_invoice(delivery=mine[0])
+
+    assert len(send_invoice_now(delivery=theirs[1])) == 4
+    assert set(Delivery.objects.filter(invoice=other).values_list("status", "scheduled_for")) == {
+        (DeliveryStatus.QUEUED, None)
+    }
+
+
+@pytest.mark.django_db
+def test_a_deleted_mailbox_holds_its_scheduled_rows_and_a_new_one_keeps_their_time(invoice):
+    later = timezone.now() + datetime.timedelta(days=1)
+    row = queue_invoice_email(invoice, send_at=later)
+    Delivery.objects.filter(pk=row.pk).update(channel="smtp")
+    assert hold_without_mailbox(practitioner_id=invoice.practitioner_id) == 1
+    row.refresh_from_db()
+    assert (row.status, row.scheduled_for) == (DeliveryStatus.HELD, later)
+    assert "casella SMTP personale è stata eliminata" in row.events.order_by("pk").last().text
+
+    # The mailbox works again: a row scheduled for later waits for its time.
+    assert resume_held(practitioner_id=invoice.practitioner_id) == 1
+    row.refresh_from_db()
+    assert row.status == DeliveryStatus.SCHEDULED
 
 
 # --- timeline texts ------------------------------------------------------------------------

@@ -233,10 +233,14 @@ def test_sending_at_a_date_schedules_every_row(logged_client, practitioner, invo
     expected = when.replace(second=0, microsecond=0)
     assert {row.scheduled_for for row in rows} == {expected}
     body = response.content.decode()
-    assert "1 fattura programmata: partirà" in body
+    # The invoice is the unit: one invoice, its three emails in brackets.
+    assert "1 fattura (3 email) programmata: partirà" in body
     assert "programmata per" in body
-    # The progress page says where to cancel it.
-    assert "invio programmato" in body or "invii programmati" in body
+    # The progress page says where to cancel it, and names each email's role.
+    assert "1 fattura (3 email) programmata: la trovi nell&#x27;elenco invii" in body
+    assert "(3 email)</small>" in body
+    for role in ("paziente", "altro destinatario", "copia per te"):
+        assert f">{role}</span>" in body
 
 
 @pytest.mark.parametrize(
@@ -306,13 +310,21 @@ def test_the_report_shows_programmata_per_and_offers_cancel(logged_client, sched
 
 
 @pytest.mark.django_db
-def test_cancelling_from_the_report(logged_client, scheduled):
+def test_cancelling_from_the_report_cancels_every_email_of_the_invoice(logged_client, scheduled):
+    rows = list(Delivery.objects.filter(invoice=scheduled.invoice).order_by("pk"))
+    assert [row.role for row in rows] == [RecipientRole.PATIENT, RecipientRole.EXTRA]
+    detail = logged_client.get(reverse("emailsettings:delivery", args=[scheduled.pk]))
+    assert "comprende 2 email" in detail.content.decode()
     response = logged_client.post(
         reverse("emailsettings:delivery_cancel", args=[scheduled.pk]), follow=True
     )
-    scheduled.refresh_from_db()
-    assert scheduled.status == DeliveryStatus.CANCELLED
-    assert "Invio programmato annullato" in response.content.decode()
+    assert {row.status for row in Delivery.objects.filter(invoice=scheduled.invoice)} == {
+        DeliveryStatus.CANCELLED
+    }
+    assert (
+        "la fattura 7/2026 non partirà per nessun destinatario (2 email)"
+        in response.content.decode()
+    )
     # Once cancelled (or gone), it cannot be cancelled again: said in Italian.
     again = logged_client.post(
         reverse("emailsettings:delivery_cancel", args=[scheduled.pk]), follow=True
@@ -321,10 +333,26 @@ def test_cancelling_from_the_report(logged_client, scheduled):
 
 
 @pytest.mark.django_db
-def test_send_now_from_the_report(logged_client, scheduled):
-    logged_client.post(reverse("emailsettings:delivery_send_now", args=[scheduled.pk]))
+def test_one_recipient_alone_can_still_be_cancelled(logged_client, scheduled):
+    extra = Delivery.objects.get(invoice=scheduled.invoice, role=RecipientRole.EXTRA)
+    response = logged_client.post(
+        reverse("emailsettings:delivery_cancel", args=[extra.pk]), {"solo": "questo"}, follow=True
+    )
+    assert "annullato per questo destinatario" in response.content.decode()
+    extra.refresh_from_db()
     scheduled.refresh_from_db()
-    assert scheduled.status == DeliveryStatus.QUEUED
+    assert (extra.status, scheduled.status) == (DeliveryStatus.CANCELLED, DeliveryStatus.SCHEDULED)
+
+
+@pytest.mark.django_db
+def test_send_now_from_the_report_sends_every_email_of_the_invoice(logged_client, scheduled):
+    extra = Delivery.objects.get(invoice=scheduled.invoice, role=RecipientRole.EXTRA)
+    response = logged_client.post(
+        reverse("emailsettings:delivery_send_now", args=[extra.pk]), follow=True
+    )
+    assert "parte subito (2 email)" in response.content.decode()
+    rows = Delivery.objects.filter(invoice=scheduled.invoice)
+    assert {(row.status, row.scheduled_for) for row in rows} == {(DeliveryStatus.QUEUED, None)}
 
 
 @pytest.mark.parametrize(

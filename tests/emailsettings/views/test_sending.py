@@ -361,7 +361,7 @@ def test_progress_data_counts_only_the_batch(
     assert states[ids[1]]["tone"] == "err"
 
     page = logged_client.get(PROGRESS_URL + "?invii=" + query).content.decode()
-    assert "1 fattura inviata; 1 non riuscita" in page
+    assert "1 fattura inviata; 1 fattura non riuscita" in page
     assert "Invio completato" not in page
     assert foreign.recipient not in page
 

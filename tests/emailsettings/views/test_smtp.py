@@ -246,7 +246,8 @@ def test_delete_removes_the_mailbox_and_returns_to_smart_mail(logged_client, pra
     assert EmailSettings.objects.get(practitioner=practitioner).channel == Channel.SMART_MAIL
 
 
-def test_delete_asks_first_saying_what_happens_to_queued_invoices(logged_client, practitioner):
+def test_delete_asks_first_counting_invoices_and_holds_what_waited(logged_client, practitioner):
+    from emailsettings.models import Delivery, DeliveryStatus
     from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory
 
     make_account(practitioner)
@@ -254,13 +255,17 @@ def test_delete_asks_first_saying_what_happens_to_queued_invoices(logged_client,
     patient = PatientFactory(practitioner=practitioner)
     for status in ("queued", "deferred", "sent"):
         DeliveryFactory(invoice=InvoiceFactory(patient=patient), channel="smtp", status=status)
+    # One invoice scheduled to the patient, another recipient and the copy: 1 invoice.
+    scheduled = InvoiceFactory(patient=patient)
+    for role in ("patient", "extra", "copy"):
+        DeliveryFactory(invoice=scheduled, channel="smtp", status="scheduled", role=role)
     DeliveryFactory(invoice=InvoiceFactory(patient=patient), channel="smart_mail", status="queued")
 
     page = logged_client.get(SETTINGS_URL).content.decode()
     confirm = page[page.index('id="smtp-delete-confirm"') :]
     confirm = confirm[: confirm.index("</details>")]
     assert "Eliminare la configurazione della casella" in confirm
-    assert "2 fatture in coda</strong> per questa casella non partiranno" in confirm
+    assert "In coda per questa casella: 3 fatture (5 email).</strong> Non partiranno" in confirm
     assert "Le prossime fatture partiranno con Smart Mail." in confirm
     assert ">Annulla</button>" in confirm
     # The delete button is inside the confirmation, not on the page.
@@ -269,7 +274,11 @@ def test_delete_asks_first_saying_what_happens_to_queued_invoices(logged_client,
     response = logged_client.post(DELETE_URL, follow=True)
     content = response.content.decode()
     assert "Configurazione SMTP eliminata." in content
-    assert "2 fatture in coda per la casella restano trattenute" in content
+    assert "3 fatture (5 email) in coda per la casella restano trattenute" in content
+    # As promised: nothing of the mailbox's is still waiting to leave, scheduled rows too.
+    smtp_rows = Delivery.objects.filter(channel="smtp").exclude(status="sent")
+    assert set(smtp_rows.values_list("status", flat=True)) == {DeliveryStatus.HELD}
+    assert Delivery.objects.get(channel="smart_mail").status == DeliveryStatus.QUEUED
 
 
 def test_delete_confirmation_without_queued_invoices(logged_client, practitioner):
