@@ -1,4 +1,5 @@
-"""The "your mailbox needs attention" email to the practitioner.
+"""The "your mailbox needs attention" email to the practitioner, and the notice that a
+recipient refused an invoice (the mailbox is fine then: the address is not).
 
 Sent through the platform's own sender (Smart Mail: ``EMAIL_BACKEND`` and
 ``EMAILSETTINGS_PLATFORM_FROM``), never through the mailbox that is failing, to the
@@ -38,33 +39,65 @@ def _claim(account: SmtpAccount, now: datetime.datetime) -> bool:
     return bool(claimed)
 
 
+def _send(*, to: str, subject: str, lines: list[str]) -> None:
+    EmailMessage(
+        subject=subject,
+        body="\n".join(lines),
+        from_email=conf.platform_from(),
+        to=[to],
+        connection=get_connection(),
+    ).send()
+
+
+def _advice_lines(lead: str, advice: Advice) -> list[str]:
+    lines = [lead, "", advice.title, advice.text]
+    lines += [f"{number}. {step}" for number, step in enumerate(advice.steps, start=1)]
+    return lines
+
+
 def alert_practitioner(account: SmtpAccount, *, advice: Advice, lead: str) -> bool:
     """Email the practitioner about ``account`` unless already done in the last day."""
     now = timezone.now()
     if not _claim(account, now):
         return False
-    practitioner = account.practitioner
     link = conf.site_url() + reverse("emailsettings:settings") + "#smtp"
-    lines = [lead, "", advice.title, advice.text]
-    lines += [f"{number}. {step}" for number, step in enumerate(advice.steps, start=1)]
-    lines += [
+    lines = _advice_lines(lead, advice) + [
         "",
         _("Apri le impostazioni email: %(link)s") % {"link": link},
         "",
         _("Ricevi questo avviso al massimo una volta al giorno per questa casella."),
     ]
-    message = EmailMessage(
-        subject=_("La tua casella %(email)s ha bisogno di attenzione") % {"email": account.email},
-        body="\n".join(lines),
-        from_email=conf.platform_from(),
-        to=[practitioner.email],
-        connection=get_connection(),
-    )
     try:
-        message.send()
+        _send(
+            to=account.practitioner.email,
+            subject=_("La tua casella %(email)s ha bisogno di attenzione")
+            % {"email": account.email},
+            lines=lines,
+        )
     except Exception:  # logged; the next day's check tries again
         logger.exception("Mailbox alert for account %s could not be sent", account.pk)
         SmtpAccount.objects.filter(pk=account.pk, alerted_at=now).update(alerted_at=None)
         return False
     logger.info("Mailbox alert sent for account %s", account.pk)
+    return True
+
+
+def notify_refused_recipients(*, practitioner_email: str, advice: Advice, lead: str) -> bool:
+    """Tell the practitioner that invoices of a batch did not go because of their recipients'
+    addresses: the mailbox works, so it neither says it does not nor uses up its daily alert.
+    One per batch; no patient data (the report names them)."""
+    link = conf.site_url() + reverse("emailsettings:deliveries") + "?status=failed&status=bounced"
+    lines = _advice_lines(lead, advice) + [
+        "",
+        _("Apri l'Elenco invii email: %(link)s") % {"link": link},
+    ]
+    try:
+        _send(
+            to=practitioner_email,
+            subject=_("Un indirizzo email da correggere: la fattura non è partita"),
+            lines=lines,
+        )
+    except Exception:  # logged; the report shows the failure anyway
+        logger.exception("Refused-recipient notice could not be sent")
+        return False
     return True

@@ -5,7 +5,9 @@ Once a day (beat) every mailbox in use (the practitioner sends through it) is ch
 when "Leggi le risposte" is on. A configuration failure marks the mailbox "da correggere"
 before an invoice fails (its pending invoices are held, the banner shows it) and the
 practitioner gets one email a day about it (:mod:`emailsettings.health.alerts`). The same email,
-by the same rule, follows a batch that ended with held or failed invoices.
+by the same rule, follows a batch that ended with held or failed invoices — unless what failed
+is a recipient's address (refused, bounced, suspended): then the notice says the mailbox works
+and the patient card's address is what to fix.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from emailsettings.exceptions import ImapError
+from emailsettings.failures import ErrorClass
 from emailsettings.guidance import Advice, advice
-from emailsettings.health.alerts import alert_practitioner
+from emailsettings.health.alerts import alert_practitioner, notify_refused_recipients
 from emailsettings.health.verify import verify_mailbox
 from emailsettings.mailbox.imap import open_for_account
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings, SmtpAccount
@@ -86,31 +89,73 @@ def check_account(account: SmtpAccount) -> bool:
     return result.ok or failure is None or not failure.is_configuration_error
 
 
+# A recipient's address is wrong: the patient card is what needs attention, not the mailbox.
+RECIPIENT_CLASSES = frozenset(
+    {
+        ErrorClass.RECIPIENT_REFUSED,
+        ErrorClass.ADDRESS_UNSUPPORTED,
+        ErrorClass.MAILBOX_FULL,
+        ErrorClass.BOUNCED,
+        ErrorClass.SUPPRESSED,
+    }
+)
+
+
 def after_batch(delivery_ids: list[int]) -> None:
-    """A batch ended: held or failed invoices of a personal mailbox → the same email."""
+    """A batch ended with held or failed invoices of a personal mailbox: the practitioner is
+    told what needs attention — the mailbox (a refused login, a held queue: the daily alert)
+    or the recipients' addresses (a 5.1.1 refusal: the patient card, not the mailbox)."""
     stuck = list(
         Delivery.objects.filter(
             pk__in=delivery_ids,
             channel=Channel.SMTP,
             status__in=(DeliveryStatus.HELD, DeliveryStatus.FAILED),
-        ).values_list("practitioner_id", flat=True)
+        ).values_list("practitioner_id", "invoice_id", "status", "last_error_class")
     )
     if not stuck:
         return
-    account = SmtpAccount.objects.filter(practitioner_id=stuck[0]).first()
+    account = SmtpAccount.objects.filter(practitioner_id=stuck[0][0]).first()
     if account is None:
         return
-    count = len(stuck)
-    alert_practitioner(
-        account,
-        advice=Advice(
-            title=ngettext(
-                "%(count)s fattura non è partita", "%(count)s fatture non sono partite", count
-            )
-            % {"count": count},
-            text=_("Nell'Elenco invii email trovi il motivo di ciascuna e cosa fare."),
-            steps=(),
-        ),
-        lead=_("Alcune fatture inviate con la tua casella %(email)s non sono partite.")
-        % {"email": account.email},
-    )
+    refused = {invoice for _p, invoice, status, error in stuck if error in RECIPIENT_CLASSES}
+    mailbox = {invoice for _p, invoice, status, error in stuck if error not in RECIPIENT_CLASSES}
+    if mailbox:
+        count = len(mailbox)
+        alert_practitioner(
+            account,
+            advice=Advice(
+                title=ngettext(
+                    "%(count)s fattura non è partita", "%(count)s fatture non sono partite", count
+                )
+                % {"count": count},
+                text=_("Nell'Elenco invii email trovi il motivo di ciascuna e cosa fare."),
+                steps=(),
+            ),
+            lead=_("Alcune fatture inviate con la tua casella %(email)s non sono partite.")
+            % {"email": account.email},
+        )
+    if refused:
+        count = len(refused)
+        notify_refused_recipients(
+            practitioner_email=account.practitioner.email,
+            advice=Advice(
+                title=ngettext(
+                    "%(count)s fattura non è partita: il server del destinatario ha rifiutato "
+                    "l'indirizzo",
+                    "%(count)s fatture non sono partite: il server dei destinatari ha rifiutato "
+                    "gli indirizzi",
+                    count,
+                )
+                % {"count": count},
+                text=_(
+                    "La tua casella %(email)s funziona: è l'indirizzo email del paziente (o di "
+                    "un altro destinatario) a non esistere o a non accettare posta."
+                )
+                % {"email": account.email},
+                steps=(
+                    _("Apri l'invio nell'Elenco invii email e premi «Correggi l'indirizzo»."),
+                    _("Scrivi l'indirizzo giusto (chiedilo al paziente se serve) e reinvia."),
+                ),
+            ),
+            lead=_("Alcune fatture non sono partite per un indirizzo del destinatario."),
+        )
