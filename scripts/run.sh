@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # make run: set up and start PsicoGest on the embedded default — SQLite, the embedded
 # Celery broker (or Redis when REDIS_URL is set), a local SMTP test server — with demo data.
-# Ctrl-C stops every process started here (also when a supervisor signals make alone).
+# Ctrl-C, SIGTERM or SIGHUP stop every process started here (also when a supervisor signals
+# make alone, or repeats the signal), within a few seconds when idle.
 set -euo pipefail
+# A non-interactive shell starts `make run &` with SIGINT and SIGQUIT ignored, and a shell
+# cannot trap a signal ignored at its start: start again with the default dispositions.
+if [ -z "${PSICOGEST_RUN_SIGNALS_RESET:-}" ]; then
+  PSICOGEST_RUN_SIGNALS_RESET=1 exec env --default-signal=INT,QUIT,TERM,HUP "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh base
 export PATH="$PWD/.venv/bin:$PATH"
@@ -31,6 +37,7 @@ python manage.py seed_demo
 pids=()
 names=()
 stopping=""
+STOP_WAIT="${PSICOGEST_STOP_WAIT_SECONDS:-5}"
 
 start_service() {  # start_service NAME COMMAND...
   local name="$1" log="$VAR/logs/$1.log"
@@ -41,12 +48,18 @@ start_service() {  # start_service NAME COMMAND...
   printf '\n===== %s: avvio (make run) =====\n' "$(date '+%d/%m/%Y %H:%M:%S %Z')" >>"$log"
   setsid "$@" >>"$log" 2>&1 &
   pids+=($!)
+  # Watched through its pid, not as a job: no "Quit"/"Killed" notices from the shell.
+  disown "$!"
   names+=("$name")
 }
 
+# Whether any process of any service's group is still there (Celery's pool and beat, not
+# only the worker's main process).
 alive() {
   local pid
-  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  for pid in "${pids[@]}"; do
+    ps -o stat= --sid "$pid" 2>/dev/null | grep -qv "^Z" && return 0
+  done
   return 1
 }
 
@@ -54,17 +67,31 @@ stop_services() {
   local pid
   [ -n "$stopping" ] && return
   stopping=1
-  trap - INT TERM HUP EXIT
+  # Another signal while stopping (a supervisor repeating it to the group, GNU make passing its
+  # own SIGTERM on to this script) must not cut the stop short and leave services running:
+  # ignored from here on, by this script and by the helpers it runs (sleep, ps), which would
+  # otherwise die of it mid-wait.
+  trap '' INT TERM HUP
   echo
   echo "==> Arresto di PsicoGest…"
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  # A worker finishes the message in hand first; stop waiting after 15 seconds.
-  for _ in $(seq 30); do
+  # Each service's main process only: Celery's main stops its pool and beat in order (a pool
+  # process signalled directly counts as lost and makes the main wait for it).
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # A worker finishes the message in hand first; an idle one stops at once. After
+  # $STOP_WAIT seconds the worker is told to stop without waiting (cold shutdown), then
+  # whatever is left is killed.
+  for _ in $(seq $((STOP_WAIT * 5))); do
     alive || break
-    sleep 0.5
+    sleep 0.2 || true
   done
+  if alive; then
+    for pid in "${pids[@]}"; do kill -QUIT "$pid" 2>/dev/null || true; done
+    for _ in $(seq 10); do
+      alive || break
+      sleep 0.2 || true
+    done
+  fi
   for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
 }
 
 # Ctrl-C (or a TERM/HUP from a supervisor) is the normal way to stop: say so, calmly.
