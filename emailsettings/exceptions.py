@@ -84,6 +84,11 @@ class ActionNotAllowed(EmailSettingsError, ValueError):
     """A report action (resend, retry, reactivate) is not allowed in the row's state."""
 
 
+class AddressUnchanged(ActionNotAllowed):
+    """The address a permanent recipient failure refused would be used again as it was: it
+    is corrected first (or reactivated, when suspended), never retried blindly."""
+
+
 class RateLimited(EmailSettingsError):
     """Too many attempts of a user action; ``message`` is Italian text for the page."""
 

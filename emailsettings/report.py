@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -37,7 +37,7 @@ from emailsettings.models import (
     SmtpAccount,
 )
 from emailsettings.outbox import lifecycle
-from emailsettings.outbox.actions import can_retry_now
+from emailsettings.outbox.actions import ADDRESS_FAILURES, can_retry_now
 from psicogest.formatting import format_datetime, format_long_datetime
 from psicogest.models import InvoiceDelivery
 
@@ -222,11 +222,28 @@ def period_bounds(
     return None, None
 
 
+# An unsuccessful row that was sent again is folded under its successor (shown on its
+# detail page): the list and the counters count each invoice's email once.
+SUPERSEDABLE = (
+    DeliveryStatus.FAILED,
+    DeliveryStatus.BOUNCED,
+    DeliveryStatus.SUPPRESSED,
+    DeliveryStatus.COMPLAINED,
+    DeliveryStatus.UNKNOWN,
+    DeliveryStatus.CANCELLED,
+)
+
+
+def _superseded() -> Q:
+    return Q(status__in=SUPERSEDABLE) & Q(Exists(Delivery.objects.filter(resend_of=OuterRef("pk"))))
+
+
 def _scoped(
     *, practitioner: Any, filters: ReportFilters, now: datetime.datetime | None
 ) -> QuerySet[Delivery]:
-    """Period, channel and search: everything but the status (the counters split by it)."""
-    deliveries = Delivery.objects.owned_by(practitioner)
+    """Period, channel and search: everything but the status (the counters split by it);
+    superseded failures folded under their successor."""
+    deliveries = Delivery.objects.owned_by(practitioner).exclude(_superseded())
     start, end = period_bounds(filters=filters, now=now)
     if start is not None:
         deliveries = deliveries.filter(created_at__gte=start)
@@ -265,7 +282,21 @@ def status_counts(
         counters = DeliveryCount.objects.filter(practitioner=practitioner)
         if filters.channel:
             counters = counters.filter(channel=filters.channel)
-        rows = counters.order_by().values_list("status").annotate(n=Sum("n"))
+        stored = list(counters.order_by().values_list("status").annotate(n=Sum("n")))
+        # Less the superseded failures, found from their successors (a few rows, through
+        # the partial index "delivery_resent").
+        successors = Delivery.objects.owned_by(practitioner).filter(
+            resend_of__isnull=False, resend_of__status__in=SUPERSEDABLE
+        )
+        if filters.channel:
+            successors = successors.filter(resend_of__channel=filters.channel)
+        superseded = dict(
+            successors.order_by()
+            .values_list("resend_of__status")
+            .annotate(n=Count("resend_of", distinct=True))
+            .values_list("resend_of__status", "n")
+        )
+        rows = [(status, (n or 0) - superseded.get(status, 0)) for status, n in stored]
     else:
         rows = (
             _scoped(practitioner=practitioner, filters=filters, now=now)
@@ -351,6 +382,8 @@ class ReportRow:
     error: str = ""
     error_detail: str = ""
     can_bulk_retry: bool = False
+    # A permanent failure of the address: corrected, not retried («Correggi l'indirizzo»).
+    fix_address: bool = False
     # The meaning line under the badge, only when it says more than the badge.
     show_meaning: bool = True
     # Texts looked up once a page, not once a row and cell (the list's rendering cost).
@@ -377,6 +410,8 @@ def column_labels() -> dict[str, str]:
         "attempts": _("Tentativi"),
         "error": _("Ultimo errore"),
         "open": _("Apri il dettaglio"),
+        "fix_address": _("Correggi l'indirizzo"),
+        "resend": _("reinvio"),
     }
 
 
@@ -423,7 +458,14 @@ def build_rows(*, deliveries: Iterable[Delivery], practitioner: Any) -> list[Rep
                 version=version(delivery),
                 error=error,
                 error_detail=detail,
-                can_bulk_retry=delivery.status in BULK_RETRYABLE,
+                can_bulk_retry=delivery.status in BULK_RETRYABLE
+                and delivery.last_error_class not in ADDRESS_FAILURES,
+                fix_address=delivery.status in lifecycle.RESENDABLE
+                and delivery.role != RecipientRole.COPY
+                and (
+                    delivery.last_error_class in ADDRESS_FAILURES
+                    or delivery.status in (DeliveryStatus.BOUNCED, DeliveryStatus.SUPPRESSED)
+                ),
                 detail_url=detail_url(delivery.pk),
                 invoice_url=invoice_url(delivery.invoice_id),
                 created_label=format_datetime(delivery.created_at),

@@ -48,6 +48,11 @@ urlpatterns = [
     path("invii/<int:pk>/riattiva/", reports.delivery_reactivate, name="delivery_reactivate"),
     path("invii/<int:pk>/ricevute/<int:receipt_pk>/", reports.pec_receipt, name="pec_receipt"),
     path("invii/<int:pk>/annulla/", reports.delivery_cancel, name="delivery_cancel"),
+    path(
+        "invii/<int:pk>/correggi-indirizzo/",
+        reports.delivery_fix_address,
+        name="delivery_fix_address",
+    ),
     path("invii/<int:pk>/invia-ora/", reports.delivery_send_now, name="delivery_send_now"),
     path("invii/<int:pk>/revoca-link/", securelink.revoke, name="secure_link_revoke"),
     # The patient's download page: no login, the token and a second factor.

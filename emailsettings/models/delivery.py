@@ -136,6 +136,12 @@ class Delivery(models.Model):
                 condition=Q(status="scheduled"),
                 name="delivery_scheduled_due",
             ),
+            # The resends: the report folds a superseded failure under its successor.
+            models.Index(
+                fields=["practitioner"],
+                condition=Q(resend_of__isnull=False),
+                name="delivery_resent",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -15,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from emailsettings.covermail.identity import smart_mail_identity
-from emailsettings.exceptions import ActionNotAllowed, InvalidRecipient
+from emailsettings.exceptions import ActionNotAllowed, AddressUnchanged, InvalidRecipient
+from emailsettings.failures import ErrorClass
 from emailsettings.mailbox.state import Health
 from emailsettings.models import (
     Channel,
@@ -38,6 +41,7 @@ from emailsettings.outbox.queueing import (
     create_deliveries,
     is_valid_address,
 )
+from psicogest.models import InvoiceAddress
 
 if TYPE_CHECKING:
     from psicogest.models import Practitioner
@@ -109,13 +113,58 @@ def send_with_smart_mail(*, delivery: Delivery) -> Delivery:
     )
 
 
-def resend(*, delivery: Delivery) -> Delivery:
+# Failures that are permanent for the address itself: sending again to the same address
+# fails the same way, so the address is corrected first.
+ADDRESS_FAILURES = frozenset(
+    {
+        ErrorClass.RECIPIENT_REFUSED,
+        ErrorClass.ADDRESS_UNSUPPORTED,
+        ErrorClass.BOUNCED,
+        ErrorClass.SUPPRESSED,
+    }
+)
+
+
+def needs_address_fix(delivery: Delivery) -> bool:
+    """A permanent failure of the recipient's address (5.1.x, bounced, suppressed) that a
+    resend would repeat: the address it would go to is still the refused one."""
+    if delivery.last_error_class not in ADDRESS_FAILURES and delivery.status not in (
+        DeliveryStatus.BOUNCED,
+        DeliveryStatus.SUPPRESSED,
+    ):
+        return False
+    if delivery.role == RecipientRole.COPY:
+        return False
+    if delivery.role == RecipientRole.PATIENT:
+        current = delivery.invoice.patient.invoice_recipient
+    else:
+        current = delivery.recipient
+    if current.strip().lower() != delivery.recipient.strip().lower():
+        return False
+    # A suspended address the practitioner reactivated may be tried again.
+    return (
+        delivery.status != DeliveryStatus.SUPPRESSED
+        or SuppressedAddress.objects.filter(
+            practitioner_id=delivery.practitioner_id, address__iexact=delivery.recipient
+        ).exists()
+    )
+
+
+def resend(*, delivery: Delivery, same_address: bool = True) -> Delivery:
     """A new delivery of the same invoice (new Message-ID, current patient address and cover
-    mail); the original row stays as it was, with an event saying it was resent."""
+    mail); the original row stays as it was, with an event saying it was resent.
+
+    ``same_address=False`` (the bulk retry) refuses with :class:`AddressUnchanged` a row whose
+    address failed permanently and has not been corrected."""
     if delivery.status not in lifecycle.RESENDABLE:
         raise ActionNotAllowed(delivery.status)
+    if not same_address and needs_address_fix(delivery):
+        raise AddressUnchanged(delivery.status)
+    return _resend_to(delivery, _resend_recipient(delivery))
+
+
+def _resend_to(delivery: Delivery, recipient: Recipient) -> Delivery:
     invoice = delivery.invoice
-    recipient = _resend_recipient(delivery)
     created = create_deliveries(
         invoices=[invoice], recipients={invoice.pk: [recipient]}, resend_of=delivery
     )[0]
@@ -126,6 +175,38 @@ def resend(*, delivery: Delivery) -> Delivery:
             text=gettext_noop("Reinvio richiesto dal professionista."),
         )
     return created
+
+
+def fix_address_and_resend(*, delivery: Delivery, address: str) -> Delivery:
+    """«Correggi l'indirizzo»: write ``address`` where the refused one came from (the patient
+    card's email or PEC, or its list of other recipients), then send the invoice again to it.
+    The same address again is :class:`AddressUnchanged`; an invalid one
+    :class:`InvalidRecipient`."""
+    if delivery.status not in lifecycle.RESENDABLE or delivery.role == RecipientRole.COPY:
+        raise ActionNotAllowed(delivery.status)
+    address = address.strip()
+    if not is_valid_address(address):
+        raise InvalidRecipient(
+            _("«%(address)s» non è un indirizzo email valido: controllalo e riprova.")
+            % {"address": address}
+        )
+    if address.lower() == delivery.recipient.strip().lower():
+        raise AddressUnchanged(delivery.status)
+    with transaction.atomic():
+        patient = delivery.invoice.patient
+        old = delivery.recipient.strip().lower()
+        if delivery.role == RecipientRole.PATIENT:
+            if patient.invoice_address == InvoiceAddress.PEC and patient.pec.lower() == old:
+                patient.pec = address
+                patient.save(update_fields=["pec"])
+            else:
+                patient.email = address
+                patient.save(update_fields=["email"])
+        else:
+            extras = [value for value in patient.extra_recipients if value.lower() != old]
+            patient.extra_emails = [*extras, address]
+            patient.save(update_fields=["extra_emails"])
+        return _resend_to(delivery, Recipient(address, delivery.role))
 
 
 def _resend_recipient(delivery: Delivery) -> Recipient:

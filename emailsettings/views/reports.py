@@ -34,17 +34,18 @@ from django.views.decorators.http import require_GET, require_POST
 
 from emailsettings import report
 from emailsettings.backchannel import pec
-from emailsettings.exceptions import ActionNotAllowed, InvalidRecipient
+from emailsettings.exceptions import ActionNotAllowed, AddressUnchanged, InvalidRecipient
 from emailsettings.forms.ids import parse_id
 from emailsettings.forms.report import DeliveryFilterForm
 from emailsettings.models import (
     Delivery,
     DeliveryStatus,
     PecReceipt,
+    RecipientRole,
     SecureLink,
     SuppressedAddress,
 )
-from emailsettings.outbox import actions, securelink
+from emailsettings.outbox import actions, lifecycle, securelink
 
 
 def _query_without(params: QueryDict, *names: str) -> QueryDict:
@@ -117,7 +118,9 @@ def delivery_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
     delivery = get_object_or_404(
-        Delivery.objects.owned_by(request.user).select_related("resend_of"),  # type: ignore[arg-type]
+        Delivery.objects.owned_by(request.user).select_related(  # type: ignore[arg-type]
+            "resend_of", "invoice__patient"
+        ),
         pk=pk,
     )
     row = report.build_rows(deliveries=[delivery], practitioner=request.user)[0]
@@ -153,6 +156,9 @@ def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "secure_link": link,
         "secure_link_state": str(securelink.state(link)) if link is not None else "",
         **report.offered_actions(delivery),
+        "can_fix_address": delivery.status in lifecycle.RESENDABLE
+        and delivery.role != RecipientRole.COPY
+        and actions.needs_address_fix(delivery),
     }
     return render(request, "emailsettings/delivery_detail.html", context)
 
@@ -357,6 +363,41 @@ def delivery_send_now(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def delivery_fix_address(request: HttpRequest, pk: int) -> HttpResponse:
+    """«Correggi l'indirizzo»: the corrected address goes on the patient card and the invoice
+    is sent again to it; the refused address again is refused here, with the reason."""
+    delivery = _owned_delivery(request, pk)
+    address = request.POST.get("indirizzo", "")
+    try:
+        created = actions.fix_address_and_resend(delivery=delivery, address=address)
+    except AddressUnchanged:
+        messages.error(
+            request,
+            _(
+                "È lo stesso indirizzo che è stato rifiutato: scrivi quello corretto (se serve, "
+                "chiedilo al paziente)."
+            ),
+        )
+        return redirect(_detail_url(request, delivery.pk) + "#correggi")
+    except InvalidRecipient as err:
+        messages.error(request, str(err))
+        return redirect(_detail_url(request, delivery.pk) + "#correggi")
+    except ActionNotAllowed:
+        _not_allowed(request, delivery, "resend")
+        return redirect(_detail_url(request, delivery.pk))
+    messages.success(
+        request,
+        _(
+            "Indirizzo corretto nella scheda del paziente: la fattura è di nuovo in coda "
+            "per %(address)s."
+        )
+        % {"address": created.recipient},
+    )
+    return redirect(_detail_url(request, created.pk))
+
+
+@login_required
+@require_POST
 def delivery_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
     delivery = _owned_delivery(request, pk)
     actions.reactivate_address(
@@ -389,19 +430,33 @@ def deliveries_bulk_retry(request: HttpRequest) -> HttpResponse:
     )
     if len(deliveries) != len(ids):
         raise Http404
-    done = skipped = 0
+    done = skipped = unchanged = 0
     for delivery in deliveries:
         if delivery.status not in report.BULK_RETRYABLE:
             skipped += 1
             continue
         try:
-            actions.resend(delivery=delivery)
+            actions.resend(delivery=delivery, same_address=False)
+        except AddressUnchanged:
+            unchanged += 1
         except (ActionNotAllowed, InvalidRecipient):
             skipped += 1
         else:
             done += 1
     if done:
         messages.success(request, _("Invii rimessi in coda: %(n)d.") % {"n": done})
+    if unchanged:
+        messages.warning(
+            request,
+            ngettext(
+                "%(n)d invio non riprovato: il suo indirizzo è stato rifiutato e non è "
+                "cambiato. Aprilo e usa «Correggi l'indirizzo».",
+                "%(n)d invii non riprovati: i loro indirizzi sono stati rifiutati e non sono "
+                "cambiati. Aprili e usa «Correggi l'indirizzo».",
+                unchanged,
+            )
+            % {"n": unchanged},
+        )
     if skipped:
         messages.warning(request, _("Invii non riprovati: %(n)d.") % {"n": skipped})
     if not ids:

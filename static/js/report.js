@@ -14,6 +14,33 @@
     }
   }
 
+  // Bulk retry: nothing to confirm until a failed row is selected.
+  const bulk = document.getElementById("bulk-retry");
+  if (bulk) {
+    const confirm = bulk.querySelector("[data-bulk-confirm]");
+    const summary = confirm.querySelector("summary");
+    const hint = bulk.querySelector("[data-bulk-hint]");
+    const count = bulk.querySelector("[data-bulk-count]");
+    const chosen = () =>
+      document.querySelectorAll('input[name="ids"][form="bulk-retry"]:checked').length;
+    const refresh = () => {
+      const n = chosen();
+      summary.setAttribute("aria-disabled", n ? "false" : "true");
+      summary.classList.toggle("is-disabled", n === 0);
+      if (n === 0) confirm.open = false;
+      if (hint) hint.hidden = n > 0;
+      if (count) count.textContent = String(n);
+    };
+    summary.addEventListener("click", (event) => {
+      if (summary.getAttribute("aria-disabled") === "true") event.preventDefault();
+    });
+    document.addEventListener("change", (event) => {
+      if (event.target.matches('input[name="ids"]')) refresh();
+    });
+    window.addEventListener("pageshow", refresh);
+    refresh();
+  }
+
   if (!container) return;
   const url = container.dataset.refreshUrl;
   const reloadOnChange = container.dataset.refreshMode === "reload";

@@ -104,7 +104,7 @@ def test_a_bounce_and_a_pec_receipt_reach_the_report(
     bounced_row = rows.filter(has_text="davide.conti@rimbalza.test")
     expect(bounced_row).to_contain_text("rimbalzata")
     expect(bounced_row.locator(".last-error")).to_have_text(
-        "Rimbalzata: il destinatario non accetta il messaggio"
+        "Rimbalzata: il destinatario non accetta il messaggio Correggi l'indirizzo"
     )
     expect(rows.filter(has_text="francesca.ricci@pec.example.test")).to_contain_text("consegnata")
     save_screenshot(page, "bounce-tour-2-report")

@@ -1,5 +1,6 @@
-"""The sent-email report in Chromium: filter the failed rows, read a detail, resend and retry,
-then watch the rows change state by themselves while a real Celery worker sends them."""
+"""The sent-email report in Chromium: filter the failed rows, read a detail, correct a refused
+address inline and resend, retry, then watch the rows change state by themselves while a real
+Celery worker sends them; the bulk retry waits for a selection."""
 
 from __future__ import annotations
 
@@ -103,10 +104,26 @@ def test_filter_open_detail_act_and_watch_rows_update(
     assert "Recipient address rejected" in page.locator("table.timeline").inner_text()
     assert page.locator(".advice").is_visible()
     save_screenshot(page, "report-3-detail-failed")
-    page.get_by_text("Reinvia", exact=True).click()
-    page.get_by_role("button", name="Sì, reinvia").click()
+    # A permanent refusal: the page offers to correct the address, not a blind retry.
+    fix = page.locator("#correggi")
+    assert "rifiutato in modo definitivo" in fix.inner_text()
+    assert page.get_by_text("Reinvia", exact=True).count() == 0
+    field = fix.get_by_label("Indirizzo email corretto del paziente")
+    assert field.input_value() == "anna@x.test"
+    fix.get_by_role("button", name="Correggi l'indirizzo e reinvia").click()
+    page.wait_for_load_state()
+    assert "È lo stesso indirizzo che è stato rifiutato" in page.locator(".messages").inner_text()
+    assert not Delivery.objects.filter(resend_of=failed).exists()
+    page.locator("#correggi").get_by_label("Indirizzo email corretto del paziente").fill(
+        "anna.russo@x.test"
+    )
+    page.get_by_role("button", name="Correggi l'indirizzo e reinvia").click()
     page.wait_for_url(re.compile(r"/email/invii/\d+/(\?next=.*)?$"))
     resent = Delivery.objects.get(resend_of=failed)
+    assert resent.recipient == "anna.russo@x.test"
+    assert "di nuovo in coda per anna.russo@x.test" in page.locator(".messages").inner_text()
+    anna_invoice.patient.refresh_from_db()
+    assert anna_invoice.patient.email == "anna.russo@x.test"
     # The new row's page keeps the way back to the filtered list.
     assert f"/email/invii/{resent.pk}/?next=" in page.url and "status" in page.url
     assert "status=failed" in page.get_by_text("Torna all'elenco invii").get_attribute("href")
@@ -126,7 +143,9 @@ def test_filter_open_detail_act_and_watch_rows_update(
     statuses = _statuses(page)
     assert statuses[str(resent.pk)] == "in coda"
     assert statuses[str(deferred.pk)] == "in coda"
-    assert statuses[str(failed.pk)] == "non riuscita"
+    # The refused row is folded under its successor: one row, one count, per invoice email.
+    assert str(failed.pk) not in statuses
+    assert page.locator(f'tr[data-delivery="{resent.pk}"] [data-resend]').inner_text() == "reinvio"
     save_screenshot(page, "report-5-list-in-flight")
 
     celery_worker_factory(
@@ -155,3 +174,37 @@ def test_another_practitioners_delivery_is_not_found(page, live_server, transact
     page.goto(f"{live_server.url}/email/invii/")
     assert "Non hai ancora inviato fatture per email" in page.content()
     save_screenshot(page, "report-empty-state")
+
+
+def test_bulk_retry_waits_for_a_selection(page, live_server, transactional_db):
+    practitioner = PractitionerFactory(email="maria@example.test")
+    invoices = [
+        InvoiceFactory(
+            patient=PatientFactory(practitioner=practitioner, email=f"p{n}@x.test"),
+            number=f"{n}/2026",
+        )
+        for n in (1, 2)
+    ]
+    failed = [
+        DeliveryFactory(invoice=invoice, status=DeliveryStatus.FAILED, last_error_class="expired")
+        for invoice in invoices
+    ]
+    login(page, live_server, practitioner.email, PASSWORD)
+    page.goto(f"{live_server.url}/email/invii/")
+    opener = page.locator("#bulk-retry summary")
+    assert opener.get_attribute("aria-disabled") == "true"
+    assert page.get_by_text("Seleziona gli invii non riusciti da riprovare.").is_visible()
+    opener.click()
+    assert not page.get_by_role("button", name="Sì, riprova le selezionate").is_visible()
+
+    page.get_by_label("Seleziona l'invio della fattura 2/2026").check()
+    assert opener.get_attribute("aria-disabled") == "false"
+    opener.click()
+    assert page.locator("#bulk-retry [data-bulk-count]").inner_text() == "1"
+    save_screenshot(page, "report-bulk-retry-one-selected")
+    page.get_by_role("button", name="Sì, riprova le selezionate").click()
+    page.wait_for_load_state()
+    assert "Invii rimessi in coda: 1." in page.locator(".messages").inner_text()
+    assert list(
+        Delivery.objects.filter(resend_of__isnull=False).values_list("resend_of", flat=True)
+    ) == [failed[1].pk]

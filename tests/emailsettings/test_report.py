@@ -625,3 +625,109 @@ def test_the_server_reply_shows_its_codes_once(code, enhanced, text, shown):
 
     delivery = Delivery(last_error_code=code, last_error_enhanced=enhanced, last_error_text=text)
     assert delivery.last_reply == shown
+
+
+# --- retries that fix before they repeat ---------------------------------------------------
+
+
+def refused(invoice, **fields) -> Delivery:
+    values = dict(
+        status="failed",
+        channel="smtp",
+        recipient="giulia@example.test",
+        last_error_class="recipient_refused",
+        last_error_code=550,
+        last_error_enhanced="5.1.1",
+        last_error_text="User unknown",
+    )
+    values.update(fields)
+    return make(invoice, **values)
+
+
+def test_a_refused_address_is_corrected_inline_then_resent(logged_client, own_invoice):
+    old = refused(own_invoice)
+    detail = logged_client.get(reverse("emailsettings:delivery", args=[old.pk])).content.decode()
+    assert 'id="correggi"' in detail and "Correggi l'indirizzo e reinvia" in detail
+    assert "Reinvia allo stesso indirizzo" in detail
+    url = reverse("emailsettings:delivery_fix_address", args=[old.pk])
+
+    # The same address again is refused, and nothing is sent.
+    response = logged_client.post(url, {"indirizzo": "Giulia@example.test "}, follow=True)
+    assert "È lo stesso indirizzo che è stato rifiutato" in " ".join(_messages(response))
+    assert Delivery.objects.count() == 1
+
+    response = logged_client.post(url, {"indirizzo": "giulia.rossi@example.test"}, follow=True)
+    new = Delivery.objects.exclude(pk=old.pk).get()
+    assert (new.recipient, new.status, new.resend_of_id) == (
+        "giulia.rossi@example.test",
+        "queued",
+        old.pk,
+    )
+    own_invoice.patient.refresh_from_db()
+    assert own_invoice.patient.email == "giulia.rossi@example.test"
+    assert response.redirect_chain[-1][0] == reverse("emailsettings:delivery", args=[new.pk])
+    assert "di nuovo in coda per giulia.rossi@example.test" in " ".join(_messages(response))
+
+
+def test_another_recipients_refused_address_is_corrected_in_the_card_list(
+    logged_client, own_invoice
+):
+    patient = own_invoice.patient
+    patient.extra_emails = ["mamma@example.test", "papa@sbagliato.test"]
+    patient.save()
+    old = refused(own_invoice, role="extra", recipient="papa@sbagliato.test")
+    logged_client.post(
+        reverse("emailsettings:delivery_fix_address", args=[old.pk]),
+        {"indirizzo": "papa@example.test"},
+    )
+    patient.refresh_from_db()
+    assert patient.extra_emails == ["mamma@example.test", "papa@example.test"]
+    assert patient.email == "giulia@example.test"
+    new = Delivery.objects.exclude(pk=old.pk).get()
+    assert (new.recipient, new.role) == ("papa@example.test", "extra")
+
+
+def test_bulk_retry_does_not_repeat_a_permanent_refusal_to_the_same_address(
+    logged_client, practitioner, own_invoice
+):
+    second = InvoiceFactory(patient=PatientFactory(practitioner=practitioner), number="8/2026")
+    same = refused(own_invoice)
+    temporary = make(second, status="failed", last_error_class="expired")
+    content = logged_client.get(LIST).content.decode()
+    # The refused row offers the fix, not a checkbox for a blind retry.
+    assert f'value="{same.pk}" form="bulk-retry"' not in content
+    assert f'value="{temporary.pk}" form="bulk-retry"' in content
+    assert "#correggi" in content and "Correggi l&#x27;indirizzo</a>" in content
+
+    response = logged_client.post(
+        reverse("emailsettings:deliveries_bulk_retry"),
+        {"ids": [same.pk, temporary.pk], "next": LIST},
+        follow=True,
+    )
+    assert list(
+        Delivery.objects.filter(resend_of__isnull=False).values_list("resend_of", flat=True)
+    ) == [temporary.pk]
+    texts = " ".join(_messages(response))
+    assert "Invii rimessi in coda: 1." in texts
+    assert "1 invio non riprovato: il suo indirizzo è stato rifiutato e non è cambiato" in texts
+
+    # Once the card has the corrected address, the bulk retry sends it there.
+    own_invoice.patient.email = "giulia.rossi@example.test"
+    own_invoice.patient.save()
+    logged_client.post(reverse("emailsettings:deliveries_bulk_retry"), {"ids": [same.pk]})
+    assert Delivery.objects.get(resend_of=same).recipient == "giulia.rossi@example.test"
+
+
+@pytest.mark.parametrize("period", ["30d", "all"])
+def test_a_superseded_failure_is_folded_under_its_successor(logged_client, own_invoice, period):
+    old = refused(own_invoice)
+    new = make(own_invoice, status="sent", resend_of=old, recipient="giulia.rossi@example.test")
+    response = logged_client.get(f"{LIST}?period={period}")
+    assert rows_of(response) == [new.pk]
+    counters = {c["status"]: c["count"] for c in response.context["counters"]}
+    assert counters["failed"] == 0 and counters["sent"] == 1
+    assert response.context["period_total"] == 1
+    assert "data-resend" in response.content.decode()
+    # Still on the successor's detail page, and its own.
+    detail = logged_client.get(reverse("emailsettings:delivery", args=[new.pk]))
+    assert reverse("emailsettings:delivery", args=[old.pk]) in detail.content.decode()

@@ -327,7 +327,9 @@ def test_the_report_tells_to_fix_the_patient_for_a_refused_address(
     send_batch(delivery_ids=[refused.pk])
     page = logged_client.get(f"/email/invii/{refused.pk}/").content.decode()
     assert "Indirizzo del destinatario inesistente" in page
-    assert "indirizzo email nella scheda del paziente</a>" in page
+    # The address is corrected inline (it goes on the patient card), then sent again.
+    assert 'id="correggi"' in page and "Correggi l'indirizzo e reinvia" in page
+    assert "Apri la scheda del paziente</a>" in page
     assert "Invia con Smart Mail" not in page
 
 
