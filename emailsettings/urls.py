@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from emailsettings.views import (
     covermail,
@@ -18,6 +18,12 @@ app_name = "emailsettings"
 
 urlpatterns = [
     path("impostazioni/", settings.settings_page, name="settings"),
+    # The page's steps, each at its own URL (only their names: the forms post beside them).
+    re_path(
+        r"^impostazioni/(?P<step>{})/$".format("|".join(step.slug for step in settings.STEPS)),
+        settings.settings_step,
+        name="settings_step",
+    ),
     path("impostazioni/smtp/", smtp.save_mailbox, name="smtp_save"),
     path("impostazioni/smtp/elimina/", smtp.delete_mailbox, name="smtp_delete"),
     path("impostazioni/smtp/verifica/", mailbox.verify, name="mailbox_verify"),

@@ -165,6 +165,13 @@
       const otherFresh = doc.getElementById(id);
       if (other && otherFresh && other !== card && !cardDirty(other)) replaceCard(other, otherFresh);
     }
+    // The checklist says what is set: it follows every save.
+    const checklist = document.getElementById("settings-checklist");
+    const freshChecklist = doc.getElementById("settings-checklist");
+    if (checklist && freshChecklist) {
+      checklist.replaceWith(freshChecklist);
+      document.dispatchEvent(new CustomEvent("settings:checklist-updated"));
+    }
     const banners = document.getElementById("page-banners");
     const freshBanners = doc.getElementById("page-banners");
     if (banners && freshBanners) banners.replaceChildren(...Array.from(freshBanners.childNodes));
@@ -188,4 +195,50 @@
   });
 
   cardForms(document).forEach(track);
+
+  // Steps: the page that holds them all shows one at a time — the one of the card the address
+  // points to (#smtp, #passo-casella), else the first; the checklist's links switch steps.
+  // Without JavaScript every step shows, and each link opens the step's own page.
+  const steps = Array.from(document.querySelectorAll(".settings-step[data-step]"));
+  if (steps.length > 1) {
+    const stepOf = (hash) => {
+      if (!hash || hash.length < 2) return "";
+      const target = document.getElementById(decodeURIComponent(hash.slice(1)));
+      const step = target && target.closest(".settings-step[data-step]");
+      return step ? step.dataset.step : "";
+    };
+    let current = "";
+    const show = (slug) => {
+      current = slug;
+      for (const step of steps) step.hidden = step.dataset.step !== slug;
+      document.querySelectorAll("[data-step-link]").forEach((link) => {
+        if (link.dataset.stepLink === slug) link.setAttribute("aria-current", "step");
+        else link.removeAttribute("aria-current");
+      });
+    };
+    show(stepOf(window.location.hash) || steps[0].dataset.step);
+    document.addEventListener("click", (event) => {
+      const link = event.target.closest("[data-step-link]");
+      if (link) {
+        event.preventDefault();
+        show(link.dataset.stepLink);
+        window.history.replaceState(null, "", `#passo-${link.dataset.stepLink}`);
+        const heading = document.querySelector(`#passo-${CSS.escape(link.dataset.stepLink)} h2`);
+        if (heading) {
+          heading.setAttribute("tabindex", "-1");
+          heading.focus();
+        }
+        return;
+      }
+      // A link to a card of another step (e.g. "configura la casella").
+      const anchor = event.target.closest('a[href^="#"]');
+      const slug = anchor && stepOf(anchor.getAttribute("href"));
+      if (slug && slug !== current) show(slug);
+    });
+    window.addEventListener("hashchange", () => {
+      const slug = stepOf(window.location.hash);
+      if (slug) show(slug);
+    });
+    document.addEventListener("settings:checklist-updated", () => show(current));
+  }
 })();

@@ -59,9 +59,12 @@ def test_a_bounce_and_a_pec_receipt_reach_the_report(
     section.get_by_label("Nome mittente").fill("Dott.ssa Maria Rossi")
     section.get_by_role("button", name="Salva configurazione SMTP").click()
     expect(page.get_by_text("Configurazione SMTP salvata")).to_be_visible()
+    # The settings come one step at a time: «Come inviare», then back to «La tua casella».
+    page.locator('#settings-checklist [data-step-link="invio"]').click()
     page.locator("#channel").get_by_label("SMTP personale").check()
     page.get_by_role("button", name="Salva modalità di invio").click()
     expect(page.get_by_text("Le fatture partiranno dalla tua casella")).to_be_visible()
+    page.locator('#settings-checklist [data-step-link="casella"]').click()
 
     reading = page.locator("#smtp-reading")
     if not reading.evaluate("element => element.open"):

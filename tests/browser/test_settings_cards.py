@@ -29,6 +29,12 @@ def settings_page(page, live_server, practitioner, settings):
     return page
 
 
+def open_step(page, slug: str) -> None:
+    """Open one step of the page from the checklist (in place, with JavaScript)."""
+    page.locator(f'#settings-checklist [data-step-link="{slug}"]').click()
+    expect(page.locator(f"#passo-{slug}")).to_be_visible()
+
+
 def same_document(page) -> bool:
     return page.evaluate("window.__sameDocument === true")
 
@@ -64,9 +70,14 @@ def test_saving_one_card_keeps_the_unsaved_edits_of_another(settings_page, pract
     covermail_note = page.locator("#covermail [data-unsaved-note]")
     expect(covermail_note).to_have_text("Modifiche non salvate")
 
+    # One step at a time: «Testo» is shown, «Come inviare» is one click away.
+    expect(page.locator("#passo-invio")).to_be_hidden()
+    open_step(page, "invio")
+    expect(page.locator("#passo-testo")).to_be_hidden()
     page.get_by_role("button", name="Salva modalità di invio").click()
     expect(page.locator("#channel-messages")).to_have_text("Le fatture partiranno con Smart Mail.")
     expect(page.locator("#channel-messages")).to_be_in_viewport()
+    open_step(page, "testo")
     expect(page.locator("#id_subject_template")).to_have_value("Oggetto non ancora salvato")
     expect(covermail_note).to_be_visible()
     assert same_document(page)
@@ -104,7 +115,9 @@ def test_a_refused_save_stays_on_the_settings_page_with_the_errors_in_one_place(
 ):
     page = settings_page
     page.locator("#id_subject_template").fill("Fattura ${numero}")
+    open_step(page, "invio")
     page.locator("#channel").get_by_label("SMTP personale").check()
+    open_step(page, "testo")
     page.get_by_role("button", name="Salva", exact=True).click()
 
     expect(page.locator("#covermail-messages")).to_contain_text(
@@ -117,10 +130,11 @@ def test_a_refused_save_stays_on_the_settings_page_with_the_errors_in_one_place(
     expect(page.locator("#covermail-preview-warnings")).not_to_contain_text("non esiste")
     expect(page.locator("#id_subject_template")).to_be_focused()
     expect(page.locator("#id_subject_template")).to_have_value("Fattura ${numero}")
-    # The other card's choice is still there, unsaved.
-    expect(page.locator("#channel").get_by_label("SMTP personale")).to_be_checked()
     expect(page.locator("#covermail [data-unsaved-note]")).to_be_visible()
-    assert page.url.endswith(SETTINGS)
+    # The other card's choice is still there, unsaved.
+    open_step(page, "invio")
+    expect(page.locator("#channel").get_by_label("SMTP personale")).to_be_checked()
+    assert page.url.split("#")[0].endswith(SETTINGS)
     assert same_document(page)
     assert cover_mail_templates_for(practitioner)[0] == DEFAULT_SUBJECT
     save_screenshot(page, "settings-covermail-refused")
@@ -128,6 +142,7 @@ def test_a_refused_save_stays_on_the_settings_page_with_the_errors_in_one_place(
 
 def test_saving_the_mailbox_updates_its_card_and_the_channel_card(settings_page, practitioner):
     page = settings_page
+    open_step(page, "casella")
     section = page.locator("#smtp")
     expect(page.locator("#channel")).to_contain_text("Prima configura e salva la tua casella.")
     section.get_by_label("Provider").select_option(label="Server di test locale")
@@ -163,5 +178,63 @@ def test_without_javascript_the_message_still_lands_in_the_card(browser, live_se
             "Le fatture partiranno con Smart Mail."
         )
         expect(page.locator("#channel-messages")).to_be_in_viewport()
+    finally:
+        context.close()
+
+
+def test_the_steps_and_the_checklist_say_what_is_set(settings_page, practitioner, live_server):
+    page = settings_page
+    checklist = page.locator("#settings-checklist")
+    expect(checklist.locator("[data-from-line]")).to_contain_text("via PsicoGest")
+    expect(checklist.locator("[data-mode]")).to_have_text("Smart Mail")
+    expect(checklist.locator('[data-step-state="casella"]')).to_contain_text("non configurata")
+    save_screenshot(page, "settings-steps-1-testo")
+
+    # Each step has its own address, which opens it alone (also without JavaScript).
+    page.goto(live_server.url + SETTINGS + "casella/")
+    expect(page.locator("#smtp")).to_be_visible()
+    expect(page.locator("#covermail")).to_have_count(0)
+    expect(page.locator('[data-step-link="casella"]')).to_have_attribute("aria-current", "page")
+    section = page.locator("#smtp")
+    section.get_by_label("Provider").select_option(label="Server di test locale")
+    section.get_by_label("Password").fill("Casella-Segreta-71")
+    section.get_by_role("button", name="Salva configurazione SMTP").click()
+    expect(page.locator("#smtp-messages")).to_contain_text("Configurazione SMTP salvata.")
+    # The checklist follows the save.
+    expect(checklist.locator('[data-step-state="casella"]')).to_contain_text("non verificata")
+
+    page.goto(live_server.url + SETTINGS + "invio/")
+    page.locator("#channel").get_by_label("SMTP personale").check()
+    page.get_by_role("button", name="Salva modalità di invio").click()
+    expect(checklist.locator("[data-mode]")).to_have_text("La tua casella")
+    account = SmtpAccount.objects.get(practitioner=practitioner)
+    expect(checklist.locator("[data-from-line]")).to_contain_text(account.email)
+    expect(checklist.locator("[data-from-line]")).not_to_contain_text("via PsicoGest")
+    save_screenshot(page, "settings-steps-2-invio")
+
+    # The whole page, opened at a card's address, shows that card's step.
+    page.goto(live_server.url + SETTINGS + "#sender-domain")
+    expect(page.locator("#passo-dominio")).to_be_visible()
+    expect(page.locator("#passo-testo")).to_be_hidden()
+
+
+def test_without_javascript_each_step_opens_alone_and_saves(browser, live_server, practitioner):
+    context = browser.new_context(
+        java_script_enabled=False, viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    try:
+        login(page, live_server, practitioner.email, "password-di-prova")
+        page.goto(live_server.url + SETTINGS)
+        # Without JavaScript the whole page shows every step; the links open one each.
+        expect(page.locator("#passo-testo")).to_be_visible()
+        expect(page.locator("#passo-dominio")).to_be_visible()
+        page.locator('[data-step-link="invio"]').click()
+        page.wait_for_url("**/email/impostazioni/invio/")
+        expect(page.locator("#covermail")).to_have_count(0)
+        page.locator("#sending-options").get_by_label("Ricevi una copia").check()
+        page.locator("#sending-options").get_by_role("button").first.click()
+        page.wait_for_load_state()
+        assert EmailSettings.objects.get(practitioner=practitioner).copy_to_self
     finally:
         context.close()

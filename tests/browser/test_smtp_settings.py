@@ -98,6 +98,7 @@ def test_save_with_the_local_server_then_send_from_the_mailbox(settings_page, pr
     assert account.get_password() == MAILBOX_PASSWORD
     save_screenshot(page, "smtp-saved")
 
+    page.locator('#settings-checklist [data-step-link="invio"]').click()
     page.locator("#channel").get_by_label("SMTP personale").check()
     page.get_by_role("button", name="Salva modalità di invio").click()
     expect(page.get_by_text("Le fatture partiranno dalla tua casella")).to_be_visible()
