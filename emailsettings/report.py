@@ -117,6 +117,27 @@ _TONES: dict[str, str] = {
     DeliveryStatus.CANCELLED: "info",
 }
 
+# The status filter, grouped by what the practitioner does about them.
+STATUS_GROUPS: tuple[tuple[Any, tuple[str, ...]], ...] = (
+    (
+        gettext_lazy("Da sistemare"),
+        (
+            DeliveryStatus.FAILED,
+            DeliveryStatus.BOUNCED,
+            DeliveryStatus.COMPLAINED,
+            DeliveryStatus.SUPPRESSED,
+            DeliveryStatus.HELD,
+            DeliveryStatus.UNKNOWN,
+        ),
+    ),
+    (
+        gettext_lazy("In corso"),
+        (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED),
+    ),
+    (gettext_lazy("Riuscite"), (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)),
+    (gettext_lazy("Programmate"), (DeliveryStatus.SCHEDULED, DeliveryStatus.CANCELLED)),
+)
+
 # Which actions the page offers: the lifecycle's rules (emailsettings.outbox raises
 # ActionNotAllowed otherwise).
 BULK_RETRYABLE = frozenset({DeliveryStatus.FAILED})

@@ -96,9 +96,15 @@ def delivery_list(request: HttpRequest) -> HttpResponse:
     rows = report.build_rows(deliveries=page.object_list, practitioner=request.user)
     # Only asked when the period shows nothing: is this a new user (explain how to send)?
     has_any = bool(rows) or Delivery.objects.owned_by(request.user).exists()  # type: ignore[arg-type]
+    checkboxes = {checkbox.data["value"]: checkbox for checkbox in form["status"]}
     context = {
         **_counters(request.GET, filters, counts),
         "form": form,
+        "status_groups": [
+            {"label": label, "checkboxes": [checkboxes[s] for s in statuses if s in checkboxes]}
+            for label, statuses in report.STATUS_GROUPS
+        ],
+        "active_filters": len(filters.statuses) + bool(filters.channel) + bool(filters.q),
         "filters": filters,
         "page": page,
         "rows": rows,

@@ -14,6 +14,24 @@
     }
   }
 
+  // On a phone the filters wait behind «Filtri»; the counters above the table stay quick
+  // filters. Without JavaScript (or on a wide screen) the filters show as they are.
+  const filtersToggle = document.querySelector("[data-filters-toggle]");
+  const filters = document.getElementById("report-filters");
+  if (filtersToggle && filters) {
+    const narrow = window.matchMedia("(max-width: 700px)");
+    const setOpen = (open) => {
+      filtersToggle.setAttribute("aria-expanded", open ? "true" : "false");
+      filters.classList.toggle("is-collapsed", !open);
+    };
+    filtersToggle.hidden = false;
+    setOpen(!narrow.matches);
+    filtersToggle.addEventListener("click", () => {
+      setOpen(filtersToggle.getAttribute("aria-expanded") !== "true");
+    });
+    narrow.addEventListener("change", (event) => { if (!event.matches) setOpen(true); });
+  }
+
   // Bulk retry: nothing to confirm until a failed row is selected.
   const bulk = document.getElementById("bulk-retry");
   if (bulk) {

@@ -96,6 +96,19 @@ def test_report_rows_are_labelled_and_the_filters_stay_in_their_card(phone, live
     assert labels[:4] == ['"Data e ora"', '"Paziente"', '"Destinatario"', '"Fattura"']
     assert '"Ultimo errore"' in labels
 
+    # The filters wait behind «Filtri»: the first screen shows results, and the counters
+    # stay quick filters.
+    toggle = phone.get_by_role("button", name="Filtri")
+    expect(phone.locator("#report-filters")).to_be_hidden()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    first_row = phone.locator("table.report-table tbody tr").first.bounding_box()
+    assert first_row["y"] < PHONE["height"], "no result on the first screen"
+    save_screenshot(phone, "phone-report-filters-closed")
+    toggle.click()
+    expect(phone.locator("#report-filters")).to_be_visible()
+    groups = phone.locator("#report-filters .status-group legend").all_inner_texts()
+    assert groups == ["Da sistemare", "In corso", "Riuscite", "Programmate"]
+
     card = phone.locator("#report-filters").bounding_box()
     for control in phone.locator("#report-filters input, #report-filters select").all():
         if not control.is_visible():
@@ -106,6 +119,14 @@ def test_report_rows_are_labelled_and_the_filters_stay_in_their_card(phone, live
             "name"
         )
     save_screenshot(phone, "phone-report")
+
+    toggle.click()
+    expect(phone.locator("#report-filters")).to_be_hidden()
+    phone.locator('.counters a[data-status="failed"]').click()
+    phone.wait_for_url("**/email/invii/?*status=failed*")
+    statuses = phone.locator("table.report-table tbody tr .status .badge").all_inner_texts()
+    assert statuses and set(statuses) == {"non riuscita"}
+    expect(phone.locator("[data-active-filters]")).to_have_text("1")
 
 
 def test_invoice_list_fits_and_says_what_each_cell_is(phone, live_server, data):
