@@ -181,8 +181,25 @@ def status_tone(status: str) -> str:
     return _TONES.get(status, "info")
 
 
+# The legend explains the statuses whose short meaning would only repeat the badge.
+_LEGEND: dict[str, Any] = {
+    DeliveryStatus.QUEUED: gettext_lazy(
+        "aspetta il suo turno: di solito parte entro pochi secondi"
+    ),
+    DeliveryStatus.SENDING: gettext_lazy("il messaggio sta partendo in questo momento"),
+    DeliveryStatus.DELIVERED: gettext_lazy(
+        "la consegna è confermata: dal servizio di invio (Smart Mail) o, per un indirizzo PEC, "
+        "dalla ricevuta di avvenuta consegna (anche se inviata con la tua casella)"
+    ),
+    DeliveryStatus.FAILED: gettext_lazy(
+        "non è partita e non verrà riprovata da sola: il motivo è in «Ultimo errore»"
+    ),
+}
+
+
 def legend() -> list[dict[str, str]]:
-    """Every status with its badge label, tone and meaning (both meanings for `sent`)."""
+    """Every status with its badge label, tone and meaning (both meanings for `sent`), never
+    only repeating the label."""
     entries = []
     for value, label in DeliveryStatus.choices:
         if value == DeliveryStatus.SENT:
@@ -191,7 +208,7 @@ def legend() -> list[dict[str, str]]:
                 "smart": _SENT_MEANINGS[Channel.SMART_MAIL],
             }
         else:
-            meaning = str(_MEANINGS[value])
+            meaning = str(_LEGEND.get(value, _MEANINGS[value]))
         entries.append(
             {"status": value, "label": str(label), "tone": status_tone(value), "meaning": meaning}
         )

@@ -18,11 +18,14 @@ import email
 import email.policy
 import logging
 import xml.etree.ElementTree as ET  # noqa: S405 (a small, size-capped attachment; no DTDs fetched)
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from email.message import Message
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 from django.utils.translation import gettext_noop
 
@@ -246,6 +249,20 @@ _SENTENCES = {
         "Il gestore PEC non è ancora riuscito a consegnare il messaggio (%(when)s)."
     ),
 }
+
+
+# The receipts that settle what happened to the message, most telling first.
+_OUTCOMES = (DELIVERED, NOT_DELIVERED, NOT_ACCEPTED)
+
+
+def summary(receipts: Iterable[Any]) -> str:
+    """The delivery's outcome as its PEC receipts tell it, in one sentence: «Consegnata
+    (ricevuta PEC di avvenuta consegna del …).» — "" while no receipt settles it."""
+    found = {receipt.kind: receipt for receipt in receipts if receipt.kind in _OUTCOMES}
+    for kind in _OUTCOMES:
+        if kind in found:
+            return _(_SENTENCES[kind]) % {"when": format_long_datetime(found[kind].issued_at)}
+    return ""
 
 
 _WITH_REASON = {

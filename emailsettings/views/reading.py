@@ -26,11 +26,17 @@ def section_context(request: HttpRequest) -> dict[str, Any]:
     if refused:
         form.is_valid()
     known = presets.imap_server(account.preset)
-    return {
-        "reading_form": form,
-        "reading_account": account,
-        "reading_server": account.imap_host or (known[0] if known else ""),
-    }
+    if account.imap_host:
+        server = f"{account.imap_host}:{account.imap_port}"
+    elif known:
+        server = f"{known[0]}:{known[1]}"
+        # The port shown is the one of the server used (e.g. the local test server's IMAP
+        # side), not the model's default; the host stays the field's placeholder.
+        if not form.is_bound:
+            form.initial["imap_port"] = known[1]
+    else:
+        server = ""
+    return {"reading_form": form, "reading_account": account, "reading_server": server}
 
 
 @login_required

@@ -8,6 +8,7 @@ practitioner's id is a 404.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -27,7 +28,6 @@ from django.template.loader import get_template
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
@@ -152,6 +152,7 @@ def delivery_detail(request: HttpRequest, pk: int) -> HttpResponse:
         # The invoice's scheduled mails that one «Annulla» / «Invia ora» covers.
         "scheduled_together": together,
         "receipts": receipts,
+        "pec_summary": pec.summary(receipts),
         "patient_url": _patient_url(delivery),
         "row": row,
         "events": events,
@@ -485,7 +486,9 @@ def pec_receipt(request: HttpRequest, pk: int, receipt_pk: int) -> HttpResponse:
         delivery_id=pk,
     )
     response = HttpResponse(bytes(receipt.raw), content_type="message/rfc822")
-    number = slugify(receipt.delivery.invoice_number) or str(pk)
+    # "8/2026" → ricevuta-accettazione-8-2026.eml, as the invoice's fattura-8-2026.pdf.
+    number = re.sub(r"[^A-Za-z0-9._-]+", "-", receipt.delivery.invoice_number).strip("-.")
+    number = number or str(pk)
     response["Content-Disposition"] = f'attachment; filename="ricevuta-{receipt.kind}-{number}.eml"'
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -39,6 +39,8 @@ RATE_LIMIT_COUNT = 10
 RATE_LIMIT_WINDOW = 600
 
 RECORD_LABELS = {"dkim": "DKIM", "spf": "SPF", "dmarc": "DMARC"}
+# A record just added shows up within minutes: the open page checks again once by itself.
+RECHECK_AFTER_SECONDS = 180
 
 
 def _row(request: HttpRequest) -> SenderDomain | None:
@@ -75,6 +77,10 @@ def section_context(request: HttpRequest, **_overrides: Any) -> dict[str, Any]:
             "row": row if row is not None and row.domain == domain else None,
             "verified": verified,
             "states": states,
+            # A look-up that failed is not a missing record: said apart.
+            "dns_error": any(state["state"] == "error" for state in states),
+            # Seconds after the page opens before it checks again by itself.
+            "recheck_after": RECHECK_AFTER_SECONDS,
             "patients_see": smart_mail_identity(
                 request.user,  # type: ignore[arg-type]
                 own_domain_verified=verified,
@@ -130,6 +136,19 @@ def verify(request: HttpRequest) -> HttpResponse:
             "sender_domain",
             messages.SUCCESS,
             _("Dominio verificato: le fatture con Smart Mail partiranno dal tuo indirizzo."),
+        )
+    elif row is not None and any(
+        item.get("state") == "error" for item in (row.last_result or {}).get("records", [])
+    ):
+        card_message(
+            request,
+            "sender_domain",
+            messages.WARNING,
+            _(
+                "Non è stato possibile leggere il DNS del dominio (errore o tempo scaduto): non "
+                "significa che i record manchino. Riprova tra qualche minuto; intanto le fatture "
+                "partono con l'indirizzo di PsicoGest."
+            ),
         )
     else:
         card_message(

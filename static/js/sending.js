@@ -58,13 +58,22 @@
     });
   });
 
-  // --- confirmation: a date typed in "Invia il…" chooses that option -------------------------
+  // --- confirmation: the date shows only with "Invia il…" ------------------------------------
+  // (without JavaScript it always shows, and a date typed with "Invia subito" is refused with
+  // the reason).
   document.querySelectorAll("form.send-form input[name=invia_il]").forEach((input) => {
     const later = input.form.querySelector("input[name=quando][value=programma]");
-    if (!later) return;
-    const choose = () => { if (input.value) later.checked = true; };
-    input.addEventListener("input", choose);
-    input.addEventListener("change", choose);
+    const field = input.closest("[data-send-at]");
+    if (!later || !field) return;
+    const sync = () => { field.hidden = !later.checked; };
+    input.form.querySelectorAll("input[name=quando]").forEach((radio) => {
+      radio.addEventListener("change", () => {
+        sync();
+        if (later.checked) input.focus();
+      });
+    });
+    // A refused date stays visible with its error until another choice is made.
+    if (!field.classList.contains("field-error")) sync();
   });
 
   // --- progress page --------------------------------------------------------------------

@@ -196,6 +196,64 @@
 
   cardForms(document).forEach(track);
 
+  // Copy buttons (the sender domain's DNS records): shown only where they can work.
+  const revealCopyButtons = (root) => {
+    root.querySelectorAll("button[data-copy]").forEach((button) => { button.hidden = false; });
+  };
+  revealCopyButtons(document);
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-copy]");
+    if (!button) return;
+    const text = button.dataset.copy;
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(text);
+      copied = true;
+    } catch (_error) {
+      const area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.style.position = "fixed";
+      area.style.opacity = "0";
+      document.body.append(area);
+      area.select();
+      copied = document.execCommand("copy");
+      area.remove();
+    }
+    if (!copied) return;
+    const label = button.textContent;
+    button.textContent = button.dataset.copied;
+    button.classList.add("is-copied");
+    window.setTimeout(() => {
+      button.textContent = label;
+      button.classList.remove("is-copied");
+    }, 2000);
+  });
+
+  // A record just added shows up within minutes: an open page whose domain is not verified
+  // checks again once by itself, as if «Verifica dominio» had been pressed (then daily, on the
+  // server).
+  let recheckTimer = 0;
+  let rechecked = false;
+  const scheduleRecheck = () => {
+    window.clearTimeout(recheckTimer);
+    const form = document.querySelector("form[data-recheck-after]");
+    if (!form || rechecked) return;
+    recheckTimer = window.setTimeout(() => {
+      const current = document.querySelector("form[data-recheck-after]");
+      if (!current || rechecked) return;
+      rechecked = true;
+      current.requestSubmit();
+    }, Number(form.dataset.recheckAfter) * 1000);
+  };
+  scheduleRecheck();
+  document.addEventListener("settings:card-updated", (event) => {
+    revealCopyButtons(document);
+    // A check just pressed by hand counts from now.
+    const card = event.detail && event.detail.card;
+    if (card && card.id === "sender-domain") scheduleRecheck();
+  });
+
   // Steps: the page that holds them all shows one at a time — the one of the card the address
   // points to (#smtp, #passo-casella), else the first; the checklist's links switch steps.
   // Without JavaScript every step shows, and each link opens the step's own page.

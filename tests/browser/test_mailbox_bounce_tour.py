@@ -121,6 +121,11 @@ def test_a_bounce_and_a_pec_receipt_reach_the_report(
     with page.expect_download() as download:
         receipts.get_by_role("link", name="scarica (.eml)").last.click()
     assert b"X-Ricevuta: avvenuta-consegna" in open(download.value.path(), "rb").read()
+    assert download.value.suggested_filename == "ricevuta-avvenuta-consegna-2-2026.eml"
+    # The outcome is said at the top, in the guide's words.
+    expect(page.locator("[data-pec-summary]")).to_contain_text(
+        "Consegnata (ricevuta PEC di avvenuta consegna del"
+    )
     save_screenshot(page, "bounce-tour-3-pec-receipts")
 
     # Both invoices are in the mailbox's Sent folder, as sent.

@@ -135,7 +135,14 @@ def test_invoice_list_fits_and_says_what_each_cell_is(phone, live_server, data):
     phone.goto(f"{live_server.url}/fatture/")
     assert page_width(phone) <= PHONE["width"]
     row = phone.locator("table.invoice-table tbody tr").first
-    assert label_of(row.locator("td", has_text="€ 1.234,56")) == '"Totale"'
+    total = row.locator("td", has_text="€ 1.234,56")
+    assert label_of(total) == '"Totale"'
+    # The amount stays on one line.
+    lines = total.evaluate(
+        "el => { const r = document.createRange(); r.selectNodeContents(el);"
+        " return new Set(Array.from(r.getClientRects()).map(b => Math.round(b.top))).size; }"
+    )
+    assert lines == 1
     save_screenshot(phone, "phone-invoices")
 
 

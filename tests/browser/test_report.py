@@ -180,7 +180,10 @@ def test_bulk_retry_waits_for_a_selection(page, live_server, transactional_db):
     practitioner = PractitionerFactory(email="maria@example.test")
     invoices = [
         InvoiceFactory(
-            patient=PatientFactory(practitioner=practitioner, email=f"p{n}@x.test"),
+            patient=PatientFactory(
+                practitioner=practitioner,
+                email=f"paziente.con.un.indirizzo.lungo.{n}@studioesempio.example.test",
+            ),
             number=f"{n}/2026",
         )
         for n in (1, 2)
@@ -191,6 +194,14 @@ def test_bulk_retry_waits_for_a_selection(page, live_server, transactional_db):
     ]
     login(page, live_server, practitioner.email, PASSWORD)
     page.goto(f"{live_server.url}/email/invii/")
+    # At 1280 px an address has room: it is not broken mid-word.
+    recipient = page.locator(f"#invio-{failed[0].pk} td.recipient")
+    lines = recipient.evaluate(
+        "el => { const r = document.createRange(); r.selectNodeContents(el);"
+        " return new Set(Array.from(r.getClientRects()).map(b => Math.round(b.top))).size; }"
+    )
+    save_screenshot(page, "report-bulk-layout")
+    assert lines == 1
     opener = page.locator("#bulk-retry summary")
     assert opener.get_attribute("aria-disabled") == "true"
     assert page.get_by_text("Seleziona gli invii non riusciti da riprovare.").is_visible()

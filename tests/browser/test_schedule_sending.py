@@ -51,10 +51,13 @@ def test_schedule_for_tomorrow_read_it_in_the_report_and_cancel_it(
     assert not Delivery.objects.exists()
     save_screenshot(page, "schedule-1-refused")
 
-    # Typing the date alone picks "Invia il…".
+    # The date shows only with "Invia il…".
     page.get_by_label("Invia subito").check()
+    assert page.locator("#id_invia_il").is_hidden()
+    page.get_by_label("Invia il…").check()
+    assert page.locator("#id_invia_il").is_visible()
+    assert page.locator("#id_invia_il").evaluate("el => el === document.activeElement")
     page.fill("#id_invia_il", tomorrow.strftime("%Y-%m-%dT%H:%M"))
-    assert page.get_by_label("Invia il…").is_checked()
     page.get_by_role("button", name="Invia 1 fattura").click()
 
     page.wait_for_url("**/email/invio/avanzamento/?*")

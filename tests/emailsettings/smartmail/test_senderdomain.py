@@ -306,8 +306,11 @@ def test_verify_with_a_dns_timeout_shows_the_error_and_keeps_the_rewrite(
 
     page = client.post(VERIFY_URL, follow=True).content.decode()
 
-    assert "Dominio non ancora verificato" in page
-    assert 'data-state="error"' in page
+    # Said apart from a missing record.
+    assert "Non è stato possibile leggere il DNS del dominio (errore o tempo scaduto)" in page
+    assert "Dominio non ancora verificato" not in page
+    assert "controllo non riuscito: errore DNS o tempo scaduto" in page
+    assert 'data-state="error"' in page and 'data-state="missing"' not in page
     assert "via PsicoGest&quot; &lt;fatture@mail.psicogest.test&gt;" in page
 
 

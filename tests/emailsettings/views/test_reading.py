@@ -112,3 +112,17 @@ def test_saving_requires_csrf(practitioner, smtp_account_factory):
     response = client.post(SAVE_URL, {"reading-imap_enabled": "on"})
     assert response.status_code == 403
     assert not SmtpAccount.objects.get().imap_enabled
+
+
+def test_the_local_preset_shows_the_imap_port_it_uses(
+    logged_client, smtp_account_factory, settings
+):
+    settings.EMAILSETTINGS_LOCAL_TEST_SERVER = {
+        "host": "localhost",
+        "port": 1025,
+        "imap_port": 1993,
+    }
+    smtp_account_factory(None, preset="local", host="localhost", port=1025)
+    page = logged_client.get(SETTINGS_URL).content.decode()
+    assert 'name="reading-imap_port" value="1993"' in page
+    assert 'name="reading-imap_port" value="993"' not in page

@@ -72,3 +72,14 @@ def test_the_checklist_says_the_from_line_and_the_mode(logged_client, practition
     assert "<strong data-mode>La tua casella</strong>" in page
     assert "studio@example.test — non verificata" in page
     assert "testo personalizzato" in page
+
+
+@pytest.mark.django_db
+def test_in_english_the_dns_name_is_a_name_and_the_report_has_one_name(client, settings):
+    from tests.factories import PractitionerFactory
+
+    client.force_login(PractitionerFactory(email="maria@studiorossi.it"))
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    page = client.get(step_url("dominio")).content.decode()
+    assert '<th scope="col">Name</th>' in page and "First name" not in page
+    assert "Sent-email report" in page and "delivery log" not in page
