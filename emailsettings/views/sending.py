@@ -239,6 +239,9 @@ def _confirm_page(
     channel, account = _channel(request)
     window = sending_window(request.user)  # type: ignore[arg-type]
     release = release_time(window=window, send_at=None)
+    copy_to = copy_address(request.user)  # type: ignore[arg-type]
+    # Each invoice: the patient, the card's other recipients and the practitioner's copy.
+    emails = sum(1 + len(row.others) + bool(copy_to) for row in sendable)
     return render(
         request,
         "emailsettings/send_confirm.html",
@@ -253,7 +256,8 @@ def _confirm_page(
             "schedule_form": schedule,
             "window_text": window.describe() if window else "",
             "window_release": format_long_datetime(release) if release else "",
-            "copy_to": copy_address(request.user),  # type: ignore[arg-type]
+            "copy_to": copy_to,
+            "what_leaves": invoices_and_emails(invoices=len(sendable), emails=emails),
             "address_warning_count": sum(bool(row.address_warnings) for row in sendable),
             "unconfirmed": unconfirmed or set(),
             "ticked": set(request.POST.getlist("conferma_indirizzo")),

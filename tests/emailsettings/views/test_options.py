@@ -211,6 +211,8 @@ def test_the_confirmation_shows_other_recipients_the_copy_and_the_schedule(
     page = logged_client.get(CONFIRM_URL + f"?fattura={invoice.pk}").content.decode()
     assert "mamma.russo@example.test" in page
     assert f"Riceverai una copia di ogni mail a {practitioner.email}" in page
+    # One invoice: the patient, the other recipient and the copy.
+    assert "Partiranno: 1 fattura (3 email)." in page
     assert 'name="invia_il"' in page and 'type="datetime-local"' in page
 
 
