@@ -92,7 +92,7 @@ def send_deliveries_task(delivery_ids: list[int], slot: str = "") -> None:
         result = through_blips(lambda: send_batch(delivery_ids=ids, slot=token), what="a batch")
         # Webhook events that arrived while these rows were being sent, in one query.
         through_blips(lambda: apply_pending_many(result.smart_mail_sent), what="webhook events")
-        after_batch(ids)
+        after_batch(ids, attempted=result.outcomes.keys())
     finally:
         # A batch that never took its reserved slot (its first query failed, the database
         # stayed away) gives it back: its rows stay queued for the sweeper, and the

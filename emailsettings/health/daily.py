@@ -13,6 +13,7 @@ and the patient card's address is what to fix.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -101,24 +102,33 @@ RECIPIENT_CLASSES = frozenset(
 )
 
 
-def after_batch(delivery_ids: list[int]) -> None:
+def after_batch(delivery_ids: list[int], *, attempted: Collection[int] = ()) -> None:
     """A batch ended with held or failed invoices of a personal mailbox: the practitioner is
     told what needs attention — the mailbox (a refused login, a held queue: the daily alert)
-    or the recipients' addresses (a 5.1.1 refusal: the patient card, not the mailbox)."""
+    or the recipients' addresses (a 5.1.1 refusal: the patient card, not the mailbox). An
+    address is told about once: only for the rows this batch attempted (``attempted``), not
+    for a refusal an earlier batch already reported."""
     stuck = list(
         Delivery.objects.filter(
             pk__in=delivery_ids,
             channel=Channel.SMTP,
             status__in=(DeliveryStatus.HELD, DeliveryStatus.FAILED),
-        ).values_list("practitioner_id", "invoice_id", "status", "last_error_class")
+        ).values_list("pk", "practitioner_id", "invoice_id", "status", "last_error_class")
     )
     if not stuck:
         return
-    account = SmtpAccount.objects.filter(practitioner_id=stuck[0][0]).first()
+    account = SmtpAccount.objects.filter(practitioner_id=stuck[0][1]).first()
     if account is None:
         return
-    refused = {invoice for _p, invoice, status, error in stuck if error in RECIPIENT_CLASSES}
-    mailbox = {invoice for _p, invoice, status, error in stuck if error not in RECIPIENT_CLASSES}
+    tried = set(attempted)
+    refused = {
+        invoice
+        for pk, _p, invoice, status, error in stuck
+        if error in RECIPIENT_CLASSES and pk in tried
+    }
+    mailbox = {
+        invoice for _pk, _p, invoice, status, error in stuck if error not in RECIPIENT_CLASSES
+    }
     if mailbox:
         count = len(mailbox)
         alert_practitioner(

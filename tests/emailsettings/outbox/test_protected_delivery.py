@@ -200,7 +200,9 @@ def test_nothing_of_the_patient_in_the_task_arguments_or_the_logs(
     practitioner, anymail_backend, monkeypatch, caplog, django_capture_on_commit_callbacks
 ):
     published = []
-    monkeypatch.setattr(publish.app, "send_task", lambda name, args: published.append((name, args)))
+    monkeypatch.setattr(
+        publish.app, "send_task", lambda name, args, **options: published.append((name, args))
+    )
     invoice = make_invoice(practitioner, invoice_delivery=InvoiceDelivery.PROTECTED_PDF)
     caplog.set_level(logging.DEBUG)
 
