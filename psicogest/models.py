@@ -58,6 +58,8 @@ class Practitioner(AbstractBaseUser, PermissionsMixin):
     first_name = models.CharField(_("nome"), max_length=80, blank=True)
     last_name = models.CharField(_("cognome"), max_length=80, blank=True)
     practice_name = models.CharField(_("nome dello studio"), max_length=120, blank=True)
+    # Where patients pay; payment reminders may quote it (``${iban}``).
+    iban = models.CharField(_("IBAN"), max_length=34, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
@@ -276,6 +278,16 @@ class Invoice(models.Model):
     )
     pdf = models.FileField(_("PDF"), upload_to=invoice_pdf_path, blank=True)
     last_emailed_at = models.DateTimeField(_("ultimo invio email"), null=True, blank=True)
+    # Payment state: paid in full once ``paid_at`` is set; ``amount_paid`` counts partial
+    # payments (the amount still due is the difference).
+    paid_at = models.DateTimeField(_("pagata il"), null=True, blank=True)
+    amount_paid = models.DecimalField(
+        _("importo incassato"),
+        max_digits=10,
+        decimal_places=2,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
+    )
 
     objects = OwnedQuerySet.as_manager()
 
@@ -291,6 +303,17 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+    @property
+    def is_paid(self) -> bool:
+        return self.paid_at is not None or self.amount_due <= 0
+
+    @property
+    def amount_due(self) -> Decimal:
+        """What the patient still has to pay: nothing once paid."""
+        if self.paid_at is not None:
+            return Decimal(0)
+        return max(Decimal(0), (self.total or Decimal(0)) - (self.amount_paid or Decimal(0)))
 
 
 class WorkerHeartbeat(models.Model):

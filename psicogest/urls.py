@@ -14,6 +14,7 @@ urlpatterns = [
     path("fatture/<int:pk>/", views.invoice_detail, name="invoice"),
     # The only way to an invoice PDF, in every environment: MEDIA_ROOT is never served as is
     # (its files are patient data; this view is scoped to the logged-in practitioner).
+    path("fatture/<int:pk>/pagata/", views.invoice_paid, name="invoice_paid"),
     path("fatture/<int:pk>/pdf/", views.invoice_pdf, name="invoice_pdf"),
     path("pazienti/<int:pk>/modifica/", views.patient_edit, name="patient_edit"),
     path("email/", include("emailsettings.urls")),

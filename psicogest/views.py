@@ -18,12 +18,13 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from emailsettings.models import Delivery, DeliveryStatus
 from emailsettings.outbox.recipientcheck import RecipientWarning, address_warnings
 from psicogest.forms import PatientForm
 from psicogest.models import Invoice, Patient
+from psicogest.payments import mark_paid, mark_unpaid
 
 
 @login_required
@@ -70,6 +71,31 @@ def invoice_pdf(request: HttpRequest, pk: int) -> FileResponse:
         content_type="application/pdf",
         filename=f"fattura-{invoice.number.replace('/', '-')}.pdf",
     )
+
+
+@login_required
+@require_POST
+def invoice_paid(request: HttpRequest, pk: int) -> HttpResponse:
+    """«Segna come pagata» (``paid=0``: «Segna come non pagata»), back to where it was asked."""
+    invoice = get_object_or_404(Invoice.objects.owned_by(request.user), pk=pk)  # type: ignore[arg-type]
+    if request.POST.get("paid", "1") == "0":
+        mark_unpaid(invoice=invoice)
+        messages.success(
+            request, _("Fattura %(number)s segnata come non pagata.") % {"number": invoice.number}
+        )
+    else:
+        mark_paid(invoice=invoice)
+        messages.success(
+            request,
+            _("Fattura %(number)s segnata come pagata: non riceverà solleciti.")
+            % {"number": invoice.number},
+        )
+    target = request.POST.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect("invoice", pk=invoice.pk)
 
 
 def _address_warnings(patient: Patient) -> list[RecipientWarning]:
