@@ -27,6 +27,7 @@ from emailsettings.models import SmtpAccount
 from emailsettings.outbox.blips import through_blips
 from emailsettings.outbox.dispatch import Dispatcher
 from emailsettings.outbox.publish import publish_batches, publish_task
+from emailsettings.outbox.reminders import create_due_reminders
 from emailsettings.outbox.sentcopy import accounts_with_pending, file_pending
 from emailsettings.outbox.sweeper import purge_bodies, sweep
 from emailsettings.outbox.worker import send_batch
@@ -114,6 +115,12 @@ def sweep_deliveries_task() -> None:
     sweep()
     apply_recorded_pending()
     prune_pending()
+
+
+@shared_task(name="emailsettings.create_reminders")
+def create_reminders_task() -> None:
+    """Create the payment reminders due now (beat, every few minutes)."""
+    create_due_reminders()
 
 
 @shared_task(name="emailsettings.purge_delivery_bodies")

@@ -67,6 +67,9 @@ app.conf.update(
             "task": "emailsettings.check_mailboxes",
             "schedule": 24 * 3600.0,
         },
+        # Payment reminders due today, created once the practitioner's window opens on a
+        # working day (a run missed while beat was down is caught up by the next one).
+        "payment-reminders": {"task": "emailsettings.create_reminders", "schedule": 300.0},
         "delivery-body-purge": {
             "task": "emailsettings.purge_delivery_bodies",
             "schedule": 6 * 3600.0,

@@ -133,6 +133,13 @@ INVOICE_DELIVERY_HELP = {
 }
 
 
+class Language(models.TextChoices):
+    """The language of the mails a patient receives (texts the practitioner wrote in it)."""
+
+    IT = "it", _("italiano")
+    EN = "en", _("inglese")
+
+
 class PdfPasswordSource(models.TextChoices):
     """Which password opens a patient's protected PDF."""
 
@@ -182,6 +189,11 @@ class Patient(models.Model):
     # The practitioner's own password for this patient's PDFs, encrypted and bound to this
     # patient (emailsettings.crypto): shown only to the practitioner, never mailed.
     pdf_password_encrypted = models.TextField(blank=True, editable=False)
+    # «Non inviare solleciti»: no payment reminder ever goes to this patient.
+    no_reminders = models.BooleanField(_("non inviare solleciti"), default=False)
+    language = models.CharField(
+        _("lingua delle email"), max_length=5, choices=Language.choices, default=Language.IT
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = OwnedQuerySet.as_manager()
@@ -287,6 +299,11 @@ class Invoice(models.Model):
         decimal_places=2,
         default=Decimal(0),
         validators=[MinValueValidator(Decimal(0))],
+    )
+    # A pause of its payment reminders, until a date (included), and why.
+    reminders_paused_until = models.DateField(_("solleciti sospesi fino al"), null=True, blank=True)
+    reminders_pause_reason = models.CharField(
+        _("motivo della sospensione"), max_length=200, blank=True
     )
 
     objects = OwnedQuerySet.as_manager()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
@@ -37,10 +38,20 @@ class Keyword:
     empty_warning: str | Promise
     source: Literal["patient", "invoice", "profile"]
     value: Callable[[Invoice], str]
+    # Shown in the payment reminders' panel only (valid everywhere: a cover mail that uses
+    # one gets its value too).
+    reminder: bool = False
 
     @property
     def placeholder(self) -> str:
         return "${" + self.name + "}"
+
+
+def _days_late(invoice: Invoice) -> str:
+    """Whole days since the due date, in the practice's calendar; "0" before it."""
+    if invoice.due_date is None:
+        return ""
+    return str(max(0, (timezone.localdate() - invoice.due_date).days))
 
 
 def _full_name(invoice: Invoice) -> str:
@@ -131,7 +142,37 @@ KEYWORDS: tuple[Keyword, ...] = (
         source="profile",
         value=lambda invoice: invoice.practitioner.practice_name,
     ),
+    Keyword(
+        name="giorni_ritardo",
+        label=_("Giorni di ritardo"),
+        description=_("Per i solleciti: i giorni passati dalla scadenza (0 se non è scaduta)."),
+        empty_warning=_("questa fattura non ha una data di scadenza"),
+        source="invoice",
+        value=_days_late,
+        reminder=True,
+    ),
+    Keyword(
+        name="importo_da_pagare",
+        label=_("Importo da pagare"),
+        description=_("Per i solleciti: quanto resta da pagare, tolti gli acconti ricevuti."),
+        empty_warning=_("questa fattura non ha un importo"),
+        source="invoice",
+        value=lambda invoice: format_amount(invoice.amount_due),
+        reminder=True,
+    ),
+    Keyword(
+        name="iban",
+        label=_("IBAN"),
+        description=_("Dal tuo profilo: l'IBAN su cui ricevi i pagamenti."),
+        empty_warning=_("nel tuo profilo manca l'IBAN"),
+        source="profile",
+        value=lambda invoice: invoice.practitioner.iban,
+        reminder=True,
+    ),
 )
+
+# The cover mail's panel: the keywords that make sense for an invoice just issued.
+COVER_MAIL_KEYWORDS: tuple[Keyword, ...] = tuple(k for k in KEYWORDS if not k.reminder)
 
 KEYWORDS_BY_NAME: dict[str, Keyword] = {keyword.name: keyword for keyword in KEYWORDS}
 
@@ -165,4 +206,12 @@ ALIASES: dict[str, str] = {
     "dottore": "professionista",
     "dottoressa": "professionista",
     "practice_name": "studio",
+    "ritardo": "giorni_ritardo",
+    "giorni": "giorni_ritardo",
+    "days_late": "giorni_ritardo",
+    "residuo": "importo_da_pagare",
+    "da_pagare": "importo_da_pagare",
+    "amount_due": "importo_da_pagare",
+    "conto": "iban",
+    "bank": "iban",
 }

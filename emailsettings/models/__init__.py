@@ -3,9 +3,8 @@ the delivery outbox with its events, and suppressed addresses.
 
 The database is the source of truth for every delivery; Celery only executes.
 
-The models live by concept in :mod:`.account`, :mod:`.delivery`, :mod:`.securelink` and
-:mod:`.tracking`;
-every name is importable from here.
+The models live by concept in :mod:`.account`, :mod:`.delivery`, :mod:`.reminders`,
+:mod:`.securelink` and :mod:`.tracking`; every name is importable from here.
 """
 
 from emailsettings.models.account import (
@@ -27,6 +26,7 @@ from emailsettings.models.delivery import (
     Phase,
     RecipientRole,
 )
+from emailsettings.models.reminders import ReminderLevel, ReminderRules, ReminderSkip
 from emailsettings.models.securelink import SecureLink
 from emailsettings.models.tracking import (
     MailboxFolderState,
@@ -53,6 +53,9 @@ __all__ = [
     "PecReceipt",
     "Phase",
     "RecipientRole",
+    "ReminderLevel",
+    "ReminderRules",
+    "ReminderSkip",
     "SecureLink",
     "Security",
     "SenderDomain",

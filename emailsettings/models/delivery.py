@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q, TextChoices
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from emailsettings.failures import ErrorClass
@@ -52,6 +53,12 @@ class Phase(models.TextChoices):
     DATA = "data", _("invio del messaggio (DATA)")
     DATA_SENT = "data_sent", _("messaggio consegnato al server, in attesa di risposta")
     DONE = "done", _("completato")
+
+
+def kind_label(level: int) -> str:
+    if level:
+        return gettext("Sollecito %(level)d") % {"level": level}
+    return gettext("Fattura")
 
 
 class DeliveryQuerySet(OwnedQuerySet):
@@ -117,6 +124,10 @@ class Delivery(models.Model):
     protection = models.CharField(
         max_length=20, choices=InvoiceDelivery.choices, default=InvoiceDelivery.ATTACHMENT
     )
+    # 0: the invoice mail; 1-3: a payment reminder of that level ("Sollecito 1").
+    reminder_level = models.PositiveSmallIntegerField(default=0)
+    # Whether the invoice PDF goes with the message (a reminder may leave it out).
+    with_invoice = models.BooleanField(default=True)
 
     objects = DeliveryQuerySet.as_manager()
 
@@ -131,6 +142,11 @@ class Delivery(models.Model):
             ),
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
             models.Index(fields=["invoice", "-created_at"], name="delivery_invoice"),
+            models.Index(
+                fields=["invoice", "reminder_level"],
+                condition=Q(reminder_level__gt=0),
+                name="delivery_reminders",
+            ),
             models.Index(
                 fields=["scheduled_for"],
                 condition=Q(status="scheduled"),
@@ -169,6 +185,11 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.invoice_number} → {self.recipient} ({self.status})"
+
+    @property
+    def kind_label(self) -> str:
+        """ "Fattura", or "Sollecito 2" for a payment reminder (the report's column)."""
+        return kind_label(self.reminder_level)
 
     @property
     def last_reply(self) -> str:

@@ -190,6 +190,11 @@ def _channel_for(practitioner: Practitioner) -> _ChannelChoice:
     )
 
 
+def channel_choice(practitioner: Practitioner) -> _ChannelChoice:
+    """The channel, identity and hold state new rows of ``practitioner`` get now."""
+    return _channel_for(practitioner)
+
+
 def _new_delivery(
     *,
     invoice: Invoice,
@@ -300,7 +305,10 @@ def create_deliveries(
         }
         now = timezone.now()
         window_start = now - datetime.timedelta(seconds=conf.duplicate_window_seconds())
-        recent = Delivery.objects.filter(invoice_id__in=ids).order_by("created_at", "id")
+        # Payment reminders are rows of their own kind: never mistaken for the invoice mail.
+        recent = Delivery.objects.filter(invoice_id__in=ids, reminder_level=0).order_by(
+            "created_at", "id"
+        )
         if resend_of is not None:
             recent = recent.filter(
                 created_at__gt=resend_of.created_at, status__in=lifecycle.PENDING

@@ -10,9 +10,11 @@ scheduled. Times are those of the practice (``TIME_ZONE``).
 from __future__ import annotations
 
 import datetime
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import holidays
 from django.utils import timezone
 from django.utils.dates import WEEKDAYS_ABBR
 
@@ -93,3 +95,42 @@ def release_time(
     if window is not None:
         moment = window.next_opening(moment)
     return moment if moment > now else None
+
+
+# --- working days (payment reminders) ------------------------------------------------------
+
+# Reminders leave on working days only; without a sending window of the practitioner's,
+# during office hours.
+OFFICE_HOURS = SendingWindow(
+    days=frozenset(range(5)), start=datetime.time(9, 0), end=datetime.time(18, 0)
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _italian_holidays(year: int) -> frozenset[datetime.date]:
+    return frozenset(holidays.country_holidays("IT", years=year))
+
+
+def is_holiday(day: datetime.date) -> bool:
+    """An Italian public holiday (national ones, Easter Monday included)."""
+    return day in _italian_holidays(day.year)
+
+
+def is_working_day(day: datetime.date, window: SendingWindow | None = None) -> bool:
+    """Monday to Friday, not a public holiday, and one of the window's days."""
+    days = (window or OFFICE_HOURS).days
+    return day.weekday() < 5 and day.weekday() in days and not is_holiday(day)
+
+
+def next_working_day(day: datetime.date, window: SendingWindow | None = None) -> datetime.date:
+    """``day`` itself when it is a working day, otherwise the next one."""
+    for _offset in range(MAX_DAYS_AHEAD):
+        if is_working_day(day, window):
+            return day
+        day += datetime.timedelta(days=1)
+    return day  # a window without weekdays: nothing is ever a working day
+
+
+def reminder_window(practitioner: Practitioner) -> SendingWindow:
+    """When the practitioner's reminders may leave: their sending window, or office hours."""
+    return sending_window(practitioner) or OFFICE_HOURS

@@ -46,7 +46,7 @@ from emailsettings.models import (
     Phase,
     SmtpAccount,
 )
-from emailsettings.outbox import lifecycle, publish, securelink
+from emailsettings.outbox import lifecycle, publish, reminders, securelink
 from emailsettings.outbox.actions import follow_mailbox_health, hold_pending
 from emailsettings.outbox.blips import BLIP_ERRORS, through_blips
 from emailsettings.outbox.dispatch import Dispatcher, is_lent
@@ -264,6 +264,11 @@ def _send_group(
             if claimed is None:
                 continue
             delivery, prepared = claimed
+            if reason := reminders.stop_reason_at_send(delivery):
+                # A payment reminder whose invoice was paid (paused, …) since it was queued.
+                reminders.cancel_at_send(delivery, reason=reason)
+                result.outcomes[pk] = DeliveryStatus.CANCELLED
+                continue
             if channel == Channel.SMART_MAIL:
                 smart_claimed.add(pk)
             outcome = _attempt(delivery, sender, prepared)
@@ -460,6 +465,8 @@ def _prepare(delivery: Delivery, sender: Sender | None, *, phase: str) -> Prepar
 def _protected_parts(delivery: Delivery) -> tuple[bytes, str] | Failure:
     """The attachment (``b""``: none) and the notice paragraph for the delivery's protection,
     made now, in memory: the encrypted PDF and the link's token are never stored."""
+    if not delivery.with_invoice:
+        return b"", ""  # a payment reminder sent without the invoice
     pdf = invoice_pdf(delivery.invoice)
     mode = delivery.protection
     patient = delivery.patient

@@ -22,7 +22,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from emailsettings.covermail.keywords import KEYWORDS
+from emailsettings.covermail.keywords import COVER_MAIL_KEYWORDS, KEYWORDS
 from emailsettings.covermail.rendering import (
     RenderedMail,
     cover_mail_templates_for,
@@ -117,7 +117,7 @@ def section_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
         )
     return {
         "covermail_form": form,
-        "covermail_keywords": KEYWORDS,
+        "covermail_keywords": COVER_MAIL_KEYWORDS,
         "covermail_invoices": invoices,
         "covermail_preview_invoice": preview_invoice,
         "covermail_preview": preview,

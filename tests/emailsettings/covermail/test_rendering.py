@@ -100,6 +100,10 @@ def test_every_keyword_is_documented_for_the_panel():
         "importo",
         "professionista",
         "studio",
+        # Payment reminders' own: shown in their panel only.
+        "giorni_ritardo",
+        "importo_da_pagare",
+        "iban",
     ]
     for keyword in KEYWORDS:
         assert str(keyword.label) and str(keyword.description) and str(keyword.empty_warning)
