@@ -15,6 +15,7 @@ from psicogest.models import (
     MAX_EXTRA_RECIPIENTS,
     InvoiceAddress,
     InvoiceDelivery,
+    Language,
     Patient,
     PdfPasswordSource,
     Salutation,
@@ -162,6 +163,8 @@ class PatientForm(forms.ModelForm):
             "birth_date",
             "invoice_delivery",
             "pdf_password_source",
+            "language",
+            "no_reminders",
         )
         labels = {
             "first_name": _("Nome"),
@@ -170,6 +173,10 @@ class PatientForm(forms.ModelForm):
         }
         help_texts = {
             "company_name": _("Solo per le aziende: sostituisce nome e cognome nella mail."),
+            "language": _(
+                "Riceve i testi in inglese che hai scritto; dove mancano, quelli in italiano."
+            ),
+            "no_reminders": _("Nessun sollecito di pagamento automatico a questo paziente."),
         }
 
     field_order = (
@@ -187,11 +194,15 @@ class PatientForm(forms.ModelForm):
         "invoice_delivery",
         "pdf_password_source",
         "pdf_password",
+        "language",
+        "no_reminders",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+        # A form that does not send it (an older page, a script) keeps Italian.
+        self.fields["language"].required = False
         current = self.instance.salutation if self.instance.pk else ""
         if not self.is_bound:
             if current and current not in Salutation.values:
@@ -245,6 +256,9 @@ class PatientForm(forms.ModelForm):
                 params={"max": MAX_EXTRA_RECIPIENTS},
             )
         return addresses
+
+    def clean_language(self) -> str:
+        return self.cleaned_data.get("language") or Language.IT
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or self.cleaned_data

@@ -25,6 +25,7 @@ from emailsettings.models.delivery import (
     EventKind,
     Phase,
     RecipientRole,
+    kind_label,
 )
 from emailsettings.models.reminders import ReminderLevel, ReminderRules, ReminderSkip
 from emailsettings.models.securelink import SecureLink
@@ -65,4 +66,5 @@ __all__ = [
     "SuppressedAddress",
     "WebhookEvent",
     "WebhookState",
+    "kind_label",
 ]
