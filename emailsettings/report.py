@@ -35,6 +35,7 @@ from emailsettings.models import (
     DeliveryStatus,
     RecipientRole,
     SmtpAccount,
+    kind_label,
 )
 from emailsettings.outbox import lifecycle
 from emailsettings.outbox.actions import ADDRESS_FAILURES, can_retry_now
@@ -232,6 +233,8 @@ class ReportFilters:
     date_from: datetime.date | None = None
     date_to: datetime.date | None = None
     q: str = ""
+    # "" every kind; "invoice" the invoice mails; "reminder" every reminder; "1"-"3" a level.
+    kind: str = ""
 
 
 def period_bounds(
@@ -276,6 +279,15 @@ def _superseded() -> Q:
     return Q(status__in=SUPERSEDABLE) & Q(Exists(Delivery.objects.filter(resend_of=OuterRef("pk"))))
 
 
+def kind_lookup(kind: str) -> dict[str, int]:
+    """The ``reminder_level`` condition of a kind filter ("invoice", "reminder", "1"-"3")."""
+    if kind == "invoice":
+        return {"reminder_level": 0}
+    if kind == "reminder":
+        return {"reminder_level__gt": 0}
+    return {"reminder_level": int(kind)} if kind.isdigit() else {}
+
+
 def _scoped(
     *, practitioner: Any, filters: ReportFilters, now: datetime.datetime | None
 ) -> QuerySet[Delivery]:
@@ -289,6 +301,8 @@ def _scoped(
         deliveries = deliveries.filter(created_at__lt=end)
     if filters.channel:
         deliveries = deliveries.filter(channel=filters.channel)
+    if filters.kind:
+        deliveries = deliveries.filter(**kind_lookup(filters.kind))
     if filters.q:
         deliveries = deliveries.filter(
             Q(recipient__icontains=filters.q)
@@ -315,7 +329,13 @@ def status_counts(
     present, in the order of DeliveryStatus."""
     start, end = period_bounds(filters=filters, now=now)
     rows: Iterable[tuple[Any, ...]]
-    if start is None and end is None and not filters.q and stored_counts_kept():
+    if (
+        start is None
+        and end is None
+        and not filters.q
+        and not filters.kind
+        and stored_counts_kept()
+    ):
         # The whole history: the counters the database keeps (DeliveryCount), a few rows.
         counters = DeliveryCount.objects.filter(practitioner=practitioner)
         if filters.channel:
@@ -443,6 +463,7 @@ def column_labels() -> dict[str, str]:
         "patient": _("Paziente"),
         "recipient": _("Destinatario"),
         "invoice": _("Fattura"),
+        "kind": _("Tipo"),
         "channel": _("Canale"),
         "status": _("Stato"),
         "attempts": _("Tentativi"),
@@ -557,6 +578,7 @@ _CSV_FIELDS = (
     "patient_name",
     "recipient",
     "invoice_number",
+    "reminder_level",
     "channel",
     "protection",
     "status",
@@ -576,6 +598,7 @@ def csv_header() -> list[str]:
         _("Paziente"),
         _("Destinatario"),
         _("Fattura"),
+        _("Tipo"),
         _("Canale"),
         _("Protezione"),
         _("Stato"),
@@ -629,6 +652,7 @@ def iter_csv_rows(
         patient_name,
         recipient,
         invoice_number,
+        reminder_level,
         channel,
         protection,
         status,
@@ -658,6 +682,7 @@ def iter_csv_rows(
                 _cell(patient_name),
                 _cell(recipient),
                 _cell(invoice_number),
+                kind_label(reminder_level),
                 str(channel_labels.get(channel, channel)),
                 str(protection_labels.get(protection, protection)),
                 str(status_labels.get(status, status)),

@@ -21,6 +21,18 @@ class DeliveryFilterForm(forms.Form):
     channel = forms.ChoiceField(
         label=_("Canale"), choices=[("", _("Tutti"))] + list(Channel.choices), required=False
     )
+    kind = forms.ChoiceField(
+        label=_("Tipo"),
+        choices=[
+            ("", _("Tutti")),
+            ("invoice", _("Fatture")),
+            ("reminder", _("Solleciti")),
+            ("1", _("Sollecito 1")),
+            ("2", _("Sollecito 2")),
+            ("3", _("Sollecito 3")),
+        ],
+        required=False,
+    )
     period = forms.ChoiceField(label=_("Periodo"), choices=Period.CHOICES, required=False)
     # Date inputs exchange ISO dates whatever the active language's format.
     date_from = forms.DateField(
@@ -83,6 +95,7 @@ class DeliveryFilterForm(forms.Form):
             date_from=data.get("date_from") if custom else None,
             date_to=data.get("date_to") if custom else None,
             q=data.get("q") or "",
+            kind=data.get("kind") or "",
         )
 
     def page_size(self) -> int:

@@ -378,11 +378,12 @@ def test_csv_export_of_the_filtered_rows(logged_client, dataset):
     assert response["Content-Disposition"].startswith('attachment; filename="invii-email-')
     raw, rows = _csv(response)
     assert raw.startswith(b"\xef\xbb\xbf")
-    assert rows[0][:7] == [
+    assert rows[0][:8] == [
         "Data e ora",
         "Paziente",
         "Destinatario",
         "Fattura",
+        "Tipo",
         "Canale",
         "Protezione",
         "Stato",
@@ -395,10 +396,10 @@ def test_csv_export_of_the_filtered_rows(logged_client, dataset):
     failed = rows[1]
     local = timezone.localtime(dataset["failed"].created_at)
     assert failed[0] == local.strftime("%d/%m/%Y %H:%M:%S")
-    assert failed[1] == "Anna Neri" and failed[3] == "2/2026"
-    assert failed[4] == "Smart Mail" and failed[5] == "PDF allegato"
-    assert failed[6] == "non riuscita"
-    assert failed[10] == "550 5.1.1" and failed[11]
+    assert failed[1] == "Anna Neri" and failed[3] == "2/2026" and failed[4] == "Fattura"
+    assert failed[5] == "Smart Mail" and failed[6] == "PDF allegato"
+    assert failed[7] == "non riuscita"
+    assert failed[11] == "550 5.1.1" and failed[12]
     assert b"CORPO-SEGRETO" not in raw
     assert b"segreto@example.test" not in raw
 
@@ -731,3 +732,23 @@ def test_a_superseded_failure_is_folded_under_its_successor(logged_client, own_i
     # Still on the successor's detail page, and its own.
     detail = logged_client.get(reverse("emailsettings:delivery", args=[new.pk]))
     assert reverse("emailsettings:delivery", args=[old.pk]) in detail.content.decode()
+
+
+def test_reminders_show_their_kind_as_a_column_a_filter_and_in_the_csv(logged_client, practitioner):
+    invoice = InvoiceFactory(patient=PatientFactory(practitioner=practitioner), number="9/2026")
+    DeliveryFactory(invoice=invoice, recipient="fattura@example.test")
+    DeliveryFactory(invoice=invoice, recipient="primo@example.test", reminder_level=1)
+    DeliveryFactory(invoice=invoice, recipient="secondo@example.test", reminder_level=2)
+    content = logged_client.get(LIST, {"period": "all"}).content.decode()
+    assert "Sollecito 1" in content and "Sollecito 2" in content and 'data-kind="0"' in content
+    only_two = logged_client.get(LIST, {"period": "all", "kind": "2"}).content.decode()
+    assert "secondo@example.test" in only_two and "primo@example.test" not in only_two
+    reminders = logged_client.get(LIST, {"period": "all", "kind": "reminder"}).content.decode()
+    assert "primo@example.test" in reminders and "fattura@example.test" not in reminders
+    invoices = logged_client.get(LIST, {"period": "all", "kind": "invoice"}).content.decode()
+    assert "fattura@example.test" in invoices and "primo@example.test" not in invoices
+    _raw, rows = _csv(logged_client.get(EXPORT, {"period": "all", "kind": "reminder"}))
+    assert sorted((r[2], r[4]) for r in rows[1:]) == [
+        ("primo@example.test", "Sollecito 1"),
+        ("secondo@example.test", "Sollecito 2"),
+    ]
