@@ -305,3 +305,24 @@ def test_the_plan_is_one_rule_for_every_case():
         reminders.plan(due_date=D(2026, 12, 18), steps=steps, history=done, from_day=D(2027, 1, 1))
         is None
     )
+
+
+def test_an_english_patient_gets_the_english_text_when_written_else_the_italian(
+    practitioner, rules
+):
+    level = ReminderLevel.objects.get(rules=rules, level=1)
+    level.subject_template_en = "Reminder: invoice ${numero_fattura}"
+    level.body_template_en = "Dear ${nome}, ${importo_da_pagare} is still due."
+    level.save()
+    english = invoice_due(practitioner, D(2026, 12, 2), patient={"language": "en"})
+    italian = invoice_due(practitioner, D(2026, 12, 2))
+    with time_machine.travel(at(D(2026, 12, 9), 9), tick=False):
+        rows = reminders.create_due_reminders(now=at(D(2026, 12, 9), 9))
+    by_invoice = {row.invoice_id: row for row in rows}
+    assert by_invoice[english.pk].subject == f"Reminder: invoice {english.number}"
+    assert by_invoice[english.pk].body_text.strip() == "Dear Giulia, € 1.234,56 is still due."
+    assert by_invoice[italian.pk].subject.startswith("Promemoria: fattura n.")
+    # Level 2 has no English text: the English patient reads the Italian one.
+    with time_machine.travel(at(D(2026, 12, 23), 9), tick=False):
+        [row2] = reminders.create_reminder(invoice=english, level=2)
+    assert row2.subject.startswith("Secondo promemoria")
