@@ -1,7 +1,9 @@
 """Demo data: practitioner demo@psicogest.test / demo, a dozen patients, their invoices.
 
 Three patients show the three ways an invoice can travel (PDF allegato is everyone else's),
-and one address is a typo of a common provider, for the confirmation page's warning.
+and one address is a typo of a common provider, for the confirmation page's warning. A few
+older invoices are overdue (and one of them paid), with payment reminders turned on, so
+«Solleciti» shows reminders in arrivo.
 
 Idempotent: running it again updates the same rows and creates nothing twice.
 """
@@ -16,6 +18,7 @@ from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from emailsettings.outbox.reminders import rules_for
 from psicogest.invoicepdf import invoice_pdf_bytes
 from psicogest.models import (
     Invoice,
@@ -25,6 +28,7 @@ from psicogest.models import (
     Practitioner,
     Title,
 )
+from psicogest.payments import mark_paid
 
 DEMO_EMAIL = "demo@psicogest.test"
 DEMO_PASSWORD = "demo"
@@ -77,6 +81,17 @@ PROTECTION: dict[tuple[str, str], dict[str, Any]] = {
 }
 DEMO_PDF_PASSWORD = "Girasole-2026"
 
+# Older invoices: (first, last) of the patient, days past the due date, paid. The reminder
+# levels (7 and 21 days after the due date) put them in «In arrivo».
+OVERDUE: list[tuple[str, str, int, bool]] = [
+    ("Paolo", "Ferrari", 12, False),
+    ("Luca", "Romano", 25, False),
+    ("Sara", "Colombo", 3, False),
+    ("Roberto", "Bruno", 40, True),
+]
+# A well-known example IBAN (not a real account), quoted by the reminders.
+DEMO_IBAN = "IT60X0542811101000000123456"
+
 
 class Command(BaseCommand):
     help = "Create (or refresh) the demo practitioner, patients and invoices."
@@ -90,6 +105,7 @@ class Command(BaseCommand):
                 "first_name": "Maria",
                 "last_name": "Rossi",
                 "practice_name": "Studio di Psicologia Rossi",
+                "iban": DEMO_IBAN,
                 "is_staff": True,
                 "is_superuser": True,
             },
@@ -130,9 +146,36 @@ class Command(BaseCommand):
             if not invoice.pdf:
                 pdf = invoice_pdf_bytes(number=number, patient=patient.display_name, total=total)
                 invoice.pdf.save(f"fattura-{index}-{today.year}.pdf", ContentFile(pdf))
+        for offset, (first, last, days_late, paid) in enumerate(OVERDUE, len(PATIENTS) + 1):
+            patient = Patient.objects.get(
+                practitioner=practitioner, first_name=first, last_name=last
+            )
+            number = f"{offset}/{today.year}"
+            total = Decimal("80.00")
+            due = today - datetime.timedelta(days=days_late)
+            invoice, created = Invoice.objects.update_or_create(
+                practitioner=practitioner,
+                number=number,
+                defaults={
+                    "patient": patient,
+                    "issue_date": due - datetime.timedelta(days=30),
+                    "due_date": due,
+                    "total": total,
+                },
+            )
+            if not invoice.pdf:
+                pdf = invoice_pdf_bytes(number=number, patient=patient.display_name, total=total)
+                invoice.pdf.save(f"fattura-{offset}-{today.year}.pdf", ContentFile(pdf))
+            if paid and created:
+                mark_paid(invoice=invoice)
+        rules = rules_for(practitioner)
+        if not rules.enabled:
+            rules.enabled = True
+            rules.save(update_fields=["enabled", "updated_at"])
+        invoices = len(PATIENTS) + len(OVERDUE)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo pronta: {DEMO_EMAIL} / {DEMO_PASSWORD} "
-                f"({len(PATIENTS)} pazienti, {len(PATIENTS)} fatture)"
+                f"({len(PATIENTS)} pazienti, {invoices} fatture, solleciti attivi)"
             )
         )
