@@ -264,9 +264,17 @@ def _send_group(
             if claimed is None:
                 continue
             delivery, prepared = claimed
-            if reason := reminders.stop_reason_at_send(delivery):
+            if delivery.reminder_level and (
+                reason := through_blips(
+                    functools.partial(reminders.stop_reason_at_send, delivery),
+                    what="a reminder check",
+                )
+            ):
                 # A payment reminder whose invoice was paid (paused, …) since it was queued.
-                reminders.cancel_at_send(delivery, reason=reason)
+                through_blips(
+                    functools.partial(reminders.cancel_at_send, delivery, reason=reason),
+                    what="a reminder check",
+                )
                 result.outcomes[pk] = DeliveryStatus.CANCELLED
                 continue
             if channel == Channel.SMART_MAIL:
