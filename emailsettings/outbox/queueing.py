@@ -28,6 +28,7 @@ from emailsettings import conf
 from emailsettings.covermail.identity import Identity, smart_mail_identity, smtp_identity
 from emailsettings.covermail.message import header_value, new_message_id
 from emailsettings.covermail.protection import check_protection, practice_default, protection_for
+from emailsettings.covermail.reminders import render_reminder
 from emailsettings.covermail.rendering import cover_mail_templates_for, render_cover_mail
 from emailsettings.exceptions import InvalidRecipient
 from emailsettings.models import (
@@ -37,6 +38,7 @@ from emailsettings.models import (
     EmailSettings,
     MailboxStatus,
     RecipientRole,
+    ReminderLevel,
     SmtpAccount,
     SuppressedAddress,
 )
@@ -236,6 +238,26 @@ def _new_delivery(
     )
 
 
+def _as_reminder(delivery: Delivery, *, like: Delivery) -> None:
+    """A resent payment reminder stays a reminder of its level, with its text rendered again
+    (today's days late and amount due) and the invoice attached as before."""
+    level = ReminderLevel.objects.filter(
+        rules__practitioner_id=like.practitioner_id, level=like.reminder_level
+    ).first()
+    delivery.reminder_level = like.reminder_level
+    delivery.with_invoice = like.with_invoice
+    if level is None:
+        delivery.subject, delivery.body_text, delivery.body_html = (
+            like.subject,
+            like.body_text,
+            like.body_html,
+        )
+        return
+    rendered, _language = render_reminder(level=level, invoice=delivery.invoice)
+    delivery.subject = header_value(rendered.subject)[:300]
+    delivery.body_text, delivery.body_html = rendered.text, rendered.html
+
+
 def queue_invoice_email(invoice: Invoice, *, send_at: datetime.datetime | None = None) -> Delivery:
     """Queue one invoice mail; see :func:`queue_invoice_emails`."""
     return queue_invoice_emails([invoice], send_at=send_at)[0]
@@ -305,8 +327,10 @@ def create_deliveries(
         }
         now = timezone.now()
         window_start = now - datetime.timedelta(seconds=conf.duplicate_window_seconds())
-        # Payment reminders are rows of their own kind: never mistaken for the invoice mail.
-        recent = Delivery.objects.filter(invoice_id__in=ids, reminder_level=0).order_by(
+        # Payment reminders are rows of their own kind: never mistaken for the invoice mail
+        # (a resend is of the kind it resends).
+        kind = resend_of.reminder_level if resend_of is not None else 0
+        recent = Delivery.objects.filter(invoice_id__in=ids, reminder_level=kind).order_by(
             "created_at", "id"
         )
         if resend_of is not None:
@@ -359,6 +383,8 @@ def create_deliveries(
                     default_protection=defaults[owner.pk],
                 )
                 delivery.resend_of = resend_of
+                if resend_of is not None and resend_of.reminder_level:
+                    _as_reminder(delivery, like=resend_of)
                 is_suppressed = recipient.address.lower() in suppressed[owner.pk]
                 fresh.append((delivery, choice.held, is_suppressed))
                 existing[key] = delivery

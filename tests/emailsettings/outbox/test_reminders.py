@@ -19,6 +19,8 @@ from emailsettings.models import (
     SuppressedAddress,
 )
 from emailsettings.outbox import reminders
+from emailsettings.outbox.actions import resend
+from emailsettings.outbox.queueing import queue_invoice_email
 from emailsettings.outbox.schedule import is_holiday, is_working_day
 from psicogest.payments import mark_paid
 from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory
@@ -326,3 +328,20 @@ def test_an_english_patient_gets_the_english_text_when_written_else_the_italian(
     with time_machine.travel(at(D(2026, 12, 23), 9), tick=False):
         [row2] = reminders.create_reminder(invoice=english, level=2)
     assert row2.subject.startswith("Secondo promemoria")
+
+
+def test_a_resent_reminder_stays_a_reminder_of_its_level_and_a_double_click_sends_once(
+    practitioner, rules
+):
+    invoice = invoice_due(practitioner, D(2026, 12, 2))
+    [row] = reminders.create_reminder(invoice=invoice, level=1)
+    Delivery.objects.filter(pk=row.pk).update(status=DeliveryStatus.FAILED)
+    row.refresh_from_db()
+    again = resend(delivery=row)
+    twice = resend(delivery=row)
+    assert again.pk == twice.pk and again.resend_of_id == row.pk
+    assert again.reminder_level == 1 and again.with_invoice
+    assert again.subject.startswith("Promemoria: fattura n.")
+    assert again.status == DeliveryStatus.QUEUED
+    # The invoice mail itself is still its own kind: sending it is not the reminder's row.
+    assert queue_invoice_email(invoice).reminder_level == 0
