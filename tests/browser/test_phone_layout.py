@@ -11,6 +11,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from emailsettings.models import DeliveryEvent, DeliveryStatus
+from emailsettings.outbox.reminders import rules_for
 from tests.conftest import login, save_screenshot
 from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory, PractitionerFactory
 
@@ -175,3 +176,24 @@ def test_patient_card_fits(phone, live_server, data):
     phone.goto(f"{live_server.url}/pazienti/{failed.patient_id}/modifica/")
     assert page_width(phone) <= PHONE["width"]
     save_screenshot(phone, "phone-patient")
+
+
+def test_reminder_pages_fit_the_phone(phone, live_server, data):
+    practitioner, _failed = data
+    rules = rules_for(practitioner)
+    rules.enabled = True
+    rules.save()
+    InvoiceFactory(
+        patient=PatientFactory(practitioner=practitioner, first_name="Piero", last_name="Neri"),
+        number="13/2026",
+        due_date=timezone.localdate() - datetime.timedelta(days=10),
+    )
+    login(phone, live_server, practitioner.email, "password-di-prova")
+    phone.goto(f"{live_server.url}/email/solleciti/")
+    assert page_width(phone) <= PHONE["width"]
+    row = phone.locator("#upcoming-reminders tbody tr").first
+    assert label_of(row.locator("td", has_text="Sollecito 1")) == '"Sollecito"'
+    save_screenshot(phone, "phone-reminders-upcoming")
+    phone.goto(f"{live_server.url}/email/solleciti/regole/")
+    assert page_width(phone) <= PHONE["width"]
+    save_screenshot(phone, "phone-reminders-rules")
