@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from emailsettings.failures import ErrorClass
 from emailsettings.models.account import Channel
+from emailsettings.models.reminders import MAX_LEVELS
 from psicogest.models import InvoiceDelivery, OwnedQuerySet
 
 
@@ -180,6 +181,10 @@ class Delivery(models.Model):
             models.CheckConstraint(
                 condition=Q(protection__in=[value for value, _label in InvoiceDelivery.choices]),
                 name="delivery_protection_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(reminder_level__gte=0) & Q(reminder_level__lte=MAX_LEVELS),
+                name="delivery_reminder_level_valid",
             ),
         ]
 

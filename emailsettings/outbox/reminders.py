@@ -62,6 +62,7 @@ from emailsettings.outbox.schedule import (
     next_working_day,
     reminder_window,
 )
+from psicogest.formatting import format_date
 from psicogest.models import Invoice, InvoiceDelivery, Practitioner
 
 logger = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def stop_reason(
         return _("nella scheda paziente è scelto «non inviare solleciti»")
     if invoice.reminders_paused_until is not None and invoice.reminders_paused_until >= today:
         return _("solleciti sospesi fino al %(day)s") % {
-            "day": invoice.reminders_paused_until.strftime("%d/%m/%Y")
+            "day": format_date(invoice.reminders_paused_until)
         }
     address = patient.invoice_recipient.lower()
     if not address:
@@ -350,7 +351,7 @@ def due_reminders(
             last_status=statuses.get(invoice.pk, ""),
         ):
             continue
-        assert invoice.due_date is not None  # noqa: S101 (the candidates have one)
+        assert invoice.due_date is not None  # the candidates have one
         planned = plan(
             due_date=invoice.due_date,
             steps=steps,
