@@ -88,3 +88,16 @@ def test_turn_reminders_on_then_skip_and_pause_in_arrivo(page, live_server, tran
     assert "4/2026" in paused and "Ha chiesto una dilazione" in paused
     assert Invoice.objects.get(pk=late.pk).reminders_paused_until == until
     save_screenshot(page, "reminders-3-paused")
+
+    # «Segna come pagata» from the invoice list: the row says so, and «In arrivo» drops it.
+    resumed = Invoice.objects.get(pk=late.pk)
+    resumed.reminders_paused_until = None
+    resumed.save()
+    page.goto(f"{live_server.url}/fatture/")
+    page.locator(f"tr[data-invoice='{late.pk}'] button[data-mark-paid]").click()
+    page.wait_for_load_state()
+    assert "segnata come pagata" in page.locator(".messages").inner_text()
+    assert "pagata" in page.locator(f"tr[data-invoice='{late.pk}'] [data-payment]").inner_text()
+    assert Invoice.objects.get(pk=late.pk).paid_at is not None
+    page.goto(f"{live_server.url}/email/solleciti/")
+    assert page.locator(f"tr[data-upcoming='{late.pk}']").count() == 0
