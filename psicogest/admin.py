@@ -11,7 +11,7 @@ class PractitionerAdmin(UserAdmin):
     search_fields = ["email", "first_name", "last_name"]
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Profilo", {"fields": ("title", "first_name", "last_name", "practice_name")}),
+        ("Profilo", {"fields": ("title", "first_name", "last_name", "practice_name", "iban")}),
         ("Permessi", {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
@@ -26,7 +26,15 @@ class PatientAdmin(admin.ModelAdmin):
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ["number", "patient", "issue_date", "total", "last_emailed_at", "practitioner"]
+    list_display = [
+        "number",
+        "patient",
+        "issue_date",
+        "total",
+        "paid_at",
+        "last_emailed_at",
+        "practitioner",
+    ]
     search_fields = ["number"]
     raw_id_fields = ["patient"]
     # PDFs are served only through the practitioner-scoped view, never under /media/: the

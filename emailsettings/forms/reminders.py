@@ -14,7 +14,33 @@ from emailsettings.covermail.rendering import validate_template
 from emailsettings.models import ReminderLevel, ReminderRules
 
 
+def normalize_iban(value: str) -> str:
+    """ "it60 x054…" → "IT60X054…"; ``ValidationError`` unless it looks like an IBAN (country,
+    check digits, up to 30 letters and digits) with a valid ISO 13616 check (mod 97)."""
+    iban = "".join(value.split()).upper()
+    if not iban:
+        return ""
+    if not (15 <= len(iban) <= 34 and iban[:2].isalpha() and iban[2:4].isdigit()) or not (
+        iban.isalnum() and iban.isascii()
+    ):
+        raise forms.ValidationError(
+            _("Scrivi un IBAN valido, ad esempio IT60X0542811101000000123456.")
+        )
+    digits = "".join(str(int(char, 36)) for char in iban[4:] + iban[:4])
+    if int(digits) % 97 != 1:
+        raise forms.ValidationError(_("Questo IBAN non è valido: controlla le cifre."))
+    return iban
+
+
 class ReminderRulesForm(forms.ModelForm):
+    # The practitioner's profile field, edited here because reminders quote it (${iban}).
+    iban = forms.CharField(
+        label=_("IBAN per i pagamenti"),
+        required=False,
+        max_length=42,
+        help_text=_("Dal tuo profilo: i testi predefiniti lo indicano per il bonifico."),
+    )
+
     class Meta:
         model = ReminderRules
         fields = ("enabled", "minimum_amount", "attach_invoice")
@@ -31,6 +57,11 @@ class ReminderRulesForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+        if not self.is_bound and self.instance.practitioner_id:
+            self.initial["iban"] = self.instance.practitioner.iban
+
+    def clean_iban(self) -> str:
+        return normalize_iban(self.cleaned_data.get("iban") or "")
 
 
 class ReminderLevelForm(forms.ModelForm):

@@ -83,14 +83,17 @@ def rules_page(request: HttpRequest) -> HttpResponse:
         if rules_form.is_valid() and all(form.is_valid() for form in level_forms):
             with transaction.atomic():
                 rules_form.save()
+                if practitioner.iban != rules_form.cleaned_data["iban"]:
+                    practitioner.iban = rules_form.cleaned_data["iban"]
+                    practitioner.save(update_fields=["iban"])
                 for form in level_forms:
                     level = form.save(commit=False)
-                    subject, body = default_texts(level.level, iban=_has_iban(practitioner))
                     # The default text is stored as "the default": it follows the profile
-                    # (the IBAN paragraph) and later improvements.
-                    if level.subject_template.strip() == subject:
+                    # (the IBAN paragraph, with or without) and later improvements.
+                    defaults = [default_texts(level.level, iban=iban) for iban in (True, False)]
+                    if level.subject_template.strip() in {d[0] for d in defaults}:
                         level.subject_template = ""
-                    if level.body_template.strip() == body.strip():
+                    if level.body_template.strip() in {d[1].strip() for d in defaults}:
                         level.body_template = ""
                     level.save()
             messages.success(request, _("Regole dei solleciti salvate."))

@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.urls import reverse
 
+from emailsettings.covermail.reminders import default_texts
 from emailsettings.models import ReminderLevel, ReminderRules, ReminderSkip
 from emailsettings.outbox import reminders
 from tests.factories import InvoiceFactory, PatientFactory
@@ -169,3 +170,35 @@ def test_the_patient_card_has_no_reminders_and_language(logged_client, invoice):
     url = reverse("patient_edit", args=[invoice.patient_id])
     content = logged_client.get(url).content.decode()
     assert 'name="no_reminders"' in content and 'name="language"' in content
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored", "error"),
+    [
+        ("it60 x054 2811 1010 0000 0123 456", "IT60X0542811101000000123456", ""),
+        ("", "", ""),
+        ("IT60X0542811101000000123457", "", "controlla le cifre"),
+        ("non è un iban", "", "Scrivi un IBAN valido"),
+    ],
+)
+def test_the_iban_is_kept_on_the_profile_and_checked(
+    logged_client, practitioner, typed, stored, error
+):
+    response = logged_client.post(RULES, rules_post(iban=typed) if typed else rules_post())
+    practitioner.refresh_from_db()
+    assert practitioner.iban == stored
+    if error:
+        assert response.status_code == 400 and error in response.content.decode()
+    else:
+        assert response.status_code == 302
+
+
+def test_the_default_text_stays_the_default_when_the_iban_is_added(logged_client, practitioner):
+    subject, body = default_texts(1, iban=False)
+    data = rules_post(
+        iban="IT60X0542811101000000123456",
+        **{"l1-subject_template": subject, "l1-body_template": body},
+    )
+    assert logged_client.post(RULES, data).status_code == 302
+    level = ReminderLevel.objects.get(rules__practitioner=practitioner, level=1)
+    assert level.subject_template == "" and level.body_template == ""
