@@ -2,6 +2,7 @@ from django.urls import path, re_path
 
 from emailsettings.views import (
     covermail,
+    languages,
     mailbox,
     oauth,
     options,
@@ -41,6 +42,11 @@ urlpatterns = [
     path("impostazioni/mail/salva/", covermail.save, name="covermail_save"),
     path("impostazioni/mail/ripristina/", covermail.restore_default, name="covermail_restore"),
     path("impostazioni/mail/anteprima/", covermail.preview, name="covermail_preview"),
+    path(
+        "impostazioni/mail/inglese/",
+        languages.english_cover_mail_page,
+        name="covermail_english",
+    ),
     path("solleciti/", reminders.upcoming, name="reminders_upcoming"),
     path("solleciti/regole/", reminders.rules_page, name="reminders"),
     path("solleciti/anteprima/", reminders.preview, name="reminders_preview"),

@@ -37,6 +37,9 @@ class EmailSettings(models.Model):
     )
     subject_template = models.CharField(_("oggetto"), max_length=1000, blank=True)
     body_template = models.TextField(_("testo"), blank=True)
+    # The English version for patients whose card says English; empty: they get the Italian.
+    subject_template_en = models.CharField(_("oggetto (inglese)"), max_length=1000, blank=True)
+    body_template_en = models.TextField(_("testo (inglese)"), blank=True)
     # A separate message to the practitioner for every invoice mail (never Cc or Bcc).
     copy_to_self = models.BooleanField(_("ricevi una copia di ogni fattura"), default=False)
     # How invoices reach patients whose card does not choose (Patient.invoice_delivery).

@@ -26,10 +26,11 @@ from django.utils.translation import gettext as _
 
 from emailsettings import conf
 from emailsettings.covermail.identity import Identity, smart_mail_identity, smtp_identity
+from emailsettings.covermail.languages import cover_mail_texts
 from emailsettings.covermail.message import header_value, new_message_id
 from emailsettings.covermail.protection import check_protection, practice_default, protection_for
 from emailsettings.covermail.reminders import render_reminder
-from emailsettings.covermail.rendering import cover_mail_templates_for, render_cover_mail
+from emailsettings.covermail.rendering import render_cover_mail
 from emailsettings.exceptions import InvalidRecipient
 from emailsettings.models import (
     Channel,
@@ -205,9 +206,9 @@ def _new_delivery(
     scheduled_for: datetime.datetime | None,
     default_protection: str,
 ) -> Delivery:
-    subject_template, body_template = cover_mail_templates_for(invoice.practitioner)
+    texts = cover_mail_texts(practitioner=invoice.practitioner, patient=invoice.patient)
     rendered = render_cover_mail(
-        subject_template=subject_template, body_template=body_template, invoice=invoice
+        subject_template=texts.subject, body_template=texts.body, invoice=invoice
     )
     now = timezone.now()
     # The practitioner's own copy carries the plain PDF: it is their record, in their mailbox.

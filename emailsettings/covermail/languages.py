@@ -1,0 +1,47 @@
+"""Which language version of the cover mail a patient receives.
+
+Italian is the default and always exists (the practitioner's text or the default one); a
+patient whose card says English (``Patient.language``) receives the English version when the
+practitioner wrote one (``EmailSettings.subject_template_en``/``body_template_en``), otherwise
+the Italian. Payment reminders follow the same rule per level (``covermail.reminders``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from emailsettings.covermail.rendering import cover_mail_templates_for
+from emailsettings.models import EmailSettings
+from psicogest.models import Language
+
+if TYPE_CHECKING:
+    from psicogest.models import Patient, Practitioner
+
+
+@dataclass(frozen=True)
+class Texts:
+    subject: str
+    body: str
+    language: str
+
+
+def english_cover_mail(practitioner: Practitioner) -> tuple[str, str]:
+    """The practitioner's English (subject, body), ("", "") when none."""
+    row = (
+        EmailSettings.objects.filter(practitioner=practitioner)
+        .values_list("subject_template_en", "body_template_en")
+        .first()
+    )
+    return row or ("", "")
+
+
+def cover_mail_texts(*, practitioner: Practitioner, patient: Patient) -> Texts:
+    """The cover mail ``patient`` receives: English when their card says so and an English
+    text exists, else Italian."""
+    if patient.language == Language.EN:
+        subject, body = english_cover_mail(practitioner)
+        if subject.strip() and body.strip():
+            return Texts(subject=subject, body=body, language=Language.EN)
+    subject, body = cover_mail_templates_for(practitioner)
+    return Texts(subject=subject, body=body, language=Language.IT)
