@@ -4,7 +4,9 @@
 - ``rendering`` — validation and rendering of the practitioner's templates
   (``string.Template``, never Django's engine);
 - ``identity`` — who the mail says it is from (From / Reply-To per channel);
-- ``message`` — the MIME message: text and HTML parts, the invoice PDF, Message-ID.
+- ``message`` — the MIME message: text and HTML parts, the invoice PDF, Message-ID;
+- ``reminders`` — the payment reminders' default texts and which version a patient gets;
+- ``languages`` — which language version of the cover mail a patient gets.
 
 The package face holds the contract only: ``render_cover_mail`` and ``validate_template``.
 """

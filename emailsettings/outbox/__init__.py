@@ -13,6 +13,8 @@ source of truth; Celery only executes.
   scheduled mail, hold, resume.
 - ``schedule`` — when a mail may leave ("Invia il …").
 - ``sentcopy`` — the copy in the mailbox's Sent folder.
+- ``reminders`` — payment reminders: which invoices, which level, which day, and the check
+  that stops one right before it leaves.
 
 The package face holds the contract only (``queue_invoice_email(s)``); everything else is
 imported from its module.
