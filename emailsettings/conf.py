@@ -314,3 +314,55 @@ def secure_link_days() -> float:
 def secure_link_max_attempts() -> int:
     """Wrong second factors after which a secure link is locked."""
     return int(_number("EMAILSETTINGS_SECURE_LINK_MAX_ATTEMPTS", 5))
+
+
+# --- Smart Mail reputation per practitioner (smartmail/reputation.py) --------------------
+
+
+def reputation_windows_days() -> tuple[int, ...]:
+    """The rolling windows a practitioner's rates are measured over; the worst one wins."""
+    value = getattr(settings, "EMAILSETTINGS_REPUTATION_WINDOWS_DAYS", (7, 30)) or (7, 30)
+    if isinstance(value, str):
+        value = [part for part in value.replace(",", " ").split() if part]
+    return tuple(sorted({max(1, int(days)) for days in value}))
+
+
+def reputation_min_recipients() -> int:
+    """Unique recipients a window must hold before its rates count (two bounces out of three
+    sends say nothing about a list)."""
+    return max(1, int(_number("EMAILSETTINGS_REPUTATION_MIN_RECIPIENTS", 20)))
+
+
+def reputation_min_events() -> int:
+    """Bounced or complaining addresses a window must hold before that rate counts: one
+    complaint among a few dozen invoices is above every ESP's rate, and is no pattern."""
+    return max(1, int(_number("EMAILSETTINGS_REPUTATION_MIN_EVENTS", 2)))
+
+
+def reputation_bounce_warn() -> float:
+    return _number("EMAILSETTINGS_REPUTATION_BOUNCE_WARN", 0.04)
+
+
+def reputation_bounce_suspend() -> float:
+    return _number("EMAILSETTINGS_REPUTATION_BOUNCE_SUSPEND", 0.08)
+
+
+def reputation_complaint_warn() -> float:
+    return _number("EMAILSETTINGS_REPUTATION_COMPLAINT_WARN", 0.0008)
+
+
+def reputation_complaint_suspend() -> float:
+    return _number("EMAILSETTINGS_REPUTATION_COMPLAINT_SUSPEND", 0.003)
+
+
+def notice_from() -> str:
+    """The From of the platform's own notices to practitioners (alerts, reputation): kept
+    apart from the invoices' identity so a tenant's bounces never reach it."""
+    return _text("EMAILSETTINGS_NOTICE_FROM", platform_from())
+
+
+def notice_esp_extra() -> dict:
+    """anymail ``esp_extra`` for those notices, e.g. ``{"MessageStream": "notices"}`` for a
+    Postmark message stream of their own."""
+    value = getattr(settings, "EMAILSETTINGS_NOTICE_ESP_EXTRA", {}) or {}
+    return dict(value)

@@ -58,6 +58,8 @@ class ErrorClass(models.TextChoices):
     # Waiting and retrying.
     RATE_LIMITED = "rate_limited", _("Troppi invii")
     QUOTA_WAIT = "quota_wait", _("Limite giornaliero di Smart Mail")
+    # The practitioner's Smart Mail is suspended for bounces or complaints (reputation).
+    REPUTATION_HOLD = "reputation_hold", _("Smart Mail sospeso per rimbalzi o segnalazioni")
     GREYLISTED = "greylisted", _("Invio rimandato dal destinatario")
     TEMPORARY = "temporary", _("Errore temporaneo")
     EXPIRED = "expired", _("Tentativi esauriti")

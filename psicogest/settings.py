@@ -347,6 +347,24 @@ for _name in (
 ):
     if env.str(_name, default=""):
         globals()[_name] = env.float(_name)
+# The Smart Mail reputation guard per practitioner (docs/operations.md).
+for _name in (
+    "EMAILSETTINGS_REPUTATION_MIN_RECIPIENTS",
+    "EMAILSETTINGS_REPUTATION_MIN_EVENTS",
+    "EMAILSETTINGS_REPUTATION_BOUNCE_WARN",
+    "EMAILSETTINGS_REPUTATION_BOUNCE_SUSPEND",
+    "EMAILSETTINGS_REPUTATION_COMPLAINT_WARN",
+    "EMAILSETTINGS_REPUTATION_COMPLAINT_SUSPEND",
+):
+    if env.str(_name, default=""):
+        globals()[_name] = env.float(_name)
+if env.str("EMAILSETTINGS_REPUTATION_WINDOWS_DAYS", default=""):
+    EMAILSETTINGS_REPUTATION_WINDOWS_DAYS = env.list("EMAILSETTINGS_REPUTATION_WINDOWS_DAYS")
+# The platform's own notices to practitioners leave apart from the invoices.
+if env.str("EMAILSETTINGS_NOTICE_FROM", default=""):
+    EMAILSETTINGS_NOTICE_FROM = env.str("EMAILSETTINGS_NOTICE_FROM")
+if env.str("EMAILSETTINGS_NOTICE_ESP_EXTRA", default=""):
+    EMAILSETTINGS_NOTICE_ESP_EXTRA = env.json("EMAILSETTINGS_NOTICE_ESP_EXTRA")
 # SMTP PIPELINING (RFC 2920) with servers that offer it; off only to compare (bench/wire.py).
 if env.str("EMAILSETTINGS_SMTP_PIPELINING", default=""):
     EMAILSETTINGS_SMTP_PIPELINING = env.bool("EMAILSETTINGS_SMTP_PIPELINING")

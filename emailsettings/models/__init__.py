@@ -4,7 +4,8 @@ the delivery outbox with its events, and suppressed addresses.
 The database is the source of truth for every delivery; Celery only executes.
 
 The models live by concept in :mod:`.account`, :mod:`.delivery`, :mod:`.reminders`,
-:mod:`.securelink` and :mod:`.tracking`; every name is importable from here.
+:mod:`.reputation` (Smart Mail reputation), :mod:`.securelink` and :mod:`.tracking`; every
+name is importable from here.
 """
 
 from emailsettings.models.account import (
@@ -28,6 +29,8 @@ from emailsettings.models.delivery import (
     kind_label,
 )
 from emailsettings.models.reminders import ReminderLevel, ReminderRules, ReminderSkip
+
+from emailsettings.models.reputation import Reputation, ReputationLift, ReputationState
 from emailsettings.models.securelink import SecureLink
 from emailsettings.models.tracking import (
     MailboxFolderState,
@@ -57,6 +60,10 @@ __all__ = [
     "ReminderLevel",
     "ReminderRules",
     "ReminderSkip",
+
+    "Reputation",
+    "ReputationLift",
+    "ReputationState",
     "SecureLink",
     "Security",
     "SenderDomain",

@@ -159,6 +159,12 @@ class Delivery(models.Model):
                 condition=Q(resend_of__isnull=False),
                 name="delivery_resent",
             ),
+            # Smart Mail reputation: a practitioner's sends over the last days.
+            models.Index(
+                fields=["practitioner", "sent_at"],
+                condition=Q(channel="smart_mail", sent_at__isnull=False),
+                name="delivery_reputation",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
