@@ -8,7 +8,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from emailsettings.mailbox.oauth import get_provider
-from emailsettings.models import MailboxStatus, SmtpAccount
+from emailsettings.models import MailboxStatus, Reputation, ReputationState, SmtpAccount
 
 
 def mailbox_banner(request: HttpRequest) -> dict[str, Any]:
@@ -40,3 +40,17 @@ def _webhooks_unprotected(request: HttpRequest) -> bool:
     if match is None or match.view_name != "emailsettings:settings":
         return False
     return not getattr(settings, "ANYMAIL", {}).get("WEBHOOK_SECRET")
+
+
+def reputation_banner(request: HttpRequest) -> dict[str, Any]:
+    """*A rischio* or *sospeso*: the Smart Mail reputation banner (one indexed read)."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    state = (
+        Reputation.objects.filter(practitioner=user)
+        .exclude(state=ReputationState.REGULAR)
+        .values_list("state", flat=True)
+        .first()
+    )
+    return {"reputation_state": state or ""}

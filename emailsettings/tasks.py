@@ -16,6 +16,7 @@ from emailsettings.backchannel.webhooks import (
     purge_unmatched,
 )
 from emailsettings.health.daily import accounts_in_use, after_batch, check_account
+from emailsettings.health.reputation import check_reputation
 from emailsettings.health.verify import (
     TEST_MAIL,
     VERIFY,
@@ -190,3 +191,13 @@ def file_sent_copies_task(account_id: int) -> None:
     account = SmtpAccount.objects.filter(pk=account_id).first()
     if account is not None:
         file_pending(account)
+
+
+# --- the Smart Mail reputation guard -------------------------------------------------------
+
+
+@shared_task(name="emailsettings.check_reputation")
+def check_reputation_task() -> None:
+    """Measure every practitioner's Smart Mail bounces and complaints; warn, or hold a
+    suspended practitioner's Smart Mail queue (beat, every 5 minutes)."""
+    check_reputation()

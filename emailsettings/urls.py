@@ -9,6 +9,7 @@ from emailsettings.views import (
     reading,
     reminders,
     reports,
+    reputation,
     securelink,
     senderdomain,
     sending,
@@ -73,6 +74,12 @@ urlpatterns = [
     ),
     path("invii/<int:pk>/invia-ora/", reports.delivery_send_now, name="delivery_send_now"),
     path("invii/<int:pk>/revoca-link/", securelink.revoke, name="secure_link_revoke"),
+    path("reputazione/", reputation.reputation_page, name="reputation"),
+    path(
+        "reputazione/invia-con-casella/",
+        reputation.send_held_with_mailbox,
+        name="reputation_send_held",
+    ),
     # The patient's download page: no login, the token and a second factor.
     path("scarica/<str:token>/", securelink.download, name="secure_link"),
 ]

@@ -70,6 +70,8 @@ app.conf.update(
         # Payment reminders due today, created once the practitioner's window opens on a
         # working day (a run missed while beat was down is caught up by the next one).
         "payment-reminders": {"task": "emailsettings.create_reminders", "schedule": 300.0},
+        # One practitioner's bounces never get Smart Mail suspended for everyone.
+        "smart-mail-reputation": {"task": "emailsettings.check_reputation", "schedule": 300.0},
         "delivery-body-purge": {
             "task": "emailsettings.purge_delivery_bodies",
             "schedule": 6 * 3600.0,

@@ -125,6 +125,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "emailsettings.context_processors.mailbox_banner",
+                "emailsettings.context_processors.reputation_banner",
                 "psicogest.context_processors.worker_status",
             ],
         },

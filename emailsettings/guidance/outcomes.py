@@ -8,11 +8,14 @@ from django.utils.translation import gettext_lazy as _
 
 from emailsettings.failures import ErrorClass
 from emailsettings.guidance.base import Advice, sentence
+from emailsettings.guidance.reputation import held_advice
 
 
 def smart_mail(error_class: str, code: int | None) -> Advice | None:
     """The outcomes only Smart Mail has (the ESP's answer and its tracking events, bounces
     aside), and the Smart Mail wording of the shared ones; ``None`` for the rest."""
+    if error_class == ErrorClass.REPUTATION_HOLD:
+        return held_advice()
     if error_class == ErrorClass.COMPLAINED:
         return Advice(
             title=str(_("Il destinatario l'ha segnalata come spam")),

@@ -29,7 +29,6 @@ from emailsettings.models.delivery import (
     kind_label,
 )
 from emailsettings.models.reminders import ReminderLevel, ReminderRules, ReminderSkip
-
 from emailsettings.models.reputation import Reputation, ReputationLift, ReputationState
 from emailsettings.models.securelink import SecureLink
 from emailsettings.models.tracking import (
@@ -60,7 +59,6 @@ __all__ = [
     "ReminderLevel",
     "ReminderRules",
     "ReminderSkip",
-
     "Reputation",
     "ReputationLift",
     "ReputationState",

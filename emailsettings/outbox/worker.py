@@ -46,7 +46,7 @@ from emailsettings.models import (
     Phase,
     SmtpAccount,
 )
-from emailsettings.outbox import lifecycle, publish, reminders, securelink
+from emailsettings.outbox import lifecycle, publish, reminders, reputationhold, securelink
 from emailsettings.outbox.actions import follow_mailbox_health, hold_pending
 from emailsettings.outbox.blips import BLIP_ERRORS, through_blips
 from emailsettings.outbox.dispatch import Dispatcher, is_lent
@@ -246,6 +246,10 @@ def _send_group(
                 phase = Phase.MAIL if open_session else Phase.CONNECT
             else:
                 sender = senders.smart_mail()
+                if smart_allowed is None and reputationhold.hold_if_suspended(
+                    practitioner_id=practitioner_id
+                ):
+                    smart_allowed = set()  # suspended: the batch's Smart Mail rows are held
                 if smart_allowed is None:
                     smart_allowed, smart_reserved = _claim_smart_mail_quota(
                         practitioner_id,

@@ -280,7 +280,8 @@ def test_detail_shows_headers_timeline_and_advice(
         enhanced_code="5.1.1",
         text="mailbox unknown",
     )
-    with django_assert_max_num_queries(10):
+    # 11: every page also reads the Smart Mail reputation banner's state (one indexed row).
+    with django_assert_max_num_queries(11):
         response = logged_client.get(reverse("emailsettings:delivery", args=[delivery.pk]))
     content = response.content.decode()
     assert "Fattura n. 2/2026" in content  # the subject
