@@ -1,10 +1,11 @@
 """The "your mailbox needs attention" email to the practitioner, and the notice that a
 recipient refused an invoice (the mailbox is fine then: the address is not).
 
-Sent through the platform's own sender (Smart Mail: ``EMAIL_BACKEND`` and
-``EMAILSETTINGS_PLATFORM_FROM``), never through the mailbox that is failing, to the
-practitioner's own address, at most once a day per mailbox (``SmtpAccount.alerted_at``,
-claimed with a conditional update so two workers never both send it). It says what is
+Sent through the platform's own sender as a notice (:mod:`.notices`: ``EMAIL_BACKEND``,
+``EMAILSETTINGS_NOTICE_FROM`` and the notices' own ESP stream), never through the mailbox
+that is failing, to the practitioner's own address, at most once a day per mailbox
+(``SmtpAccount.alerted_at``, claimed with a conditional update so two workers never both
+send it). It says what is
 wrong in plain Italian, what to do, and links to the settings page; it carries no patient
 data and no secret.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 import datetime
 import logging
 
-from django.core.mail import EmailMessage, get_connection
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 
 from emailsettings import conf
 from emailsettings.guidance import Advice
+from emailsettings.health.notices import notice_message
 from emailsettings.models import SmtpAccount
 
 logger = logging.getLogger(__name__)
@@ -40,13 +41,7 @@ def _claim(account: SmtpAccount, now: datetime.datetime) -> bool:
 
 
 def _send(*, to: str, subject: str, lines: list[str]) -> None:
-    EmailMessage(
-        subject=subject,
-        body="\n".join(lines),
-        from_email=conf.platform_from(),
-        to=[to],
-        connection=get_connection(),
-    ).send()
+    notice_message(to=to, subject=subject, body="\n".join(lines)).send()
 
 
 def _advice_lines(lead: str, advice: Advice) -> list[str]:
