@@ -366,3 +366,9 @@ def notice_esp_extra() -> dict:
     Postmark message stream of their own."""
     value = getattr(settings, "EMAILSETTINGS_NOTICE_ESP_EXTRA", {}) or {}
     return dict(value)
+
+
+def metrics_token() -> str:
+    """The secret the scraper of ``/metrics`` presents (a bearer token, or the password of
+    HTTP basic auth); empty: ``/metrics`` answers 404."""
+    return _text("EMAILSETTINGS_METRICS_TOKEN", "")

@@ -201,6 +201,8 @@ CONTENT_SECURITY_POLICY = (
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    # The container's own health checks ask over plain HTTP on loopback.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -361,6 +363,9 @@ for _name in (
         globals()[_name] = env.float(_name)
 if env.str("EMAILSETTINGS_REPUTATION_WINDOWS_DAYS", default=""):
     EMAILSETTINGS_REPUTATION_WINDOWS_DAYS = env.list("EMAILSETTINGS_REPUTATION_WINDOWS_DAYS")
+# The operator's /metrics: the token its scraper presents; unset, /metrics answers 404.
+if env.str("EMAILSETTINGS_METRICS_TOKEN", default=""):
+    EMAILSETTINGS_METRICS_TOKEN = env.str("EMAILSETTINGS_METRICS_TOKEN")
 # The platform's own notices to practitioners leave apart from the invoices.
 if env.str("EMAILSETTINGS_NOTICE_FROM", default=""):
     EMAILSETTINGS_NOTICE_FROM = env.str("EMAILSETTINGS_NOTICE_FROM")

@@ -3,7 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from psicogest import views
+from emailsettings.views.metrics import metrics
+from psicogest import probes, views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="invoices", permanent=False)),
@@ -22,4 +23,8 @@ urlpatterns = [
     # ANYMAIL_WEBHOOK_SECRET (HTTP basic auth).
     path("anymail/", include("anymail.urls")),
     path("admin/", admin.site.urls),
+    # The operator's probes and metrics (docs/operations.md).
+    path("healthz", probes.healthz, name="healthz"),
+    path("readyz", probes.readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
 ]

@@ -44,6 +44,7 @@ from emailsettings.models import (
     RecipientRole,
     SuppressedAddress,
 )
+from emailsettings.outbox import telemetry
 from psicogest.models import Invoice
 
 logger = logging.getLogger(__name__)
@@ -404,6 +405,9 @@ def record(delivery: Delivery, result: Accepted | Failure) -> str:
         )
         if status == S.SENT and delivery.role != RecipientRole.COPY:
             Invoice.objects.filter(pk=delivery.invoice_id).update(last_emailed_at=now)
+    telemetry.record_attempt(
+        channel=delivery.channel, status=status, error_class=fields.get("last_error_class", "")
+    )
     for name, value in fields.items():
         setattr(delivery, name, value)
     return status

@@ -16,6 +16,7 @@ import functools
 import logging
 import re
 import smtplib
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,7 +34,7 @@ from emailsettings.mailbox import transaction as smtpsend
 from emailsettings.mailbox.classify import enhanced_code
 from emailsettings.mailbox.presets import get_preset
 from emailsettings.models import Phase
-from emailsettings.outbox import sentcopy
+from emailsettings.outbox import sentcopy, telemetry
 from emailsettings.outbox.blips import BLIP_ERRORS, through_blips
 from psicogest.files import is_disk_error
 
@@ -195,7 +196,9 @@ class SmartMailSender:
                 self.connection.open()
                 self.opened = True
             on_phase(Phase.DATA_SENT)
+            started = time.monotonic()
             sent = self.connection.send_messages([message])
+            telemetry.record_esp_answer(time.monotonic() - started)
         except AnymailError as err:
             return esp_failure(err)
         except OSError as err:
