@@ -372,3 +372,13 @@ def metrics_token() -> str:
     """The secret the scraper of ``/metrics`` presents (a bearer token, or the password of
     HTTP basic auth); empty: ``/metrics`` answers 404."""
     return _text("EMAILSETTINGS_METRICS_TOKEN", "")
+
+
+def email_backend() -> str:
+    """The dotted path of Django's email backend: Smart Mail's ESP (an anymail backend)."""
+    return str(getattr(settings, "EMAIL_BACKEND", "") or "")
+
+
+def anymail_settings() -> dict:
+    """anymail's settings (API keys, API URLs): read, never logged."""
+    return dict(getattr(settings, "ANYMAIL", {}) or {})

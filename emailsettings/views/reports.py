@@ -46,6 +46,7 @@ from emailsettings.models import (
     SuppressedAddress,
 )
 from emailsettings.outbox import actions, lifecycle, securelink
+from emailsettings.views.espsuppression import reactivate_at_esp
 
 
 def _query_without(params: QueryDict, *names: str) -> QueryDict:
@@ -411,6 +412,7 @@ def delivery_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
         practitioner=request.user,  # type: ignore[arg-type]
         address=delivery.recipient,
     )
+    reactivate_at_esp(request, delivery)
     messages.success(
         request,
         _("L'indirizzo %(address)s è di nuovo attivo: ora puoi reinviare.")
