@@ -201,3 +201,9 @@ def check_reputation_task() -> None:
     """Measure every practitioner's Smart Mail bounces and complaints; warn, or hold a
     suspended practitioner's Smart Mail queue (beat, every 5 minutes)."""
     check_reputation()
+
+
+@shared_task(name="emailsettings.check_practitioner_reputation")
+def check_practitioner_reputation_task(practitioner_id: int) -> None:
+    """One practitioner at once, after a hard bounce or a complaint arrived."""
+    check_reputation(practitioner_ids=[practitioner_id])

@@ -11,9 +11,11 @@ import datetime
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.core import mail
+from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
+from emailsettings import receivers
 from emailsettings.failures import ErrorClass
 from emailsettings.health.reputation import check_reputation, lift_suspension
 from emailsettings.models import (
@@ -223,3 +225,20 @@ def test_a_lift_needs_a_note_and_a_suspension(practitioner):
         lift_suspension(practitioner=practitioner, by=None, note="  ")
     assert lift_suspension(practitioner=practitioner, by=None, note="nota") is False
     assert not ReputationLift.objects.exists()
+
+
+def test_a_bounce_webhook_asks_for_an_early_check_once_a_minute(
+    client, practitioner, monkeypatch, django_capture_on_commit_callbacks
+):
+    published = []
+    monkeypatch.setattr(
+        receivers, "publish_task", lambda name, args: published.append((name, args))
+    )
+    cache.delete(f"emailsettings:reputation-check:{practitioner.pk}")
+    rows = sent_rows(practitioner, 3)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        bounce(client, rows[0], 0)
+        bounce(client, rows[1], 1)
+
+    assert published == [("emailsettings.check_practitioner_reputation", [practitioner.pk])]
