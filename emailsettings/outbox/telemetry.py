@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Any
 
 from emailsettings import conf
@@ -38,32 +39,38 @@ def client() -> Any | None:
     return _client(url) if url else None
 
 
-def _write(call: Any) -> None:
-    redis_client = client()
-    if redis_client is None:
-        return
-    try:
-        call(redis_client)
-    except Exception as err:  # counting must never stop a send
-        logger.info("Outbox metrics not recorded: %s", type(err).__name__)
-
-
-def record_attempt(*, channel: str, status: str, error_class: str) -> None:
-    """One attempt's outcome (the status it left the row in)."""
-    field = SEP.join((channel, status, error_class or ""))
-    _write(lambda r: r.hincrby(ATTEMPTS_KEY, field, 1))
+# After a Redis failure counting pauses this long: a send never waits on a dead Redis twice.
+PAUSE_SECONDS = 30.0
+_paused_until = 0.0
+# ESP answer times waiting for the next attempt's write (one round trip per message).
+_pending_answers: list[float] = []
 
 
 def record_esp_answer(seconds: float) -> None:
-    """How long the ESP's send API took to answer one message."""
+    """How long the ESP's send API took to answer one message (written with the attempt)."""
+    _pending_answers.append(seconds)
 
-    def write(r: Any) -> None:
-        pipe = r.pipeline(transaction=False)
-        pipe.hincrbyfloat(ESP_TIME_KEY, "sum", seconds)
-        pipe.hincrby(ESP_TIME_KEY, "count", 1)
+
+def record_attempt(*, channel: str, status: str, error_class: str) -> None:
+    """One attempt's outcome (the status it left the row in), with the ESP answer times
+    recorded since the last write: one pipelined round trip."""
+    global _paused_until
+    redis_client = client()
+    if redis_client is None or time.monotonic() < _paused_until:
+        _pending_answers.clear()
+        return
+    answers = list(_pending_answers)
+    _pending_answers.clear()
+    try:
+        pipe = redis_client.pipeline(transaction=False)
+        pipe.hincrby(ATTEMPTS_KEY, SEP.join((channel, status, error_class or "")), 1)
+        if answers:
+            pipe.hincrbyfloat(ESP_TIME_KEY, "sum", sum(answers))
+            pipe.hincrby(ESP_TIME_KEY, "count", len(answers))
         pipe.execute()
-
-    _write(write)
+    except Exception as err:  # counting must never stop a send
+        _paused_until = time.monotonic() + PAUSE_SECONDS
+        logger.info("Outbox metrics not recorded: %s", type(err).__name__)
 
 
 def attempts() -> dict[tuple[str, str, str], int]:

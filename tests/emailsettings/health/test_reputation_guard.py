@@ -242,3 +242,26 @@ def test_a_bounce_webhook_asks_for_an_early_check_once_a_minute(
         bounce(client, rows[1], 1)
 
     assert published == [("emailsettings.check_practitioner_reputation", [practitioner.pk])]
+
+
+def test_the_admin_lists_practitioners_by_state_with_rates_and_volume(
+    admin_client, practitioner, other_practitioner
+):
+    Reputation.objects.create(
+        practitioner=practitioner,
+        state=ReputationState.SUSPENDED,
+        window_days=7,
+        recipients=41,
+        bounced=4,
+        reason="bounces",
+    )
+    Reputation.objects.create(
+        practitioner=other_practitioner, state=ReputationState.AT_RISK, recipients=200, bounced=9
+    )
+    url = reverse("admin:emailsettings_reputation_changelist")
+
+    page = admin_client.get(url, {"state__exact": "suspended"}).content.decode()
+
+    assert str(practitioner) in page and str(other_practitioner) not in page
+    assert "9.76" in page and ">41<" in page
+    assert str(other_practitioner) in admin_client.get(url).content.decode()
