@@ -47,6 +47,20 @@ logger = logging.getLogger(__name__)
 CELERY_QUEUES = ("celery", "mailbox")
 
 
+# kombu's Redis transport keeps one list per priority step: "celery", "celery\x06\x163", …
+# (the backlog batches go at priority 3, outbox/publish.py).
+PRIORITY_SEP = "\x06\x16"
+PRIORITY_STEPS = (3, 6, 9)
+
+
+def _queue_length(client: Any, queue: str) -> int:
+    names = [queue, *(f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS)]
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.llen(name)
+    return sum(int(n) for n in pipe.execute())
+
+
 def _age(now: datetime.datetime, then: datetime.datetime | None) -> float:
     return max(0.0, (now - then).total_seconds()) if then is not None else 0.0
 
@@ -138,7 +152,9 @@ class OutboxCollector(Collector):
         client: Any = None
         try:
             client = telemetry.client()
-            lengths = {queue: client.llen(queue) for queue in CELERY_QUEUES} if client else {}
+            lengths = (
+                {queue: _queue_length(client, queue) for queue in CELERY_QUEUES} if client else {}
+            )
             up.add_metric([], 1.0 if client is not None else 0.0)
         except Exception as err:
             logger.warning("Metrics: broker unavailable: %s", type(err).__name__)

@@ -15,6 +15,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from emailsettings.models import Reputation, ReputationState
+from emailsettings.outbox.publish import BACKLOG_PRIORITY, publish_task
 from emailsettings.outbox.queueing import queue_invoice_email
 from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
@@ -141,3 +142,14 @@ def test_figures_move_when_a_batch_is_sent(
     text = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
     for secret in ("giulia.segreta", practitioner.email, "example.test", TOKEN):
         assert secret not in text
+
+
+def test_queue_length_counts_every_priority(client):
+    """A backlog batch waits at priority 3 (a list of its own in Redis): it is counted."""
+    before = value(scrape(client), "psicogest_celery_queue_length", queue="celery")
+    assert publish_task("psicogest.heartbeat", [])
+    assert publish_task("psicogest.heartbeat", [], priority=BACKLOG_PRIORITY)
+
+    after = value(scrape(client), "psicogest_celery_queue_length", queue="celery")
+
+    assert after - before == 2
