@@ -11,8 +11,9 @@ bounces never count). A rate counts only once the window holds
 ``EMAILSETTINGS_REPUTATION_MIN_EVENTS`` such addresses; the worst window wins. The
 thresholds are settings, below the ESPs' own.
 
-One grouped query measures every window of every practitioner at once (the partial index
-``delivery_reputation``); :func:`refresh` stores the result in
+Only the practitioners with a bounce or a complaint in the longest window (or a state to
+bring back) are measured, in one grouped query over the partial index
+``delivery_reputation``; :func:`refresh` stores the result in
 :class:`~emailsettings.models.Reputation` and returns the changes, whose effects (the email,
 holding the queue) belong to :mod:`emailsettings.health.reputation`. A suspension is never
 lifted here: only the operator lifts it.
@@ -177,16 +178,15 @@ def refresh(
     itself when the rates fall."""
     now = now or timezone.now()
     ids = None if practitioner_ids is None else list(practitioner_ids)
+    if ids is None:
+        # Only a practitioner with a bounce or a complaint in the longest window can leave
+        # *regolare*, and only one who left it can come back: the others are not measured,
+        # so the job scales with the practitioners in trouble, not with the platform.
+        ids = list(_candidates(now) | _flagged())
     measured = measure(practitioner_ids=ids, now=now)
-    stored = Reputation.objects.all()
-    if ids is not None:
-        stored = stored.filter(practitioner_id__in=ids)
-    else:
-        # Those without sends in the windows any more still have a row to bring back.
-        stored = stored.filter(
-            Q(practitioner_id__in=list(measured)) | ~Q(state=ReputationState.REGULAR)
-        )
-    existing = {row.practitioner_id: row for row in stored}
+    existing = {
+        row.practitioner_id: row for row in Reputation.objects.filter(practitioner_id__in=ids)
+    }
     changes: list[Change] = []
     for practitioner_id in set(measured) | set(existing):
         verdict = judge(measured.get(practitioner_id, []))
@@ -197,6 +197,29 @@ def refresh(
         if change is not None:
             changes.append(change)
     return changes
+
+
+def _candidates(now: datetime.datetime) -> set[int]:
+    """Practitioners with a hard bounce or a complaint among their Smart Mail sends of the
+    longest window (few rows: the ``delivery_due`` index leads with the status)."""
+    longest = now - datetime.timedelta(days=max(conf.reputation_windows_days()))
+    return set(
+        Delivery.objects.filter(
+            status__in=(DeliveryStatus.BOUNCED, DeliveryStatus.COMPLAINED),
+            channel=Channel.SMART_MAIL,
+            sent_at__gte=longest,
+        )
+        .values_list("practitioner_id", flat=True)
+        .distinct()
+    )
+
+
+def _flagged() -> set[int]:
+    return set(
+        Reputation.objects.exclude(state=ReputationState.REGULAR).values_list(
+            "practitioner_id", flat=True
+        )
+    )
 
 
 def _store(

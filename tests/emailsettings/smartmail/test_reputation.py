@@ -167,3 +167,26 @@ def test_the_warning_is_claimed_once(practitioner):
 
     assert reputation.claim_warning(practitioner_id=practitioner.pk)
     assert not reputation.claim_warning(practitioner_id=practitioner.pk)
+
+
+def test_only_practitioners_with_bad_news_or_a_state_are_measured(
+    practitioner, other_practitioner, monkeypatch
+):
+    sends(practitioner, count=30)
+    sends(practitioner, count=1, status="bounced")
+    sends(other_practitioner, count=30)
+    third = PatientFactory().practitioner
+    Reputation.objects.create(practitioner=third, state=ReputationState.AT_RISK)
+    measured_ids = []
+    real_measure = reputation.measure
+
+    def spy(*, practitioner_ids=None, now=None):
+        measured_ids.append(sorted(practitioner_ids))
+        return real_measure(practitioner_ids=practitioner_ids, now=now)
+
+    monkeypatch.setattr(reputation, "measure", spy)
+    changes = reputation.refresh()
+
+    assert measured_ids == [sorted([practitioner.pk, third.pk])]
+    # The third had no sends left in the windows: back to regular.
+    assert [(c.practitioner_id, c.after) for c in changes] == [(third.pk, ReputationState.REGULAR)]
