@@ -158,6 +158,12 @@ while :; do
         echo "==> Il processo «$name» si è fermato da solo: gli altri vengono fermati."
         echo "    Le ultime righe di $log:"
         tail -n 15 "$log" | sed 's/^/    /'
+        # A full disk is where a service's own error cannot be written: say it here.
+        free_kb="$(df -Pk "$VAR/logs" 2>/dev/null | awk 'NR == 2 {print $4}')"
+        if [ -n "$free_kb" ] && [ "$free_kb" -lt 1024 ]; then
+          echo "==> Il disco di $VAR è pieno (${free_kb} KB liberi): «$name» non ha potuto"
+          echo "    scrivere il suo log. Libera spazio e riavvia con make run."
+        fi
       } >&2
       stop_services
       exit 1

@@ -201,3 +201,34 @@ def test_signalling_the_group_stops_everything_and_frees_the_ports(make_run, com
     output = run.finish(timeout=5)
     assert "Arresto di PsicoGest" in output and "PsicoGest fermato." in output
     assert "si è fermato da solo" not in output
+
+
+@pytest.fixture
+def small_var(tmp_path):
+    """``var/`` on a 64 MiB tmpfs that the test can fill."""
+    var = tmp_path / "var"
+    var.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(var)], check=True)
+    yield var
+    subprocess.run(["umount", "--lazy", str(var)], check=True)
+
+
+def test_a_service_stopped_by_a_full_disk_is_said_on_the_terminal(make_run, small_var):
+    run = make_run()
+    # The disk fills up; then the worker dies (its error cannot even reach its own log).
+    with (small_var / "riempitivo").open("wb") as filler:
+        with pytest.raises(OSError):
+            while True:
+                filler.write(b"\0" * (1 << 20))
+                filler.flush()
+    for pid in run.processes():
+        try:
+            if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+    output = run.finish()
+    assert wait_gone(run) == []
+    assert "Il processo «worker» si è fermato da solo" in output
+    assert f"Il disco di {small_var} è pieno" in output
+    assert "Libera spazio e riavvia con make run." in output
