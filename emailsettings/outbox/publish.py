@@ -19,7 +19,7 @@ from django.db import transaction
 from kombu.exceptions import KombuError
 from kombu.exceptions import OperationalError as KombuOperationalError
 
-from emailsettings.models import Delivery
+from emailsettings.models import Delivery, DeliveryStatus
 from emailsettings.outbox import outage
 from emailsettings.outbox.dispatch import Batch, Dispatcher
 from psicogest.celery import app
@@ -112,6 +112,18 @@ def publish_ids(ids: Iterable[int]) -> int:
         .values_list("pk", "practitioner_id", "channel")
     )
     return publish_deliveries(rows) if rows else 0
+
+
+def publish_queued_on_commit(rows: Iterable[Delivery]) -> None:
+    """Once the transaction that created ``rows`` commits, publish those that are
+    ``queued`` (the scheduled, held and suppressed ones wait for their turn)."""
+    to_send = [
+        (row.pk, row.practitioner_id, row.channel)
+        for row in rows
+        if row.status == DeliveryStatus.QUEUED
+    ]
+    if to_send:
+        on_commit(lambda: publish_deliveries(to_send))
 
 
 def publish_ids_on_commit(ids: Sequence[int]) -> None:

@@ -35,7 +35,6 @@ from emailsettings.exceptions import InvalidRecipient
 from emailsettings.models import (
     Channel,
     Delivery,
-    DeliveryStatus,
     EmailSettings,
     MailboxStatus,
     RecipientRole,
@@ -391,12 +390,5 @@ def create_deliveries(
                 existing[key] = delivery
                 result.append(delivery)
         if fresh:
-            created = lifecycle.create(fresh)
-            to_send = [
-                (delivery.pk, delivery.practitioner_id, delivery.channel)
-                for delivery in created
-                if delivery.status == DeliveryStatus.QUEUED
-            ]
-            if to_send:
-                publish.on_commit(lambda: publish.publish_deliveries(to_send))
+            publish.publish_queued_on_commit(lifecycle.create(fresh))
     return result

@@ -436,13 +436,7 @@ def create_reminder(
             delivery.message_id = new_message_id(choice.identity.envelope_from)
             entries.append((delivery, choice.held, recipient.address.lower() in suppressed))
         rows = lifecycle.create(entries)
-        to_send = [
-            (row.pk, row.practitioner_id, row.channel)
-            for row in rows
-            if row.status == DeliveryStatus.QUEUED
-        ]
-        if to_send:
-            publish.on_commit(lambda: publish.publish_deliveries(to_send))
+        publish.publish_queued_on_commit(rows)
     return rows
 
 
