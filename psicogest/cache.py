@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
 from django.core.cache.backends.redis import RedisCache
+
+from psicogest.breaker import Breaker
 
 logger = logging.getLogger(__name__)
 
@@ -35,27 +35,24 @@ class ResilientRedisCache(RedisCache):
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
-        self._down_until = 0.0
-        self._lock = threading.Lock()
+        self._breaker = Breaker(seconds=RETRY_AFTER_SECONDS)
 
     def reset_outage(self) -> None:
         """Ask Redis again at the next call (a Redis known to be back)."""
-        self._down_until = 0.0
+        self._breaker.reset()
 
     def _call(self, fallback: Callable[[], T], call: Callable[[], T]) -> T:
-        if time.monotonic() < self._down_until:
+        if self._breaker.open:
             return fallback()
         try:
             return call()
         except _ERRORS as err:
-            with self._lock:
-                if time.monotonic() >= self._down_until:
-                    logger.warning(
-                        "Cache unavailable (%s): answering as an empty cache for %g s",
-                        type(err).__name__,
-                        RETRY_AFTER_SECONDS,
-                    )
-                self._down_until = time.monotonic() + RETRY_AFTER_SECONDS
+            if self._breaker.trip():
+                logger.warning(
+                    "Cache unavailable (%s): answering as an empty cache for %g s",
+                    type(err).__name__,
+                    RETRY_AFTER_SECONDS,
+                )
             return fallback()
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:

@@ -10,12 +10,12 @@ progress page asks :func:`broker_reachable` to say plainly that sending is pause
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import redis
 
 from emailsettings import conf
+from psicogest.breaker import Breaker
 
 logger = logging.getLogger(__name__)
 
@@ -24,32 +24,27 @@ RETRY_AFTER_SECONDS = 10.0
 CHECK_TTL_SECONDS = 3.0
 PING_TIMEOUT_SECONDS = 0.5
 
-_lock = threading.Lock()
-_down_until = 0.0
+_breaker = Breaker(seconds=RETRY_AFTER_SECONDS)
 _checked: tuple[float, bool] = (-float("inf"), True)
 
 
 def broker_down() -> bool:
     """Whether the broker failed in this process less than :data:`RETRY_AFTER_SECONDS` ago."""
-    return time.monotonic() < _down_until
+    return _breaker.open
 
 
 def mark_broker_down(reason: str) -> None:
-    global _down_until
-    with _lock:
-        if time.monotonic() >= _down_until:
-            logger.warning(
-                "Broker unavailable (%s): not tried again for %g s", reason, RETRY_AFTER_SECONDS
-            )
-        _down_until = time.monotonic() + RETRY_AFTER_SECONDS
+    if _breaker.trip():
+        logger.warning(
+            "Broker unavailable (%s): not tried again for %g s", reason, RETRY_AFTER_SECONDS
+        )
 
 
 def reset() -> None:
     """Forget what was seen (tests, and a broker known to be back)."""
-    global _down_until, _checked
-    with _lock:
-        _down_until = 0.0
-        _checked = (-float("inf"), True)
+    global _checked
+    _breaker.reset()
+    _checked = (-float("inf"), True)
 
 
 def broker_reachable() -> bool:
@@ -65,8 +60,7 @@ def broker_reachable() -> bool:
     if time.monotonic() - checked_at < CHECK_TTL_SECONDS:
         return answer
     answer = _ping(url)
-    with _lock:
-        _checked = (time.monotonic(), answer)
+    _checked = (time.monotonic(), answer)
     if not answer:
         mark_broker_down("no answer to a ping")
     return answer

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from typing import Any
 
+import redis
+
 from emailsettings import conf
+from psicogest.breaker import Breaker
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +31,6 @@ SEP = "|"
 
 @functools.cache
 def _client(url: str) -> Any:
-    import redis  # optional: only with a Redis broker
-
     return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
@@ -41,7 +41,7 @@ def client() -> Any | None:
 
 # After a Redis failure counting pauses this long: a send never waits on a dead Redis twice.
 PAUSE_SECONDS = 30.0
-_paused_until = 0.0
+_paused = Breaker(seconds=PAUSE_SECONDS)
 # ESP answer times waiting for the next attempt's write (one round trip per message).
 _pending_answers: list[float] = []
 
@@ -54,9 +54,8 @@ def record_esp_answer(seconds: float) -> None:
 def record_attempt(*, channel: str, status: str, error_class: str) -> None:
     """One attempt's outcome (the status it left the row in), with the ESP answer times
     recorded since the last write: one pipelined round trip."""
-    global _paused_until
     redis_client = client()
-    if redis_client is None or time.monotonic() < _paused_until:
+    if redis_client is None or _paused.open:
         _pending_answers.clear()
         return
     answers = list(_pending_answers)
@@ -69,7 +68,7 @@ def record_attempt(*, channel: str, status: str, error_class: str) -> None:
             pipe.hincrby(ESP_TIME_KEY, "count", len(answers))
         pipe.execute()
     except Exception as err:  # counting must never stop a send
-        _paused_until = time.monotonic() + PAUSE_SECONDS
+        _paused.trip()
         logger.info("Outbox metrics not recorded: %s", type(err).__name__)
 
 
