@@ -1,7 +1,8 @@
 """What a payment reminder ("sollecito") says: the default texts of each level, the texts a
 practitioner saved (in Italian, and optionally in English), and which one a patient gets.
 
-The texts use the cover-mail language (``${keyword}``, validated and rendered by
+The texts use the cover-mail language (``${keyword}``, validated by
+:mod:`emailsettings.covermail.validation` and rendered by
 :mod:`emailsettings.covermail.rendering`), with the keywords reminders need:
 ``${giorni_ritardo}``, ``${importo_da_pagare}``, ``${scadenza}``, ``${iban}``.
 

@@ -1,16 +1,16 @@
-"""The cover-mail editor form: subject and body templates, validated by ``rendering``."""
+"""The cover-mail editor form: subject and body templates, validated by ``covermail.validation``."""
 
 from __future__ import annotations
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from emailsettings.covermail.rendering import validate_template
+from emailsettings.covermail.validation import validate_template
 
 
 class CoverMailForm(forms.Form):
     """Subject and body of the cover mail. Lengths, line rules and keywords are checked by
-    ``rendering.validate_template`` so the messages are the same everywhere: the length
+    ``validation.validate_template`` so the messages are the same everywhere: the length
     first, so an oversized post gets one error and no pattern runs over it."""
 
     subject_template = forms.CharField(

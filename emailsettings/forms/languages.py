@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from emailsettings.covermail.rendering import validate_template
+from emailsettings.covermail.validation import validate_template
 
 
 class EnglishCoverMailForm(forms.Form):

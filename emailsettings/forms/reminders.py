@@ -10,7 +10,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from emailsettings.covermail.rendering import validate_template
+from emailsettings.covermail.validation import validate_template
 from emailsettings.models import ReminderLevel, ReminderRules
 
 

@@ -26,11 +26,11 @@ from emailsettings.covermail.keywords import COVER_MAIL_KEYWORDS, KEYWORDS
 from emailsettings.covermail.rendering import (
     RenderedMail,
     cover_mail_templates_for,
-    length_error,
     render_cover_mail,
     restore_default_cover_mail,
     save_cover_mail,
 )
+from emailsettings.covermail.validation import length_error
 from emailsettings.forms.covermail import CoverMailForm
 from emailsettings.forms.ids import parse_id
 from emailsettings.limits import fixed_window_retry_after, within_fixed_window

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
-from emailsettings.covermail import rendering
+from emailsettings.covermail import rendering, validation
 from emailsettings.models import EmailSettings
 from emailsettings.views import covermail as covermail_views
 from tests.factories import InvoiceFactory, PatientFactory
@@ -101,7 +101,7 @@ def test_an_oversized_body_is_refused_by_the_save_with_the_length_error_only(
     page = logged_client.get(SETTINGS_URL)
     form = page.context["covermail_form"]
     assert [str(error) for error in form.errors["body_template"]] == [
-        rendering.length_error(body.strip()).message  # type: ignore[union-attr]
+        validation.length_error(body.strip()).message  # type: ignore[union-attr]
     ]
     assert page.context["covermail_preview"] is None
     content = page.content.decode()
@@ -121,11 +121,16 @@ def test_length_is_checked_before_the_patterns(monkeypatch):
 
         search = finditer
 
-    for name in ("_PATTERN", "_FORMAT_FIELD", "_CONTROL", "_BODY_CONTROL"):
-        monkeypatch.setattr(rendering, name, Exploding())
-    monkeypatch.setattr(rendering, "_foreign_syntax", Exploding().finditer)
-    (body_error,) = rendering.template_errors("$" * 20_001)
-    (subject_error,) = rendering.template_errors("\n" * 201, subject=True)
+    for name in (
+        "PLACEHOLDER_PATTERN",
+        "_FORMAT_FIELD",
+        "CONTROL_CHARACTERS",
+        "BODY_CONTROL_CHARACTERS",
+    ):
+        monkeypatch.setattr(validation, name, Exploding())
+    monkeypatch.setattr(validation, "_foreign_syntax", Exploding().finditer)
+    (body_error,) = validation.template_errors("$" * 20_001)
+    (subject_error,) = validation.template_errors("\n" * 201, subject=True)
     assert (body_error.code, subject_error.code) == ("body_too_long", "subject_too_long")
 
 
@@ -134,10 +139,10 @@ def test_length_is_checked_before_the_patterns(monkeypatch):
 
 def test_many_problems_within_the_limit_are_listed_up_to_the_cap():
     body = " ".join(f"${{k{i}}}" for i in range(2_000))
-    assert len(body) <= rendering.BODY_MAX_LENGTH
-    errors = rendering.template_errors(body)
+    assert len(body) <= validation.BODY_MAX_LENGTH
+    errors = validation.template_errors(body)
     codes = [error.code for error in errors]
-    assert codes.count("unknown_keyword") == rendering.MAX_REPORTED_PROBLEMS
+    assert codes.count("unknown_keyword") == validation.MAX_REPORTED_PROBLEMS
     assert codes[-2:] == ["more_problems", "valid_keywords"]
     assert str(errors[-2].message) == "… e altri 1.990 problemi con le parole chiave."
 
@@ -146,7 +151,7 @@ def test_the_preview_of_many_problems_within_the_limit_stays_small(logged_client
     body = " ".join(f"${{k{i}}}" for i in range(2_000))
     response = preview(logged_client, invoice, body=body)
     data = response.json()
-    assert len(data["errors"]["body_template"]) == rendering.MAX_REPORTED_PROBLEMS + 2
+    assert len(data["errors"]["body_template"]) == validation.MAX_REPORTED_PROBLEMS + 2
     # The rendering is the text (twice, text and HTML) plus a bounded list of messages.
     assert len(response.content) < 3 * len(body) + 20_000
     assert data["warnings"] == []
@@ -157,7 +162,7 @@ def test_the_unknown_keywords_warning_names_a_few_and_counts_the_rest(invoice):
     rendered = rendering.render_cover_mail(
         subject_template="Fattura", body_template=body, invoice=invoice
     )
-    assert rendered.unknown_warning.count("${k") == rendering.MAX_REPORTED_PROBLEMS
+    assert rendered.unknown_warning.count("${k") == validation.MAX_REPORTED_PROBLEMS
     assert "e altre 15 non esistono" in rendered.unknown_warning
 
 
@@ -177,7 +182,7 @@ def test_the_unknown_keywords_warning_names_a_few_and_counts_the_rest(invoice):
 )
 def test_the_foreign_syntax_scan_finds_what_the_old_pattern_found(text):
     old = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
-    assert rendering._foreign_syntax(text) == [m.span() for m in old.finditer(text)]
+    assert validation._foreign_syntax(text) == [m.span() for m in old.finditer(text)]
 
 
 @pytest.mark.parametrize(
@@ -193,13 +198,13 @@ def test_the_foreign_syntax_scan_finds_what_the_old_pattern_found(text):
     ],
 )
 def test_pathological_bodies_within_the_limit_give_a_bounded_list(body):
-    errors = rendering.template_errors(body)
-    assert len(errors) <= rendering.MAX_REPORTED_PROBLEMS + 2
+    errors = validation.template_errors(body)
+    assert len(errors) <= validation.MAX_REPORTED_PROBLEMS + 2
     assert sum(len(str(error.message)) for error in errors) < 5_000
 
 
 def test_a_long_unknown_keyword_gets_no_suggestion_search():
-    assert rendering.suggest_keyword("nome" + "x" * 500) is None
+    assert validation.suggest_keyword("nome" + "x" * 500) is None
 
 
 # --- the preview endpoint -------------------------------------------------------------------
