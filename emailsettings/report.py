@@ -37,7 +37,7 @@ from emailsettings.models import (
     SmtpAccount,
     kind_label,
 )
-from emailsettings.outbox import lifecycle
+from emailsettings.outbox import lifecycle, reputationhold
 from emailsettings.outbox.actions import ADDRESS_FAILURES, can_retry_now
 from psicogest.formatting import format_datetime, format_long_datetime
 from psicogest.models import InvoiceDelivery
@@ -150,6 +150,8 @@ def offered_actions(delivery: Delivery) -> dict[str, bool]:
         "can_retry": can_retry_now(delivery),
         "can_smart_mail": lifecycle.can_fall_back(delivery),
         "can_cancel": delivery.status in lifecycle.CANCELLABLE,
+        # Held by the Smart Mail suspension: it leaves from the reputation page instead.
+        "reputation_held": reputationhold.is_held_by_suspension(delivery),
         # A refused address is fixed on the patient card, not by another channel.
         "fix_patient": delivery.last_error_class
         in (

@@ -34,7 +34,7 @@ from emailsettings.models import (
     SmtpAccount,
     SuppressedAddress,
 )
-from emailsettings.outbox import lifecycle, publish
+from emailsettings.outbox import lifecycle, publish, reputationhold
 from emailsettings.outbox.queueing import (
     Recipient,
     check_recipient,
@@ -75,8 +75,11 @@ def _mailbox_broken(practitioner_id: int) -> bool:
 
 
 def can_retry_now(delivery: Delivery) -> bool:
-    """A wait that can be cut short; a row held by a still-broken mailbox cannot."""
+    """A wait that can be cut short; a row held by a still-broken mailbox, or a Smart Mail
+    row held by a still-standing reputation suspension, cannot."""
     if delivery.status not in lifecycle.RETRY_NOW:
+        return False
+    if reputationhold.is_held_by_suspension(delivery):
         return False
     return not (
         delivery.status == DeliveryStatus.HELD

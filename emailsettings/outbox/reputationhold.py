@@ -54,6 +54,18 @@ def held_rows(*, practitioner_id: int) -> QuerySet[Delivery]:
     )
 
 
+def is_held_by_suspension(delivery: Delivery) -> bool:
+    """A Smart Mail row held by the suspension while it still stands: queueing it again
+    would only see it held again at claim time. It leaves through the own mailbox
+    (:func:`send_held_with_mailbox`) or when the operator lifts the suspension."""
+    return (
+        delivery.status == S.HELD
+        and delivery.channel == Channel.SMART_MAIL
+        and delivery.last_error_class == ErrorClass.REPUTATION_HOLD
+        and reputation.is_suspended(practitioner_id=delivery.practitioner_id)
+    )
+
+
 def hold_smart_mail(*, practitioner_id: int) -> int:
     """Hold every Smart Mail row of the practitioner still waiting to leave; rows a worker
     is sending are left to it. Returns how many were held."""

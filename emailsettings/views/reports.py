@@ -45,7 +45,7 @@ from emailsettings.models import (
     SecureLink,
     SuppressedAddress,
 )
-from emailsettings.outbox import actions, lifecycle, securelink
+from emailsettings.outbox import actions, lifecycle, reputationhold, securelink
 from emailsettings.views.espsuppression import reactivate_at_esp
 
 
@@ -262,7 +262,13 @@ def _owned_delivery(request: HttpRequest, pk: int) -> Delivery:
 
 
 def _not_allowed(request: HttpRequest, delivery: Delivery, action: str) -> None:
-    if action == "retry_now" and delivery.status == DeliveryStatus.HELD:
+    if action == "retry_now" and reputationhold.is_held_by_suspension(delivery):
+        message = _(
+            "Smart Mail è sospeso per il tuo account: riprovare non serve, la fattura "
+            "resterebbe trattenuta. Inviala subito con la tua casella personale dalla pagina "
+            "«Reputazione Smart Mail», oppure partirà quando Smart Mail sarà riattivato."
+        )
+    elif action == "retry_now" and delivery.status == DeliveryStatus.HELD:
         message = _(
             "La tua casella SMTP risulta ancora da correggere: correggila in «Impostazioni "
             "email» oppure invia questa fattura con Smart Mail."

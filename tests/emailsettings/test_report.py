@@ -15,7 +15,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from emailsettings import report
-from emailsettings.models import Delivery, DeliveryEvent, SuppressedAddress
+from emailsettings.failures import ErrorClass
+from emailsettings.models import (
+    Delivery,
+    DeliveryEvent,
+    Reputation,
+    ReputationState,
+    SuppressedAddress,
+)
 from tests.factories import DeliveryFactory, InvoiceFactory, PatientFactory
 
 LIST = reverse("emailsettings:deliveries")
@@ -607,6 +614,48 @@ def test_retry_of_a_held_row_while_the_mailbox_is_broken_says_what_to_do(
     delivery.refresh_from_db()
     assert delivery.status == "held"
     assert any("casella SMTP risulta ancora da correggere" in m for m in _messages(response))
+
+
+def test_retry_is_not_offered_for_a_row_held_by_the_smart_mail_suspension(
+    logged_client, practitioner, own_invoice
+):
+    """The worker would hold it again at claim time: the page leads to the reputation page
+    instead, and a posted retry is refused with what to do."""
+    reputation = Reputation.objects.create(
+        practitioner=practitioner, state=ReputationState.SUSPENDED
+    )
+    delivery = make(
+        own_invoice,
+        channel="smart_mail",
+        status="held",
+        last_error_class=ErrorClass.REPUTATION_HOLD,
+    )
+    detail = reverse("emailsettings:delivery", args=[delivery.pk])
+    retry = reverse("emailsettings:delivery_retry", args=[delivery.pk])
+
+    page = logged_client.get(detail).content.decode()
+    assert retry not in page
+    assert "Riprova ora" not in page
+    assert f'href="{reverse("emailsettings:reputation")}" data-reputation-held' in page
+
+    response = logged_client.post(retry, follow=True)
+    delivery.refresh_from_db()
+    assert delivery.status == "held"
+    assert delivery.last_error_class == ErrorClass.REPUTATION_HOLD
+    assert any(
+        "Smart Mail è sospeso per il tuo account: riprovare non serve" in m
+        for m in _messages(response)
+    )
+    assert not any("casella SMTP" in m for m in _messages(response))
+
+    # Once the suspension no longer stands, a row still held can be retried.
+    reputation.state = ReputationState.REGULAR
+    reputation.save()
+    page = logged_client.get(detail).content.decode()
+    assert retry in page and "data-reputation-held" not in page
+    logged_client.post(retry)
+    delivery.refresh_from_db()
+    assert delivery.status == "queued"
 
 
 @pytest.mark.parametrize(
