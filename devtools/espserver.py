@@ -5,8 +5,9 @@
 message. The server speaks HTTP/1.1 with keep-alive and serves each connection on a thread of
 its own (several workers may post at the same time); it counts the TCP connections it
 accepted and the messages it took, which is what a test or a benchmark wants to know about
-connection reuse, and it keeps each message's JSON (``payloads``) for tests that check what the
-ESP received. Point anymail's Postmark backend at it through settings alone::
+connection reuse, the most requests it answered at once (``peak``), and it keeps each
+message's JSON (``payloads``) for tests that check what the ESP received. ``refuse(address)``
+answers mail to that address as Postmark answers an inactive (suppressed) recipient. Point anymail's Postmark backend at it through settings alone::
 
     ANYMAIL = {"POSTMARK_SERVER_TOKEN": "test", "POSTMARK_API_URL": esp.url}
 
@@ -35,6 +36,9 @@ class _Counters:
         self.lock = threading.Lock()
         self.connections = 0
         self.messages = 0
+        # Requests being answered right now, and the most there ever were at once.
+        self.running = 0
+        self.peak = 0
         # Every message as the ESP received it (the JSON object): what tests look into.
         self.payloads: list[dict[str, Any]] = []
 
@@ -66,8 +70,33 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._answer(404, {"ErrorCode": 404, "Message": "Not found"})
             return
-        if self.server.delay:
-            time.sleep(self.server.delay)
+        inactive = [
+            str(item.get("To", ""))
+            for item in items
+            if isinstance(item, dict) and str(item.get("To", "")).lower() in self.server.inactive
+        ]
+        with self.server.counters.lock:
+            self.server.counters.running += 1
+            self.server.counters.peak = max(self.server.counters.peak, self.server.counters.running)
+        try:
+            if self.server.delay:
+                time.sleep(self.server.delay)
+        finally:
+            with self.server.counters.lock:
+                self.server.counters.running -= 1
+        if inactive and not isinstance(data, list):
+            # Postmark's answer for a suppressed recipient (HTTP 422, ErrorCode 406).
+            self._answer(
+                422,
+                {
+                    "ErrorCode": 406,
+                    "Message": "You tried to send to recipient(s) that have been marked as "
+                    f"inactive. Found inactive addresses: {', '.join(inactive).lower()}. "
+                    "Inactive recipients are ones that have generated a hard bounce, a spam "
+                    "complaint, or a manual suppression.",
+                },
+            )
+            return
         answers = [self._accepted(item) for item in items]
         with self.server.counters.lock:
             self.server.counters.messages += len(answers)
@@ -105,6 +134,8 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.delay = delay
         self.counters = _Counters()
+        # Addresses (lower case) answered as Postmark answers an inactive recipient.
+        self.inactive: set[str] = set()
 
 
 class EspStandIn:
@@ -123,6 +154,15 @@ class EspStandIn:
     @property
     def messages(self) -> int:
         return self.server.counters.messages
+
+    @property
+    def peak(self) -> int:
+        """The most requests it was answering at the same time."""
+        return self.server.counters.peak
+
+    def refuse(self, address: str) -> None:
+        """Answer messages to ``address`` as Postmark answers an inactive recipient."""
+        self.server.inactive.add(address.lower())
 
     @property
     def payloads(self) -> list[dict[str, Any]]:

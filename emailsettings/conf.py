@@ -205,6 +205,13 @@ def smart_mail_rate_per_minute() -> float:
     return _number("EMAILSETTINGS_SMART_MAIL_RATE_PER_MINUTE", 60)
 
 
+def smart_mail_concurrency() -> int:
+    """Smart Mail requests one batch keeps in flight at once, on one keep-alive pool (each
+    outcome still recorded on its own); 1 sends one message at a time. At most 10, the
+    connections a ``requests`` session keeps per host."""
+    return max(1, min(10, int(_number("EMAILSETTINGS_SMART_MAIL_CONCURRENCY", 4))))
+
+
 def warmup_days() -> float:
     """A practitioner's account is "new" (warm-up quota) for this many days after joining."""
     return _number("EMAILSETTINGS_WARMUP_DAYS", 30)

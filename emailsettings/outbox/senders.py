@@ -20,9 +20,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import requests
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailError,
+    AnymailInvalidAddress,
+    AnymailRecipientsRefused,
+)
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.utils.module_loading import import_string
+from urllib3.exceptions import NewConnectionError
 
 from emailsettings import conf
 from emailsettings.covermail.message import message_bytes
@@ -86,13 +94,9 @@ def _request_may_have_arrived(err: BaseException) -> bool:
     """For an ESP API error without a status code: ``False`` only when the connection was
     never made (so the ESP cannot have the message); a read timeout or a dropped answer
     means it may have gone out."""
-    import requests
-
     if isinstance(err, requests.exceptions.ConnectTimeout):
         return False
     if isinstance(err, requests.exceptions.ConnectionError):
-        from urllib3.exceptions import NewConnectionError
-
         seen: BaseException | None = err
         for _depth in range(6):
             if seen is None:
@@ -116,12 +120,6 @@ def _retry_after(err: Any) -> float | None:
 
 def esp_failure(err: BaseException) -> Failure:
     """The failure an anymail exception stands for (see the module docstring)."""
-    from anymail.exceptions import (
-        AnymailAPIError,
-        AnymailInvalidAddress,
-        AnymailRecipientsRefused,
-    )
-
     text = _reply_text(err.args[0] if err.args else type(err).__name__)
     if isinstance(err, AnymailRecipientsRefused | AnymailInvalidAddress):
         return Failure(phase=Phase.DATA, error_class=ErrorClass.ESP_REJECTED, reply=text)
@@ -171,6 +169,19 @@ class SmartMailSender:
     def pace(self) -> float:
         return self.bucket.wait_time() if self.bucket is not None else 0.0
 
+    def open(self) -> bool:
+        """Open the backend's session before the first send (anymail's ``requests``
+        session: no request is made), so that every claim records ``data_sent`` itself and
+        the sends may run in other threads without touching the database. ``False`` when
+        it cannot: the first send opens it and reports why."""
+        if not self.opened:
+            try:
+                self.connection.open()
+            except Exception:  # noqa: BLE001 (the first send meets it again and records it)
+                return False
+            self.opened = True
+        return True
+
     def prepare(self, message: EmailMultiAlternatives) -> Prepared:
         return message
 
@@ -180,8 +191,6 @@ class SmartMailSender:
     def send(
         self, delivery: Delivery, message: Prepared, *, on_phase: PhaseCallback
     ) -> Accepted | Failure:
-        from anymail.exceptions import AnymailError
-
         if isinstance(message, bytes):
             raise TypeError("Smart Mail sends the message object, not its bytes")
         # Only the delivery id travels to the ESP: no patient data in metadata or tags.

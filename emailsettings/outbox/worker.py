@@ -50,7 +50,14 @@ from emailsettings.outbox import lifecycle, publish, reminders, reputationhold, 
 from emailsettings.outbox.actions import follow_mailbox_health, hold_pending
 from emailsettings.outbox.blips import BLIP_ERRORS, through_blips
 from emailsettings.outbox.dispatch import Dispatcher, is_lent
-from emailsettings.outbox.senders import Prepared, Sender, SmartMailSender, SmtpSender
+from emailsettings.outbox.inflight import InFlight, Outcome
+from emailsettings.outbox.senders import (
+    PhaseCallback,
+    Prepared,
+    Sender,
+    SmartMailSender,
+    SmtpSender,
+)
 from psicogest.models import InvoiceDelivery
 
 logger = logging.getLogger(__name__)
@@ -220,6 +227,8 @@ def _send_group(
     smart_allowed: set[int] | None = None
     smart_reserved: list[int] = []
     smart_claimed: set[int] = set()
+    # Smart Mail requests of this batch running at once (see outbox.inflight).
+    in_flight = InFlight(limit=conf.smart_mail_concurrency())
     try:
         for index, (pk, channel) in enumerate(items):
             keep_slot()
@@ -230,6 +239,7 @@ def _send_group(
                 result.handed_over.extend(remaining)
                 return
             sender: Sender | None
+            concurrent = False
             if channel == Channel.SMTP:
                 if smtp_blocked:
                     continue
@@ -264,6 +274,9 @@ def _send_group(
                     result.handed_over.extend(remaining)
                     return
                 phase = Phase.CONNECT
+                # With the session open the claim records "data_sent" itself: the send
+                # may then run in another thread, which writes nothing.
+                concurrent = in_flight.enabled and sender.open()
             claimed = _claim_prepared(pk, snapshots.get(pk), sender, phase=phase)
             if claimed is None:
                 continue
@@ -283,19 +296,21 @@ def _send_group(
                 continue
             if channel == Channel.SMART_MAIL:
                 smart_claimed.add(pk)
-            outcome = _attempt(delivery, sender, prepared)
-            if outcome is None:
-                result.outcomes[pk] = "changed_hands"
+                if not concurrent:
+                    _record(delivery, _attempt(delivery, sender, prepared), result)
+                    continue
+                if not _fence(delivery):
+                    result.outcomes[pk] = "changed_hands"
+                    continue
+                in_flight.submit(
+                    delivery,
+                    functools.partial(_attempt, delivery, sender, prepared, on_phase=_fenced),
+                )
+                for sent, outcome in in_flight.finished():
+                    _record(sent, outcome, result)
                 continue
-            # The outcome lands even through a database blip: a message the server accepted
-            # must not become "unknown" (and a "Reinvia" a duplicate) because of one.
-            recorded = through_blips(
-                functools.partial(lifecycle.record, delivery, outcome), what="an outcome"
-            )
-            result.outcomes[pk] = recorded or outcome_name(outcome)
-            if channel == Channel.SMART_MAIL:
-                if isinstance(outcome, Accepted) and outcome.esp_message_id:
-                    result.smart_mail_sent.append(delivery)
+            outcome = _attempt(delivery, sender, prepared)
+            if not _record(delivery, outcome, result) or outcome is None:
                 continue
             account = senders.account
             if account is None:
@@ -325,9 +340,52 @@ def _send_group(
                     )
                 smtp_blocked = True
     finally:
-        result.sessions_opened += senders.sessions_opened
-        senders.close()
-        limits.release_smart_mail_quota([pk for pk in smart_reserved if pk not in smart_claimed])
+        try:
+            for sent, outcome in in_flight.drain():
+                _record(sent, outcome, result)
+        finally:
+            in_flight.close()
+            result.sessions_opened += senders.sessions_opened
+            senders.close()
+            limits.release_smart_mail_quota(
+                [pk for pk in smart_reserved if pk not in smart_claimed]
+            )
+
+
+def _record(delivery: Delivery, outcome: Outcome, result: BatchResult) -> bool:
+    """Store one attempt's outcome (in the batch's thread); ``False`` when there was none to
+    store (the row changed hands before its data left)."""
+    if outcome is None:
+        result.outcomes[delivery.pk] = "changed_hands"
+        return False
+    # The outcome lands even through a database blip: a message the server accepted must
+    # not become "unknown" (and a "Reinvia" a duplicate) because of one.
+    recorded = through_blips(
+        functools.partial(lifecycle.record, delivery, outcome), what="an outcome"
+    )
+    result.outcomes[delivery.pk] = recorded or outcome_name(outcome)
+    if (
+        delivery.channel == Channel.SMART_MAIL
+        and isinstance(outcome, Accepted)
+        and outcome.esp_message_id
+    ):
+        result.smart_mail_sent.append(delivery)
+    return True
+
+
+def _fence(delivery: Delivery) -> bool:
+    """Before a send leaves for another thread: the row is still this attempt's, at
+    ``data_sent`` (the claim recorded it unless the row was loaded again)."""
+    return bool(
+        through_blips(
+            functools.partial(lifecycle.mark_phase, delivery, Phase.DATA_SENT), what="a phase"
+        )
+    )
+
+
+def _fenced(phase: str) -> None:
+    """The phase callback of a send in another thread: :func:`_fence` has been passed in the
+    batch's thread, and nothing here may touch the database."""
 
 
 def outcome_name(outcome: Accepted | Failure) -> str:
@@ -505,11 +563,16 @@ def _protected_parts(delivery: Delivery) -> tuple[bytes, str] | Failure:
 
 
 def _attempt(
-    delivery: Delivery, sender: Sender | None, prepared: Prepared | Failure | None
-) -> Accepted | Failure | None:
+    delivery: Delivery,
+    sender: Sender | None,
+    prepared: Prepared | Failure | None,
+    *,
+    on_phase: PhaseCallback | None = None,
+) -> Outcome:
     """One send. An unexpected error of the product is recorded like any failure (a bounded
     number of times), never left ``sending``. ``None``: the row was claimed by another
-    worker before this attempt's message data left (nothing sent, nothing to record)."""
+    worker before this attempt's message data left (nothing sent, nothing to record).
+    ``on_phase``: instead of the fence at each phase (a send already fenced)."""
     if sender is None or prepared is None:  # nothing is prepared without a sender
         return Failure(
             phase=Phase.CONNECT,
@@ -519,7 +582,7 @@ def _attempt(
     if isinstance(prepared, Failure):
         return prepared
 
-    def on_phase(phase: str) -> None:
+    def fence(phase: str) -> None:
         # The fence: before the message data (and any command before it) leaves, the row
         # must still be this attempt's. A database blip is waited out with the session open.
         owned = through_blips(
@@ -529,7 +592,7 @@ def _attempt(
             raise LeaseLost(f"Delivery {delivery.pk} was claimed again")
 
     try:
-        return sender.send(delivery, prepared, on_phase=on_phase)
+        return sender.send(delivery, prepared, on_phase=on_phase or fence)
     except LeaseLost:
         logger.warning(
             "Delivery %s was claimed by another worker during this attempt: not sent",
