@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -36,6 +36,7 @@ from emailsettings.models import (
     RecipientRole,
     SmtpAccount,
     kind_label,
+    stored_counts,
 )
 from emailsettings.outbox import lifecycle, reputationhold
 from emailsettings.outbox.actions import ADDRESS_FAILURES, can_retry_now
@@ -339,10 +340,11 @@ def status_counts(
         and stored_counts_kept()
     ):
         # The whole history: the counters the database keeps (DeliveryCount), a few rows.
-        counters = DeliveryCount.objects.filter(practitioner=practitioner)
-        if filters.channel:
-            counters = counters.filter(channel=filters.channel)
-        stored = list(counters.order_by().values_list("status").annotate(n=Sum("n")))
+        by_status: dict[str, int] = {}
+        for (_channel, status), n in stored_counts(
+            practitioner_id=practitioner.pk, channel=filters.channel
+        ).items():
+            by_status[status] = by_status.get(status, 0) + n
         # Less the superseded failures, found from their successors (a few rows, through
         # the partial index "delivery_resent").
         successors = Delivery.objects.owned_by(practitioner).filter(
@@ -356,7 +358,7 @@ def status_counts(
             .annotate(n=Count("resend_of", distinct=True))
             .values_list("resend_of__status", "n")
         )
-        rows = [(status, (n or 0) - superseded.get(status, 0)) for status, n in stored]
+        rows = [(status, n - superseded.get(status, 0)) for status, n in by_status.items()]
     else:
         rows = (
             _scoped(practitioner=practitioner, filters=filters, now=now)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from django.db.models import Count, Max, Min, Sum
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -31,12 +31,12 @@ from prometheus_client.registry import Collector
 from emailsettings.models import (
     Channel,
     Delivery,
-    DeliveryCount,
     DeliveryStatus,
     MailboxStatus,
     Reputation,
     ReputationState,
     SmtpAccount,
+    stored_counts,
 )
 from emailsettings.outbox import telemetry
 from psicogest.models import Practitioner, WorkerHeartbeat
@@ -108,10 +108,7 @@ class OutboxCollector(Collector):
             "Deliveries by channel and status (the stored counters, all practitioners).",
             labels=["channel", "status"],
         )
-        counts = {
-            (row["channel"], row["status"]): row["n"]
-            for row in DeliveryCount.objects.values("channel", "status").annotate(n=Sum("n"))
-        }
+        counts = stored_counts()
         for channel in Channel.values:
             for status in DeliveryStatus.values:
                 family.add_metric([channel, status], float(counts.get((channel, status), 0)))

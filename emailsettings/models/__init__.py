@@ -27,6 +27,7 @@ from emailsettings.models.delivery import (
     Phase,
     RecipientRole,
     kind_label,
+    stored_counts,
 )
 from emailsettings.models.reminders import ReminderLevel, ReminderRules, ReminderSkip
 from emailsettings.models.reputation import Reputation, ReputationLift, ReputationState
@@ -72,4 +73,5 @@ __all__ = [
     "WebhookEvent",
     "WebhookState",
     "kind_label",
+    "stored_counts",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q, TextChoices
+from django.db.models import Count, Q, Sum, TextChoices
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -220,7 +220,9 @@ class DeliveryCount(models.Model):
     Kept by database triggers on ``Delivery`` (migration ``0015_perf_delivery_counts``: every
     insert, delete and change of status or channel, whoever writes it), so the report's
     "all time" counters read a few rows instead of counting a whole history. Never written
-    by the application."""
+    by the application. A row being sent stays counted under ``queued`` (migration
+    ``0023_counters_skip_sending``: a claim changes no counter); read them through
+    :func:`stored_counts`, which tells the two apart."""
 
     # No foreign-key constraint in the database: the triggers' INSERT would otherwise take a
     # KEY SHARE lock on the practitioner's row, and a transaction holding that row FOR
@@ -295,3 +297,29 @@ class DeliveryEvent(models.Model):
             return gettext(msgid) % params if params else gettext(msgid)
         except (KeyError, TypeError, ValueError):
             return self.text
+
+
+def stored_counts(
+    *, practitioner_id: int | None = None, channel: str = ""
+) -> dict[tuple[str, str], int]:
+    """The stored counters by (channel, status), of one practitioner or all, of one channel
+    or both. The rows being sent, kept under ``queued`` by the triggers, are counted live
+    (a handful, through the ``delivery_report_status`` index) and moved to ``sending``."""
+    counters = DeliveryCount.objects.all()
+    sending = Delivery.objects.filter(status=DeliveryStatus.SENDING)
+    if practitioner_id is not None:
+        counters = counters.filter(practitioner_id=practitioner_id)
+        sending = sending.filter(practitioner_id=practitioner_id)
+    if channel:
+        counters, sending = counters.filter(channel=channel), sending.filter(channel=channel)
+    result: dict[tuple[str, str], int] = {
+        (row_channel, status): int(n or 0)
+        for row_channel, status, n in counters.order_by()
+        .values_list("channel", "status")
+        .annotate(n=Sum("n"))
+    }
+    for row_channel, n in sending.order_by().values_list("channel").annotate(n=Count("id")):
+        queued = (row_channel, DeliveryStatus.QUEUED)
+        result[queued] = result.get(queued, 0) - n
+        result[(row_channel, DeliveryStatus.SENDING)] = n
+    return result

@@ -1,5 +1,5 @@
-"""The per-status counters the database keeps (``DeliveryCount``, triggers of migration
-0007): they follow every insert, status change and delete, whoever writes it, and the
+"""The per-status counters the database keeps (``DeliveryCount``, triggers of migrations
+0015 and 0023): they follow every insert, status change and delete, whoever writes it, and the
 report's "all time" counters read them instead of counting the whole history."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 
 from emailsettings import report
-from emailsettings.models import Channel, Delivery, DeliveryCount, DeliveryStatus
+from emailsettings.failures import Accepted
+from emailsettings.models import Channel, Delivery, DeliveryCount, DeliveryStatus, stored_counts
+from emailsettings.outbox import lifecycle
 from emailsettings.outbox.queueing import queue_invoice_emails
 from emailsettings.outbox.worker import send_batch
 from tests.factories import InvoiceFactory, PatientFactory
@@ -78,9 +80,10 @@ def test_all_time_counters_read_the_stored_counts(practitioner):
     assert counts[DeliveryStatus.SENT] == 1 and counts[DeliveryStatus.QUEUED] == 3
     assert sum(counts.values()) == 4
     # The stored counters, less the superseded failures found from their successors.
-    query, successors = captured.captured_queries
+    query, sending, successors = captured.captured_queries
     assert "emailsettings_deliverycount" in query["sql"]
     assert '"emailsettings_delivery"' not in query["sql"]
+    assert "sending" in sending["sql"]
     assert '"resend_of_id" IS NOT NULL' in successors["sql"]
 
     # A channel filter still reads the counters; a search counts rows.
@@ -88,3 +91,32 @@ def test_all_time_counters_read_the_stored_counts(practitioner):
     assert sum(report.status_counts(practitioner=practitioner, filters=smtp_only).values()) == 0
     searched = report.ReportFilters(period=report.Period.ALL, q="nessuno")
     assert sum(report.status_counts(practitioner=practitioner, filters=searched).values()) == 0
+
+
+def test_a_claim_changes_no_counter_and_the_readers_still_see_it_sending(practitioner):
+    rows = queue(practitioner, 3)
+
+    claimed = lifecycle.claim(rows[0].pk)
+
+    assert claimed is not None and claimed.status == DeliveryStatus.SENDING
+    # The triggers keep a row being sent under "queued": the claim wrote no counter.
+    assert stored(practitioner) == {(Channel.SMART_MAIL, DeliveryStatus.QUEUED): 3}
+    assert stored_counts(practitioner_id=practitioner.pk) == {
+        (Channel.SMART_MAIL, DeliveryStatus.QUEUED): 2,
+        (Channel.SMART_MAIL, DeliveryStatus.SENDING): 1,
+    }
+    counts = report.status_counts(
+        practitioner=practitioner, filters=report.ReportFilters(period=report.Period.ALL)
+    )
+    assert counts[DeliveryStatus.QUEUED] == 2 and counts[DeliveryStatus.SENDING] == 1
+
+    lifecycle.record(claimed, Accepted(esp_message_id="x"))
+
+    assert (
+        stored(practitioner)
+        == counted(practitioner)
+        == {
+            (Channel.SMART_MAIL, DeliveryStatus.QUEUED): 2,
+            (Channel.SMART_MAIL, DeliveryStatus.SENT): 1,
+        }
+    )
