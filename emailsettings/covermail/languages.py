@@ -9,6 +9,7 @@ the Italian. Payment reminders follow the same rule per level (``covermail.remin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from emailsettings.covermail.rendering import cover_mail_templates_for
@@ -36,12 +37,31 @@ def english_cover_mail(practitioner: Practitioner) -> tuple[str, str]:
     return row or ("", "")
 
 
-def cover_mail_texts(*, practitioner: Practitioner, patient: Patient) -> Texts:
+class PracticeTexts:
+    """A practitioner's cover texts, each language read once (on first use) for a whole
+    batch of invoices instead of once an invoice."""
+
+    def __init__(self, practitioner: Practitioner) -> None:
+        self.practitioner = practitioner
+
+    @cached_property
+    def italian(self) -> tuple[str, str]:
+        return cover_mail_templates_for(self.practitioner)
+
+    @cached_property
+    def english(self) -> tuple[str, str]:
+        return english_cover_mail(self.practitioner)
+
+
+def cover_mail_texts(
+    *, practitioner: Practitioner, patient: Patient, practice: PracticeTexts | None = None
+) -> Texts:
     """The cover mail ``patient`` receives: English when their card says so and an English
-    text exists, else Italian."""
+    text exists, else Italian. ``practice``: the texts already read for this batch."""
+    practice = practice or PracticeTexts(practitioner)
     if patient.language == Language.EN:
-        subject, body = english_cover_mail(practitioner)
+        subject, body = practice.english
         if subject.strip() and body.strip():
             return Texts(subject=subject, body=body, language=Language.EN)
-    subject, body = cover_mail_templates_for(practitioner)
+    subject, body = practice.italian
     return Texts(subject=subject, body=body, language=Language.IT)

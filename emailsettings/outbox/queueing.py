@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 
 from emailsettings import conf
 from emailsettings.covermail.identity import Identity, smart_mail_identity, smtp_identity
-from emailsettings.covermail.languages import cover_mail_texts
+from emailsettings.covermail.languages import PracticeTexts, cover_mail_texts
 from emailsettings.covermail.message import header_value, new_message_id
 from emailsettings.covermail.protection import check_protection, practice_default, protection_for
 from emailsettings.covermail.reminders import render_reminder
@@ -76,11 +76,11 @@ def _values(invoice: Invoice) -> dict[str, str]:
     return {"number": invoice.number, "name": name}
 
 
-def check_recipient(invoice: Invoice) -> str:
+def check_recipient(invoice: Invoice, *, default_protection: str | None = None) -> str:
     """The patient's address for ``invoice`` (the email, or the PEC when the card says so),
     or :class:`InvalidRecipient` saying why the invoice cannot be emailed (no address, an
     invalid one, no PDF to attach, no password or second factor for the protection the card
-    asks for)."""
+    asks for). ``default_protection``: the practice's default, when already read."""
     patient = invoice.patient
     values = _values(invoice)
     address = patient.invoice_recipient
@@ -119,7 +119,9 @@ def check_recipient(invoice: Invoice) -> str:
             % values
         )
     check_protection(
-        patient, mode=protection_for(patient), invoice_number=header_value(invoice.number)
+        patient,
+        mode=protection_for(patient, default=default_protection),
+        invoice_number=header_value(invoice.number),
     )
     return address
 
@@ -130,11 +132,13 @@ def copy_address(practitioner: Practitioner) -> str:
     return (practitioner.email or "").strip() if wanted else ""
 
 
-def invoice_recipients(invoice: Invoice, *, copy_to: str = "") -> list[Recipient]:
+def invoice_recipients(
+    invoice: Invoice, *, copy_to: str = "", default_protection: str | None = None
+) -> list[Recipient]:
     """Every address ``invoice`` goes to, each once: the patient's, the card's other
     recipients, and ``copy_to`` (the practitioner's copy). :class:`InvalidRecipient` when
     one of them cannot be used."""
-    primary = check_recipient(invoice)
+    primary = check_recipient(invoice, default_protection=default_protection)
     result = [Recipient(primary)]
     seen = {primary.lower()}
     for address in invoice.patient.extra_recipients:
@@ -204,8 +208,11 @@ def _new_delivery(
     choice: _ChannelChoice,
     scheduled_for: datetime.datetime | None,
     default_protection: str,
+    practice: PracticeTexts,
 ) -> Delivery:
-    texts = cover_mail_texts(practitioner=invoice.practitioner, patient=invoice.patient)
+    texts = cover_mail_texts(
+        practitioner=invoice.practitioner, patient=invoice.patient, practice=practice
+    )
     rendered = render_cover_mail(
         subject_template=texts.subject, body_template=texts.body, invoice=invoice
     )
@@ -288,13 +295,18 @@ def queue_invoice_batch(
     invoices = list(invoices)
     if not invoices:
         return []
+    # Each practitioner's settings are read once for the batch, not once an invoice.
     copies: dict[int, str] = {}
+    defaults: dict[int, str] = {}
     recipients: dict[int, list[Recipient]] = {}
     for invoice in invoices:
         owner = invoice.practitioner
         if owner.pk not in copies:
             copies[owner.pk] = copy_address(owner)
-        recipients[invoice.pk] = invoice_recipients(invoice, copy_to=copies[owner.pk])
+            defaults[owner.pk] = practice_default(owner)
+        recipients[invoice.pk] = invoice_recipients(
+            invoice, copy_to=copies[owner.pk], default_protection=defaults[owner.pk]
+        )
     return create_deliveries(invoices=invoices, recipients=recipients, send_at=send_at)
 
 
@@ -350,6 +362,7 @@ def create_deliveries(
         suppressed: dict[int, set[str]] = {}
         releases: dict[int, datetime.datetime | None] = {}
         defaults: dict[int, str] = {}
+        texts: dict[int, PracticeTexts] = {}
         fresh: list[tuple[Delivery, bool, bool]] = []
         result: list[Delivery] = []
         for invoice in invoices:
@@ -374,6 +387,7 @@ def create_deliveries(
                         window=sending_window(owner), send_at=send_at, now=now
                     )
                     defaults[owner.pk] = practice_default(owner)
+                    texts[owner.pk] = PracticeTexts(owner)
                 choice = choices[owner.pk]
                 delivery = _new_delivery(
                     invoice=current,
@@ -381,6 +395,7 @@ def create_deliveries(
                     choice=choice,
                     scheduled_for=releases[owner.pk],
                     default_protection=defaults[owner.pk],
+                    practice=texts[owner.pk],
                 )
                 delivery.resend_of = resend_of
                 if resend_of is not None and resend_of.reminder_level:

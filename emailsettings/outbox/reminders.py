@@ -403,9 +403,11 @@ def create_reminder(
         rules = rules_for(locked.practitioner)
         level_row = rules.levels.get(level=level)
         practitioner = locked.practitioner
-        recipients = invoice_recipients(locked, copy_to=copy_address(practitioner))
-        choice = channel_choice(practitioner)
         default_protection = practice_default(practitioner)
+        recipients = invoice_recipients(
+            locked, copy_to=copy_address(practitioner), default_protection=default_protection
+        )
+        choice = channel_choice(practitioner)
         suppressed = {
             a.lower()
             for a in SuppressedAddress.objects.filter(practitioner=practitioner).values_list(

@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings
 from emailsettings.outbox.queueing import queue_invoice_emails
 from emailsettings.outbox.worker import send_batch
+from psicogest.models import Invoice, Language
 from tests.factories import InvoiceFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -90,3 +91,37 @@ def test_smart_mail_delivery_costs_at_most_four_queries(
 
     assert postmark_standin.messages == 3 + 11
     assert per_delivery <= MAX_QUERIES_PER_DELIVERY, per_delivery
+
+
+def queueing_statements(practitioner, count: int, *, tag: str) -> int:
+    ids = [
+        InvoiceFactory(
+            patient=PatientFactory(
+                practitioner=practitioner,
+                email=f"{tag}{n}@example.test",
+                language=Language.EN if n % 2 else Language.IT,
+            )
+        ).pk
+        for n in range(count)
+    ]
+    invoices = list(Invoice.objects.filter(pk__in=ids).select_related("patient", "practitioner"))
+    with CaptureQueriesContext(connection) as captured:
+        rows = queue_invoice_emails(invoices)
+    assert len(rows) == count
+    return len(statements(captured.captured_queries))
+
+
+def test_queueing_reads_the_practitioners_settings_once_a_batch_not_once_an_invoice(
+    practitioner,
+):
+    # Italian and English patients alike: each language's cover text is read once.
+    EmailSettings.objects.update_or_create(
+        practitioner=practitioner,
+        defaults={"subject_template_en": "Invoice ${numero_fattura}", "body_template_en": "Hi"},
+    )
+
+    small = queueing_statements(practitioner, 3, tag="a")
+    large = queueing_statements(practitioner, 11, tag="b")
+
+    # The rows and their first events are inserted in one statement each, however many.
+    assert large == small, (small, large)
