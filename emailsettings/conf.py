@@ -209,7 +209,7 @@ def smart_mail_concurrency() -> int:
     """Smart Mail requests one batch keeps in flight at once, on one keep-alive pool (each
     outcome still recorded on its own); 1 sends one message at a time. At most 10, the
     connections a ``requests`` session keeps per host."""
-    return max(1, min(10, int(_number("EMAILSETTINGS_SMART_MAIL_CONCURRENCY", 4))))
+    return max(1, min(10, int(_number("EMAILSETTINGS_SMART_MAIL_CONCURRENCY", 8))))
 
 
 def warmup_days() -> float:

@@ -497,6 +497,10 @@ def test_bounce_posted_while_the_worker_sends_ends_bounced_and_suppressed(
     settings, practitioner, esp
 ):
     settings.EMAIL_BACKEND = f"{__name__}.EspThatPostsAWebhookMidSend"
+    # This ESP posts its webhook from inside the request, through the test's own database
+    # connection (a transaction no other thread sees): the request stays in the batch's
+    # thread.
+    settings.EMAILSETTINGS_SMART_MAIL_CONCURRENCY = 1
     EspThatPostsAWebhookMidSend.esp = esp
     EspThatPostsAWebhookMidSend.kind = "hard_bounce"
     EspThatPostsAWebhookMidSend.seen = []
