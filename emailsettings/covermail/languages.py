@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from emailsettings.covermail.reminders import texts_for
 from emailsettings.covermail.rendering import cover_mail_templates_for
-from emailsettings.models import EmailSettings
+from emailsettings.models import EmailSettings, ReminderLevel
 from psicogest.models import Language
 
 if TYPE_CHECKING:
@@ -65,3 +66,19 @@ def cover_mail_texts(
             return Texts(subject=subject, body=body, language=Language.EN)
     subject, body = practice.italian
     return Texts(subject=subject, body=body, language=Language.IT)
+
+
+def mail_language(*, practitioner: Practitioner, patient: Patient, reminder_level: int = 0) -> str:
+    """The language a mail to ``patient`` is written in (its invoice cover mail, or the
+    payment reminder of ``reminder_level``): what the product adds to it (the protection
+    notice) follows it."""
+    if patient.language != Language.EN:
+        return Language.IT
+    if reminder_level:
+        level = ReminderLevel.objects.filter(
+            rules__practitioner=practitioner, level=reminder_level
+        ).first()
+        if level is None:
+            return Language.IT
+        return texts_for(level=level, patient=patient, iban=False).language
+    return cover_mail_texts(practitioner=practitioner, patient=patient).language

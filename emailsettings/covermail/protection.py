@@ -23,6 +23,7 @@ from io import BytesIO
 from typing import TYPE_CHECKING
 
 import pikepdf
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from emailsettings.exceptions import InvalidRecipient
@@ -128,9 +129,20 @@ def notice_text(
     link_url: str = "",
     expires_at: datetime.date | None = None,
     factor: str = "",
+    language: str = "",
 ) -> str:
     """The paragraph the patient reads about the invoice's protection ("" for a plain
-    attachment). It never contains the password."""
+    attachment), in ``language`` (the mail's; the active one when not given). It never
+    contains the password."""
+    if language:
+        with translation.override(language):
+            return notice_text(
+                mode=mode,
+                password_source=password_source,
+                link_url=link_url,
+                expires_at=expires_at,
+                factor=factor,
+            )
     if mode == InvoiceDelivery.PROTECTED_PDF:
         if password_source == PdfPasswordSource.CUSTOM:
             return _(

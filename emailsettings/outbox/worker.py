@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from emailsettings import conf, limits
+from emailsettings.covermail.languages import mail_language
 from emailsettings.covermail.message import build_message, invoice_pdf
 from emailsettings.covermail.protection import (
     encrypt_pdf,
@@ -540,6 +541,11 @@ def _protected_parts(delivery: Delivery) -> tuple[bytes, str] | Failure:
     pdf = invoice_pdf(delivery.invoice)
     mode = delivery.protection
     patient = delivery.patient
+    if mode == InvoiceDelivery.ATTACHMENT:
+        return pdf, ""
+    language = mail_language(
+        practitioner=delivery.practitioner, patient=patient, reminder_level=delivery.reminder_level
+    )
     if mode == InvoiceDelivery.PROTECTED_PDF:
         password = pdf_password(patient)
         if not password:
@@ -550,7 +556,9 @@ def _protected_parts(delivery: Delivery) -> tuple[bytes, str] | Failure:
                 reply=_("Manca la password del PDF protetto: completa la scheda paziente."),
             )
         encrypted = encrypt_pdf(pdf, password=password)
-        return encrypted, notice_text(mode=mode, password_source=patient.pdf_password_source)
+        return encrypted, notice_text(
+            mode=mode, password_source=patient.pdf_password_source, language=language
+        )
     if mode == InvoiceDelivery.SECURE_LINK:
         link, token = securelink.link_for(delivery)
         return b"", notice_text(
@@ -558,6 +566,7 @@ def _protected_parts(delivery: Delivery) -> tuple[bytes, str] | Failure:
             link_url=securelink.link_url(token),
             expires_at=timezone.localdate(link.expires_at),
             factor=second_factor_kind(patient),
+            language=language,
         )
     return pdf, ""
 

@@ -21,7 +21,7 @@ from emailsettings.models import Channel, DeliveryStatus, EmailSettings, SecureL
 from emailsettings.outbox import publish
 from emailsettings.outbox.queueing import queue_invoice_email
 from emailsettings.outbox.worker import send_batch
-from psicogest.models import InvoiceDelivery, PdfPasswordSource
+from psicogest.models import InvoiceDelivery, Language, PdfPasswordSource
 from tests.factories import InvoiceFactory, PatientFactory
 
 pytestmark = pytest.mark.django_db
@@ -96,6 +96,33 @@ def test_the_codice_fiscale_protects_the_pdf_and_the_mail_says_how_to_open_it(
     # No copy of the encrypted file is kept: the invoice's own PDF is the only file.
     with invoice.pdf.open("rb") as handle:
         assert handle.read() != content
+
+
+@pytest.mark.parametrize("english_text", [True, False])
+def test_the_protection_notice_is_in_the_language_of_the_mail(
+    english_text, practitioner, anymail_backend
+):
+    if english_text:
+        EmailSettings.objects.update_or_create(
+            practitioner=practitioner,
+            defaults={
+                "subject_template_en": "Invoice ${numero_fattura}",
+                "body_template_en": "Dear ${nome}, please find your invoice.",
+            },
+        )
+    invoice = make_invoice(
+        practitioner, invoice_delivery=InvoiceDelivery.PROTECTED_PDF, language=Language.EN
+    )
+
+    sent = sent_message(queue_invoice_email(invoice))
+
+    english = "the password is your tax code (codice fiscale), in capital letters"
+    italian = "la password è il suo codice fiscale, in maiuscolo"
+    # An English patient reads the English text when the practitioner wrote one, the
+    # Italian otherwise: the notice goes with the text it sits in.
+    assert (english in sent.body) is english_text
+    assert (italian in sent.body) is not english_text
+    assert ("Dear Paolo" in sent.body) is english_text
 
 
 def test_the_practice_default_applies_when_the_card_does_not_choose(practitioner, anymail_backend):
