@@ -44,7 +44,7 @@ from emailsettings.models import (
     RecipientRole,
     SuppressedAddress,
 )
-from emailsettings.outbox import telemetry
+from emailsettings.outbox import statements, telemetry
 from psicogest.models import Invoice
 
 logger = logging.getLogger(__name__)
@@ -385,16 +385,16 @@ def record(delivery: Delivery, result: Accepted | Failure) -> str:
         event = {"reply_code": failure.code, "enhanced_code": failure.enhanced[:20]}
         event_phase = failure.phase
     fields["status"] = status
-    with transaction.atomic():
-        updated = Delivery.objects.filter(
+    follow = []
+    if status == S.SENT and delivery.role != RecipientRole.COPY:
+        follow.append((Invoice.objects.filter(pk=delivery.invoice_id), {"last_emailed_at": now}))
+    # The row, its event and the invoice: one statement on PostgreSQL (outbox.statements).
+    recorded = statements.update_then(
+        Delivery.objects.filter(
             pk=delivery.pk, attempts=delivery.attempts, status__in=(S.SENDING, S.UNKNOWN)
-        ).update(**fields)
-        if not updated:
-            logger.warning(
-                "Delivery %s changed hands; outcome %s not recorded", delivery.pk, status
-            )
-            return ""
-        DeliveryEvent.objects.create(
+        ),
+        fields,
+        insert=DeliveryEvent(
             delivery_id=delivery.pk,
             created_at=now,
             kind=EventKind.ATTEMPT,
@@ -402,9 +402,12 @@ def record(delivery: Delivery, result: Accepted | Failure) -> str:
             phase=(event_phase or "")[:20],
             **_text_columns(text),
             **event,
-        )
-        if status == S.SENT and delivery.role != RecipientRole.COPY:
-            Invoice.objects.filter(pk=delivery.invoice_id).update(last_emailed_at=now)
+        ),
+        follow=follow,
+    )
+    if not recorded:
+        logger.warning("Delivery %s changed hands; outcome %s not recorded", delivery.pk, status)
+        return ""
     telemetry.record_attempt(
         channel=delivery.channel, status=status, error_class=fields.get("last_error_class", "")
     )
