@@ -7,7 +7,8 @@ its own (several workers may post at the same time); it counts the TCP connectio
 accepted and the messages it took, which is what a test or a benchmark wants to know about
 connection reuse, the most requests it answered at once (``peak``), and it keeps each
 message's JSON (``payloads``) for tests that check what the ESP received. ``refuse(address)``
-answers mail to that address as Postmark answers an inactive (suppressed) recipient. Point anymail's Postmark backend at it through settings alone::
+answers mail to that address as Postmark answers an inactive (suppressed) recipient. Point
+anymail's Postmark backend at it through settings alone::
 
     ANYMAIL = {"POSTMARK_SERVER_TOKEN": "test", "POSTMARK_API_URL": esp.url}
 
