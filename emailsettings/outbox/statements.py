@@ -11,7 +11,7 @@ changed the row. Other databases (SQLite, the embedded default) get the transact
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections, models, transaction
 from django.db.models import QuerySet
@@ -55,7 +55,7 @@ def update_then(
 
 def _update(queryset: QuerySet[Any], changes: dict[str, Any]) -> tuple[str, list[Any]]:
     """The SQL of ``queryset.update(**changes)``, as Django runs it."""
-    query = queryset.query.chain(UpdateQuery)
+    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
     query.add_update_values(changes)
     query.annotations = {}
     sql, params = query.get_compiler(queryset.db).as_sql()
