@@ -6,11 +6,13 @@
 #                     | bench/send_batch.py [--invoices N --concurrency 1,2 --sink aiosmtpd]
 #                     | bench/fairness.py [--big N --small N --each N --slots 1,2]
 #                     | bench/wire.py [--messages N --latency-messages N]
-#                     | bench/smartmail.py [--invoices N --concurrency N --delay S]]
+#                     | bench/smartmail.py [--invoices N --concurrency N --delay S]
+#                     | bench/peer.py [--messages N --rounds N --synchronous-commit on|off|both
+#                                      --peer-venv DIR]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
-case "${1:-}" in bench/wire.py | bench/send_batch.py | bench/fairness.py)
+case "${1:-}" in bench/wire.py | bench/send_batch.py | bench/fairness.py | bench/peer.py)
   [ -x /usr/sbin/smtp-sink ] || need_packages+=(postfix)
   [ -x /usr/bin/stunnel4 ] || need_packages+=(stunnel4)
   ;;
