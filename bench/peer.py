@@ -14,9 +14,10 @@ in interleaved rounds (each system once a round, the order rotating), through:
   in a temporary directory, with the project's Django series), in a subprocess with its own
   settings module and database on the same PostgreSQL server: ``mail.send`` with the PDF
   attached for each message (one transaction), then its ``send_queued_mail`` command (one
-  process; its stock five sending threads; ``BATCH_SIZE`` 50 like the product's, its
-  default being 100) — stock (Django's SMTP backend), then with ``TCP_NODELAY`` on the
-  backend's socket (``bench/peer_client.py``);
+  process; its stock five sending threads, each with its own SMTP connection
+  (``--post-office-threads``); ``BATCH_SIZE`` 50 like the product's, its default being
+  100) — stock (Django's SMTP backend), then with ``TCP_NODELAY`` on the backend's socket
+  (``bench/peer_client.py``);
 * **plain Django**: ``EmailMultiAlternatives`` through Django's SMTP backend with
   ``TCP_NODELAY``, ``send_messages`` one message at a time on one connection, no database:
   the floor.
@@ -31,13 +32,15 @@ something, read-only ones excluded), WAL bytes per message (``pg_wal_lsn_diff``)
 each keeps after a crash. The medians of the rounds, then the issue's targets beside them.
 
 ``--synchronous-commit on|off|both`` sets it for the two benchmark databases
-(``ALTER DATABASE … SET``, which beats the server's command line); the server's ``fsync``
+(``ALTER DATABASE … SET``, which beats the server's command line; with ``both`` each round
+runs every system under each setting); the server's ``fsync``
 and ``synchronous_commit`` are printed with the figures (``bench/run.sh`` starts PostgreSQL
 with ``fsync=off``: a commit then costs no disk flush, so commits per message is the figure
 that carries over to a real server).
 
 Run: ``bench/run.sh bench/peer.py [--messages 1000] [--rounds 3] [--synchronous-commit both]
-[--peer-venv DIR]`` (``--peer-venv`` keeps the scratch virtualenv there for the next run).
+[--post-office-threads 5] [--peer-venv DIR]`` (``--peer-venv`` keeps the scratch virtualenv
+there for the next run). About six minutes with the defaults on a 2-core machine.
 Loopback only. Figures only, with their targets; never a timed assertion.
 """
 
