@@ -18,7 +18,8 @@ environment, the publishing process from its settings):
 * the load: ``--practitioners`` practitioners queue ``--invoices`` invoices each, one
   ``queue_invoice_emails`` transaction each;
 * probes under load (``--probes``, every ``--probe-every`` seconds while the load drains):
-  each time a practitioner never seen before (nothing in flight) queues one invoice.
+  each time a practitioner never seen before (nothing in flight) queues one invoice (the
+  intervals jittered, ±50 %, so that the probes do not keep to one phase of the batches).
 
 A probe's wait runs from the moment its ``queue_invoice_emails`` call starts (the queueing
 transaction and its commit included) to its row's ``sent_at``; the big senders' total from
@@ -44,6 +45,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -225,10 +227,13 @@ def scenario(
         )
         pending = Delivery.objects.filter(practitioner__in=big).exclude(status=DeliveryStatus.SENT)
         under_load = []
-        next_probe = time.monotonic() + args.probe_every
+        # Jittered intervals: probes at a fixed period would keep sampling the same phases of
+        # the workers' batch cycle (a batch of 50 takes a few seconds).
+        jitter = random.Random(args.seed)
+        next_probe = time.monotonic()
         for sender in load_probes:
+            next_probe += args.probe_every * jitter.uniform(0.5, 1.5)
             time.sleep(max(0.0, next_probe - time.monotonic()))
-            next_probe += args.probe_every
             if not pending.exists():
                 break  # the load has drained: the remaining probes would be idle ones
             under_load.append(probe(sender))
@@ -256,6 +261,7 @@ def main() -> None:
     parser.add_argument("--invoices", type=int, default=100, help="invoices of each big sender")
     parser.add_argument("--probes", type=int, default=20, help="newcomers while the load drains")
     parser.add_argument("--probe-every", type=float, default=2.0, help="seconds between probes")
+    parser.add_argument("--seed", type=int, default=27, help="of the probes' jitter")
     parser.add_argument("--idle-probes", type=int, default=5, help="newcomers on an idle system")
     parser.add_argument("--delay", type=float, default=0.05, help="the ESP's answer time (s)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
@@ -332,7 +338,7 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
         f" slot each);\nanymail's Postmark backend → ESP stand-in answering in"
         f" {1000 * args.delay:.0f} ms; one Celery worker, prefork pool of {args.concurrency}"
         f" processes, Redis.\nA probe: a new practitioner queues one invoice, every"
-        f" {args.probe_every:g} s while the load drains; idle probes: the same on the idle"
+        f" {args.probe_every:g} s ± 50 % while the load drains; idle probes: the same on the idle"
         f" system.\nEMAILSETTINGS_SMART_MAIL_CONCURRENCY: {smart_mail_concurrency()}\n"
     )
     print(

@@ -8,7 +8,9 @@
 #                     | bench/wire.py [--messages N --latency-messages N]
 #                     | bench/smartmail.py [--invoices N --concurrency N --delay S]
 #                     | bench/peer.py [--messages N --rounds N --synchronous-commit on|off|both
-#                                      --peer-venv DIR]]
+#                                      --peer-venv DIR]
+#                     | bench/monthend.py [--practitioners N --invoices N --probes N
+#                                          --probe-every S --scenarios off,on]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
