@@ -211,7 +211,7 @@ def main() -> None:
     parser.add_argument(
         "--in-flight",
         type=lambda text: [int(part) for part in text.split(",")],
-        default=[1, 4],
+        default=[1, 8],
         help="EMAILSETTINGS_SMART_MAIL_CONCURRENCY values to compare (the first: the baseline)",
     )
     parser.add_argument("--delay", type=float, default=0.05, help="the ESP's answer time (s)")

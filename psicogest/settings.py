@@ -147,6 +147,13 @@ else:
     # A kept connection the server dropped (a restart) is replaced before the request uses
     # it, instead of failing that request.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Parameters bound by the server, and the statements a worker runs again and again
+    # (the claim, the outcome) prepared once a connection: less CPU in psycopg and
+    # PostgreSQL a delivery (docs/performance.md). Off behind a transaction-pooling
+    # PgBouncer older than 1.21, which cannot keep prepared statements.
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool(
+        "DATABASE_SERVER_SIDE_BINDING", default=True
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "psicogest.Practitioner"
