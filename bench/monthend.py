@@ -34,8 +34,8 @@ Printed per scenario: probes under load (p50, p95, max), idle probes (p50, p95),
 senders' total, its ratio to the ``off`` scenario's and the throughput, with the targets
 (p95 ≤ 2 s: the idle figure plus one message's time; big total ≤ 1.10× today's).
 
-Run: ``bench/run.sh bench/monthend.py [--practitioners 40] [--invoices 100] [--probes 20]
-[--probe-every 2] [--delay 0.05] [--concurrency 2] [--scenarios off,on]`` (e.g.
+Run: ``bench/run.sh bench/monthend.py [--practitioners 40] [--invoices 100] [--probes 30]
+[--probe-every 0.5] [--delay 0.05] [--concurrency 2] [--scenarios off,on]`` (e.g.
 ``--practitioners 10 --invoices 50`` for a quick run). Figures only, never a timed
 assertion.
 """
@@ -259,8 +259,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--practitioners", type=int, default=40, help="big senders")
     parser.add_argument("--invoices", type=int, default=100, help="invoices of each big sender")
-    parser.add_argument("--probes", type=int, default=20, help="newcomers while the load drains")
-    parser.add_argument("--probe-every", type=float, default=2.0, help="seconds between probes")
+    parser.add_argument("--probes", type=int, default=30, help="newcomers while the load drains")
+    parser.add_argument("--probe-every", type=float, default=0.5, help="seconds between probes")
     parser.add_argument("--seed", type=int, default=27, help="of the probes' jitter")
     parser.add_argument("--idle-probes", type=int, default=5, help="newcomers on an idle system")
     parser.add_argument("--delay", type=float, default=0.05, help="the ESP's answer time (s)")

@@ -68,7 +68,7 @@ INSERT INTO emailsettings_delivery (
     invoice_number, subject, from_header, reply_to, message_id, esp_message_id, body_text,
     body_html, attempts, phase, created_at, updated_at, queued_at, sent_at, last_error_class,
     last_error_code, last_error_enhanced, last_error_text, fallback_to_smart_mail, role,
-    crashes)
+    crashes, protection, reminder_level, with_invoice)
 SELECT o.practitioner_id, o.invoice_id, o.patient_id,
     CASE WHEN s.j %% 3 = 0 THEN 'smtp' ELSE 'smart_mail' END,
     s.status,
@@ -90,7 +90,7 @@ SELECT o.practitioner_id, o.invoice_id, o.patient_id,
          ELSE '' END,
     CASE WHEN s.status = 'failed' THEN '5.1.1 mailbox unknown'
          WHEN s.status = 'deferred' THEN '4.7.0 try again later' ELSE '' END,
-    false, 'patient', 0
+    false, 'patient', 0, 'attachment', 0, true
 FROM (
     SELECT t.i, t.j, t.owner, t.at,
         CASE WHEN t.owner = 0 AND t.j < 30 THEN (ARRAY['queued','sending','deferred'])[1 + t.j %% 3]
