@@ -190,6 +190,27 @@ def test_a_practitioner_with_nothing_in_flight_gets_a_short_fast_first_batch(set
     assert again.fast and again.ids == [32]
 
 
+def test_a_backlog_bigger_than_a_batch_takes_turns_from_its_first_batch(settings):
+    """A big sender's first ten invoices leaving early would not end its month-end sooner,
+    and the extra short batch would cost everybody a batch's overhead."""
+    settings.EMAILSETTINGS_BATCH_SIZE = 50
+    settings.EMAILSETTINGS_MAILBOX_WORKER_SLOTS = 1
+    settings.EMAILSETTINGS_MAILBOX_IDLE_SLOTS = 0
+    settings.EMAILSETTINGS_FAST_LANE_SIZE = 10
+    dispatcher, owner = Dispatcher(), someone()
+
+    [first] = dispatcher.enqueue(owner, list(range(1, 101)))
+    assert not first.fast and first.ids == list(range(1, 51))
+    assert dispatcher.acquire(owner, first.token, ttl=30)
+    [rest] = dispatcher.release(owner, first.token)
+    assert not rest.fast and rest.ids == list(range(51, 101))
+    # One batch's worth, with nothing in flight: the fast lane again.
+    assert dispatcher.acquire(owner, rest.token, ttl=30)
+    assert dispatcher.release(owner, rest.token) == []
+    [small] = dispatcher.enqueue(owner, list(range(101, 151)))
+    assert small.fast and small.ids == list(range(101, 111))
+
+
 def test_without_a_fast_lane_every_batch_is_ordinary(settings, small_batches):
     settings.EMAILSETTINGS_FAST_LANE_SIZE = 0
     [first] = Dispatcher().enqueue(someone(), list(range(1, 8)))
@@ -220,6 +241,9 @@ def test_small_practitioners_go_before_the_big_ones_second_batch(
     small_batches, settings, local_ca, celery_worker_factory, smtp_server, smtp_account_factory
 ):
     settings.EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE = 60000.0
+    # The turns alone: without the fast lane (its own tests below), which would send the
+    # small ones' single batches even before the big one's first.
+    settings.EMAILSETTINGS_FAST_LANE_SIZE = 0
 
     def practitioner_sending_to(domain: str, count: int) -> list[Delivery]:
         return queue_for_a_new_practitioner(smtp_account_factory, smtp_server, domain, count)
@@ -235,6 +259,7 @@ def test_small_practitioners_go_before_the_big_ones_second_batch(
         EMAILSETTINGS_MAILBOX_WORKER_SLOTS="1",
         EMAILSETTINGS_MAILBOX_IDLE_SLOTS="0",
         EMAILSETTINGS_SMTP_RATE_LIMIT_PER_MINUTE="60000",
+        EMAILSETTINGS_FAST_LANE_SIZE="0",
     )
 
     ids = [row.pk for row in rows]
@@ -332,7 +357,7 @@ def test_a_newcomers_invoice_overtakes_every_backlog(
         domains = [m.rcpt_tos[0].rsplit("@", 1)[1] for m in server.messages]
         return all(domains.count(f"studio{k}.test") >= 5 for k in range(6))
 
-    # Every practitioner's fast first batch has left: only backlog batches remain.
+    # Every practitioner's first batch has left: only backlog batches remain.
     wait_until(first_batches_done, timeout=90)
     received_before = len(server.messages)
     assert received_before < len(rows) - 20, "the backlogs must still be long"
