@@ -246,11 +246,11 @@ def main() -> None:
             in_flight: pipeline_run(practitioner, invoices, esp, args, in_flight=in_flight)
             for in_flight in args.in_flight
         }
-        # The fast lane's short first batch, then batches of EMAILSETTINGS_BATCH_SIZE.
-        fast = min(conf.fast_lane_size(), args.invoices)
-        batches = int(fast > 0) + -(
-            -(args.invoices - fast) // int(os.environ["EMAILSETTINGS_BATCH_SIZE"])
-        )
+        # Batches of EMAILSETTINGS_BATCH_SIZE; the fast lane's short first batch when they
+        # all fit in one (outbox.dispatch).
+        size = int(os.environ["EMAILSETTINGS_BATCH_SIZE"])
+        fast = min(conf.fast_lane_size(), args.invoices) if args.invoices <= size else 0
+        batches = int(fast > 0) + -(-(args.invoices - fast) // size)
 
         deliveries = list(
             Delivery.objects.filter(practitioner=practitioner).select_related("invoice")
