@@ -44,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import send_batch as base  # noqa: E402  (Django set up, the 40 KB invoices, the worker)
 import sinks  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db.models import Max, Min  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -185,13 +184,7 @@ def main() -> None:
         (int(own), int(lent or 0))
         for own, _plus, lent in (value.partition("+") for value in args.slots.split(",") if value)
     ]
-    if not str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql"):
-        raise SystemExit("Set DATABASE_URL to a PostgreSQL database (bench/run.sh does).")
-    if not settings.CELERY_BROKER_URL.startswith("redis"):
-        raise SystemExit("Set REDIS_URL to a Redis server (bench/run.sh does).")
-    settings.MEDIA_ROOT = str(base.WORK / "media")
-    os.environ["DJANGO_MEDIA_ROOT"] = settings.MEDIA_ROOT
-    call_command("migrate", verbosity=0)
+    base.prepare_services()
     ca = LocalCA.create(base.WORK / "ca")
     sinks.issue_certificate(ca)
     from psicogest.celery import app

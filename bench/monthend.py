@@ -65,7 +65,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import smartmail  # noqa: E402, I001
 import send_batch as base  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db.models import Max  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -154,17 +153,8 @@ def reset(practitioners: Sequence[Practitioner]) -> None:
 
 
 def wait_until_sent(practitioners: Sequence[Practitioner], *, poll: float = 0.2) -> None:
-    """Until every row of ``practitioners`` is ``sent``; says so (and returns) when some
-    ended otherwise."""
-    rows = Delivery.objects.filter(practitioner__in=practitioners)
-    while True:
-        pending = rows.exclude(status=DeliveryStatus.SENT)
-        if not pending.exists():
-            return
-        if pending.exclude(status__in=(DeliveryStatus.QUEUED, DeliveryStatus.SENDING)).exists():
-            print("Some deliveries did not go out:", set(pending.values_list("status", flat=True)))
-            return
-        time.sleep(poll)
+    """Until every row of ``practitioners`` is ``sent`` (see send_batch.wait_until_sent)."""
+    base.wait_until_sent(Delivery.objects.filter(practitioner__in=practitioners), poll=poll)
 
 
 def probe(sender: Sender) -> tuple[datetime.datetime, int]:
@@ -273,16 +263,10 @@ def main() -> None:
     unknown = set(names) - set(SCENARIOS)
     if unknown:
         raise SystemExit(f"Unknown scenarios {sorted(unknown)}: choose among off, on.")
-    if not str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql"):
-        raise SystemExit("Set DATABASE_URL to a PostgreSQL database (bench/run.sh does).")
-    if not settings.CELERY_BROKER_URL.startswith("redis"):
-        raise SystemExit("Set REDIS_URL to a Redis server (bench/run.sh does).")
-    settings.MEDIA_ROOT = str(base.WORK / "media")
-    os.environ["DJANGO_MEDIA_ROOT"] = settings.MEDIA_ROOT
+    base.prepare_services()
     # Throw-away practitioners nobody logs in as: the test suite's cheap hasher, so that
     # creating a hundred of them does not take minutes of PBKDF2.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    call_command("migrate", verbosity=0)
 
     esp = smartmail.Esp(port=smartmail.ESP_PORT, delay=args.delay)
     emails: list[str] = []

@@ -68,7 +68,6 @@ import send_batch as base  # noqa: E402  (Django set up, the 40 KB invoices, ben
 from django.conf import settings  # noqa: E402
 from django.core.files.storage import default_storage  # noqa: E402
 from django.core.mail import EmailMultiAlternatives  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from sinks import issue_certificate, tls_sink  # noqa: E402
 
@@ -570,13 +569,8 @@ def main() -> None:
         "--peer-venv", help="the scratch virtualenv's directory, kept (default: a temporary one)"
     )
     args = parser.parse_args()
-    if not str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql"):
-        raise SystemExit("Set DATABASE_URL to a PostgreSQL database (bench/run.sh does).")
-    if not settings.CELERY_BROKER_URL.startswith("redis"):
-        raise SystemExit("Set REDIS_URL (bench/run.sh does).")
-    settings.MEDIA_ROOT = str(base.WORK / "media")
+    base.prepare_services()
     settings.EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS = True
-    call_command("migrate", verbosity=0)
     work = Path(tempfile.mkdtemp(prefix="psicogest-peer-"))
     server = Server(os.environ["DATABASE_URL"])
     own_database = str(settings.DATABASES["default"]["NAME"])

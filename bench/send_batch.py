@@ -60,6 +60,7 @@ from django.conf import settings  # noqa: E402
 from django.core.files.base import ContentFile  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.db.models import QuerySet  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from devtools.smtpserver import LocalCA, SmtpTestServer  # noqa: E402
@@ -261,17 +262,31 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> None:
     worker.wait(timeout=60)
 
 
-def wait_until_sent(ids: list[int], *, poll: float = 0.05) -> None:
-    """Until every row of ``ids`` is ``sent``; says so (and returns) when some ended
-    otherwise."""
+def wait_until_sent(rows: list[int] | QuerySet[Delivery], *, poll: float = 0.05) -> bool:
+    """Until every row (ids, or a queryset of deliveries) is ``sent``; says so and returns
+    ``False`` when some ended otherwise."""
+    if isinstance(rows, list):
+        rows = Delivery.objects.filter(pk__in=rows)
     while True:
-        pending = Delivery.objects.filter(pk__in=ids).exclude(status=DeliveryStatus.SENT)
+        pending = rows.exclude(status=DeliveryStatus.SENT)
         if not pending.exists():
-            return
+            return True
         if pending.exclude(status__in=(DeliveryStatus.QUEUED, DeliveryStatus.SENDING)).exists():
             print("Some deliveries did not go out:", set(pending.values_list("status", flat=True)))
-            return
+            return False
         time.sleep(poll)
+
+
+def prepare_services(*, worker: bool = True) -> None:
+    """What every benchmark checks and sets up first: the PostgreSQL (and, for a Celery
+    worker, the Redis) that bench/run.sh starts, a media directory of its own, the schema."""
+    if not str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql"):
+        raise SystemExit("Set DATABASE_URL to a PostgreSQL database (bench/run.sh does).")
+    if worker and not settings.CELERY_BROKER_URL.startswith("redis"):
+        raise SystemExit("Set REDIS_URL to a Redis server (bench/run.sh does).")
+    settings.MEDIA_ROOT = str(WORK / "media")
+    os.environ["DJANGO_MEDIA_ROOT"] = settings.MEDIA_ROOT
+    call_command("migrate", verbosity=0)
 
 
 def queries_per_delivery(practitioner: Practitioner) -> dict[int, float]:
@@ -359,13 +374,7 @@ def main() -> None:
     parser.add_argument("--sink", choices=("smtp-sink", "aiosmtpd"), default="smtp-sink")
     args = parser.parse_args()
     concurrencies = [int(value) for value in args.concurrency.split(",")]
-    if not str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql"):
-        raise SystemExit("Set DATABASE_URL to a PostgreSQL database (see the docstring).")
-    if not settings.CELERY_BROKER_URL.startswith("redis"):
-        raise SystemExit("Set REDIS_URL (see the docstring).")
-    settings.MEDIA_ROOT = str(WORK / "media")
-    os.environ["DJANGO_MEDIA_ROOT"] = settings.MEDIA_ROOT
-    call_command("migrate", verbosity=0)
+    prepare_services()
 
     ca = LocalCA.create(WORK / "ca")
     from psicogest.celery import app

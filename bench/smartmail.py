@@ -60,7 +60,6 @@ os.environ["EMAILSETTINGS_SMART_MAIL_DAILY_QUOTA"] = "0"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import send_batch as base  # noqa: E402  (Django set up, the 40 KB invoices, the worker)
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import Max, Min  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
@@ -113,17 +112,6 @@ def ceiling_seconds(prepared: list[dict]) -> float:
             response.raise_for_status()
             response.json()
     return time.perf_counter() - started
-
-
-def wait_until_sent(ids: list[int]) -> bool:
-    while True:
-        pending = Delivery.objects.filter(pk__in=ids).exclude(status=DeliveryStatus.SENT)
-        if not pending.exists():
-            return True
-        if pending.exclude(status__in=(DeliveryStatus.QUEUED, DeliveryStatus.SENDING)).exists():
-            print("Some deliveries did not go out:", set(pending.values_list("status", flat=True)))
-            return False
-        time.sleep(0.05)
 
 
 def in_process(practitioner: object, count: int, *, daily_quota: int) -> dict[str, float]:
@@ -184,7 +172,7 @@ def pipeline_run(
         started = time.perf_counter()
         ids = [d.pk for d in queue_invoice_emails(invoices)]
         queued = time.perf_counter() - started
-        wait_until_sent(ids)
+        base.wait_until_sent(ids)
         elapsed = time.perf_counter() - started
         connections_after, received_after = esp.stats()
     finally:
@@ -220,13 +208,7 @@ def main() -> None:
         "--in-process", type=int, default=300, help="deliveries measured in process"
     )
     args = parser.parse_args()
-    if not str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql"):
-        raise SystemExit("Set DATABASE_URL to a PostgreSQL database (bench/run.sh does).")
-    if not settings.CELERY_BROKER_URL.startswith("redis"):
-        raise SystemExit("Set REDIS_URL (bench/run.sh does).")
-    settings.MEDIA_ROOT = str(base.WORK / "media")
-    os.environ["DJANGO_MEDIA_ROOT"] = settings.MEDIA_ROOT
-    call_command("migrate", verbosity=0)
+    base.prepare_services()
 
     esp = Esp(port=ESP_PORT, delay=args.delay)
     from psicogest.celery import app

@@ -44,7 +44,6 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import send_batch as base  # noqa: E402  (Django set up, the 40 KB invoices, bench rows)
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from sinks import issue_certificate, latency_relay, smtplib_seconds, tls_sink  # noqa: E402
@@ -264,11 +263,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--latency-messages", type=int, default=60)
     args = parser.parse_args()
-    if not str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql"):
-        raise SystemExit("Set DATABASE_URL to a PostgreSQL database (bench/run.sh does).")
-    settings.MEDIA_ROOT = str(base.WORK / "media")
+    base.prepare_services(worker=False)
     settings.EMAILSETTINGS_ALLOW_PRIVATE_SMTP_HOSTS = True
-    call_command("migrate", verbosity=0)
     ca = LocalCA.create(base.WORK / "ca")
     issue_certificate(ca)
     count = max(args.messages, args.latency_messages)
