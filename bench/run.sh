@@ -6,7 +6,7 @@
 #                     | bench/send_batch.py [--invoices N --concurrency 1,2 --sink aiosmtpd]
 #                     | bench/fairness.py [--big N --small N --each N --slots 1,2]
 #                     | bench/wire.py [--messages N --latency-messages N]
-#                     | bench/smartmail.py [--invoices N --concurrency N --delay S]
+#                     | bench/smartmail.py [--invoices N --in-flight 1,8 --concurrency N --delay S]
 #                     | bench/peer.py [--messages N --rounds N --synchronous-commit on|off|both
 #                                      --peer-venv DIR]
 #                     | bench/monthend.py [--practitioners N --invoices N --probes N
