@@ -26,8 +26,8 @@ transaction and its commit included) to its row's ``sent_at``; the big senders' 
 the start of the load's queueing to the last ``sent_at`` of its rows. Scenarios
 (``--scenarios``): ``off`` is today, without the fast lane (``EMAILSETTINGS_FAST_LANE_SIZE``
 0: a newcomer's batch waits behind one batch of every practitioner with a backlog), ``on``
-the default fast lane (a practitioner with nothing in flight whose invoices fit in one batch
-gets a short first batch published ahead of the backlogs; the big senders, 100 each, take
+the default fast lane (a practitioner with nothing in flight who queues at most 10 invoices
+gets them in one batch published ahead of the backlogs; the big senders, 100 each, take
 turns from their first batch). Between
 scenarios the worker is stopped, the broker's queue purged, the rows deleted and the Redis
 dispatch state forgotten.

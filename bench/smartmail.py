@@ -228,11 +228,10 @@ def main() -> None:
             in_flight: pipeline_run(practitioner, invoices, esp, args, in_flight=in_flight)
             for in_flight in args.in_flight
         }
-        # Batches of EMAILSETTINGS_BATCH_SIZE; the fast lane's short first batch when they
-        # all fit in one (outbox.dispatch).
+        # Batches of EMAILSETTINGS_BATCH_SIZE, or one in the fast lane when they all fit in
+        # it (outbox.dispatch).
         size = int(os.environ["EMAILSETTINGS_BATCH_SIZE"])
-        fast = min(conf.fast_lane_size(), args.invoices) if args.invoices <= size else 0
-        batches = int(fast > 0) + -(-(args.invoices - fast) // size)
+        batches = 1 if args.invoices <= conf.fast_lane_size() else -(-args.invoices // size)
 
         deliveries = list(
             Delivery.objects.filter(practitioner=practitioner).select_related("invoice")

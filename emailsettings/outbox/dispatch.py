@@ -54,12 +54,12 @@ logger = logging.getLogger(__name__)
 # size, backlog ttl, reservation ttl, token prefix, token to release ("" for none), slots
 # lent when nobody else waits, fast-lane batch size (0: none), ids to add… Returns the
 # batches to publish now, each {token, fast, id, id…}: one per free slot, the oldest ids
-# first, each slot reserved. ``fast`` (1) marks the first batch of a practitioner who had
-# nothing running or reserved when these ids came and whose backlog fits in one batch: at
-# most the fast-lane size, it is published ahead of the backlogs (see
-# publish.FAST_LANE_PRIORITY). A bigger backlog takes turns from its first batch: its first
-# invoices leaving early would not end it sooner, and an extra short batch costs every
-# sender a batch's overhead.
+# first, each slot reserved. ``fast`` (1) marks the batch of a practitioner who had nothing
+# running or reserved when these ids came and whose whole backlog fits in the fast lane (at
+# most the fast-lane size): it is published ahead of the backlogs (see
+# publish.FAST_LANE_PRIORITY). A bigger backlog takes turns from its first batch: the fast
+# lane never splits a practitioner's invoices (its first ones leaving early would not end
+# its sending sooner, and the extra batch would cost every sender a batch's overhead).
 _DISPATCH_SCRIPT = """
 local now = tonumber(ARGV[1])
 if ARGV[7] ~= '' then
@@ -72,9 +72,9 @@ for i = 10, #ARGV do
 end
 local held = redis.call('ZRANGE', KEYS[1], 0, -1)
 local fast_size = tonumber(ARGV[9])
--- The fast lane: nothing running or reserved, and the whole backlog fits in one batch.
+-- The fast lane: nothing running or reserved, and the whole backlog fits in the lane.
 local idle = ARGV[7] == '' and #held == 0 and fast_size > 0
-  and redis.call('ZCARD', KEYS[2]) <= tonumber(ARGV[3])
+  and redis.call('ZCARD', KEYS[2]) <= fast_size
 local mine_waiting = 0
 for _, member in ipairs(held) do
   if string.sub(member, 1, 4) ~= 'run:' then
@@ -171,8 +171,8 @@ BACKLOG_TTL_SECONDS = 24 * 3600
 @dataclass(frozen=True)
 class Batch:
     """Delivery ids to publish as one task, the slot reserved for it ("" for none), and
-    whether it takes the fast lane (the first batch of a practitioner with nothing in
-    flight whose backlog fits in one batch: it is published ahead of the backlogs)."""
+    whether it takes the fast lane (the few invoices of a practitioner with nothing in
+    flight, all in one batch: it is published ahead of the backlogs)."""
 
     ids: list[int]
     token: str = ""

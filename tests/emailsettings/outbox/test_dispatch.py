@@ -168,47 +168,46 @@ def test_without_a_loan_the_slot_count_is_the_limit(lending, settings):
 # --- through the worker -------------------------------------------------------------------
 
 
-def test_a_practitioner_with_nothing_in_flight_gets_a_short_fast_first_batch(settings):
+def test_a_practitioner_with_nothing_in_flight_sends_a_few_invoices_in_the_fast_lane(settings):
     settings.EMAILSETTINGS_BATCH_SIZE = 50
     settings.EMAILSETTINGS_MAILBOX_WORKER_SLOTS = 1
     settings.EMAILSETTINGS_MAILBOX_IDLE_SLOTS = 0
     settings.EMAILSETTINGS_FAST_LANE_SIZE = 10
     dispatcher, owner = Dispatcher(), someone()
 
-    [first] = dispatcher.enqueue(owner, list(range(1, 31)))
+    [first] = dispatcher.enqueue(owner, list(range(1, 11)))
     assert first.fast and first.ids == list(range(1, 11))
     # While that batch holds the slot, more invoices only wait.
     assert dispatcher.acquire(owner, first.token, ttl=30)
-    assert dispatcher.enqueue(owner, [31]) == []
-    # Its end publishes the rest as an ordinary batch, behind everybody else's.
+    assert dispatcher.enqueue(owner, [11, 12]) == []
+    # Its end publishes them as an ordinary batch, behind everybody else's.
     [rest] = dispatcher.release(owner, first.token)
-    assert not rest.fast and rest.ids == list(range(11, 32))
+    assert not rest.fast and rest.ids == [11, 12]
     assert dispatcher.acquire(owner, rest.token, ttl=30)
     assert dispatcher.release(owner, rest.token) == []
     # Nothing in flight again: the next invoice takes the fast lane.
-    [again] = dispatcher.enqueue(owner, [32])
-    assert again.fast and again.ids == [32]
+    [again] = dispatcher.enqueue(owner, [13])
+    assert again.fast and again.ids == [13]
 
 
-def test_a_backlog_bigger_than_a_batch_takes_turns_from_its_first_batch(settings):
-    """A big sender's first ten invoices leaving early would not end its month-end sooner,
-    and the extra short batch would cost everybody a batch's overhead."""
+@pytest.mark.parametrize("count", [11, 20, 100])
+def test_more_invoices_than_the_fast_lane_holds_take_turns_from_the_first_batch(settings, count):
+    """The fast lane never splits a practitioner's invoices: the first ten leaving early
+    would not end the sending sooner, and the extra batch would cost everybody a batch's
+    overhead."""
     settings.EMAILSETTINGS_BATCH_SIZE = 50
     settings.EMAILSETTINGS_MAILBOX_WORKER_SLOTS = 1
     settings.EMAILSETTINGS_MAILBOX_IDLE_SLOTS = 0
     settings.EMAILSETTINGS_FAST_LANE_SIZE = 10
     dispatcher, owner = Dispatcher(), someone()
 
-    [first] = dispatcher.enqueue(owner, list(range(1, 101)))
-    assert not first.fast and first.ids == list(range(1, 51))
+    [first] = dispatcher.enqueue(owner, list(range(1, count + 1)))
+    assert not first.fast and first.ids == list(range(1, min(count, 50) + 1))
     assert dispatcher.acquire(owner, first.token, ttl=30)
-    [rest] = dispatcher.release(owner, first.token)
-    assert not rest.fast and rest.ids == list(range(51, 101))
-    # One batch's worth, with nothing in flight: the fast lane again.
-    assert dispatcher.acquire(owner, rest.token, ttl=30)
-    assert dispatcher.release(owner, rest.token) == []
-    [small] = dispatcher.enqueue(owner, list(range(101, 151)))
-    assert small.fast and small.ids == list(range(101, 111))
+    batches = dispatcher.release(owner, first.token)
+    assert [(batch.fast, batch.ids) for batch in batches] == (
+        [(False, list(range(51, count + 1)))] if count > 50 else []
+    )
 
 
 def test_without_a_fast_lane_every_batch_is_ordinary(settings, small_batches):
