@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -60,18 +59,6 @@ def small_email(n: int) -> str:
     return f"piccolo{n}@bench.test"
 
 
-def forget_dispatch_state(practitioners: list[Practitioner]) -> None:
-    """Each scenario starts with empty slots and backlogs (left over only by a crash)."""
-    import redis
-
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    for practitioner in practitioners:
-        client.delete(
-            f"emailsettings:slots:{practitioner.pk}", f"emailsettings:backlog:{practitioner.pk}"
-        )
-    client.delete("emailsettings:waiting")
-
-
 def scenario(
     queues: list[list[Invoice]], practitioners: list[Practitioner]
 ) -> list[tuple[float, float]]:
@@ -79,7 +66,7 @@ def scenario(
     each, the seconds from the start of its queueing to its first and its last row sent."""
     global LAST_BIG_PARALLELISM
     Delivery.objects.filter(practitioner__in=practitioners).delete()
-    forget_dispatch_state(practitioners)
+    base.forget_dispatch_state(practitioners)
     started: list[datetime.datetime] = []
     ids: list[list[int]] = []
     for invoices in queues:
@@ -233,12 +220,7 @@ def main() -> None:
                 print(f"  {name}: done", flush=True)
         report(args, alone=alone, runs=runs)
     finally:
-        for email in emails:
-            base.remove_bench_rows(email)
-        if os.environ.get("BENCH_KEEP"):
-            print(f"Worker logs kept in {base.WORK}")
-        else:
-            shutil.rmtree(base.WORK, ignore_errors=True)
+        base.clean_up(emails)
 
 
 def report(args: argparse.Namespace, *, alone: list[float], runs: list[Run]) -> None:

@@ -48,7 +48,6 @@ import argparse
 import datetime
 import os
 import random
-import shutil
 import statistics
 import sys
 import time
@@ -57,8 +56,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-
-import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The ESP's environment (before Django is set up), the stand-in, the 40 KB invoices, the worker.
@@ -70,7 +67,6 @@ from django.utils import timezone  # noqa: E402
 
 from emailsettings import conf  # noqa: E402
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings  # noqa: E402
-from emailsettings.outbox.dispatch import Dispatcher  # noqa: E402
 from emailsettings.outbox.queueing import queue_invoice_emails  # noqa: E402
 from psicogest.celery import app  # noqa: E402
 from psicogest.models import Invoice, Practitioner  # noqa: E402
@@ -131,16 +127,6 @@ def smart_mail_concurrency() -> str:
     return "not a setting on this tree" if value is None else str(value)
 
 
-def forget_dispatch_state(practitioners: Sequence[Practitioner]) -> None:
-    """Empty slots and backlogs for everyone, as after a clean start (bench/fairness.py)."""
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    for practitioner in practitioners:
-        client.delete(
-            f"emailsettings:slots:{practitioner.pk}", f"emailsettings:backlog:{practitioner.pk}"
-        )
-    client.delete(Dispatcher.WAITING_KEY)
-
-
 def purge_broker() -> None:
     with app.connection_for_write() as conn:
         # Every priority's list of the queue (kombu's Redis channel; not in its stub).
@@ -149,7 +135,7 @@ def purge_broker() -> None:
 
 def reset(practitioners: Sequence[Practitioner]) -> None:
     Delivery.objects.filter(practitioner__in=practitioners).delete()
-    forget_dispatch_state(practitioners)
+    base.forget_dispatch_state(practitioners)
 
 
 def wait_until_sent(practitioners: Sequence[Practitioner], *, poll: float = 0.2) -> None:
@@ -306,12 +292,7 @@ def main() -> None:
         report(args, outcomes)
     finally:
         esp.stop()
-        for email in emails:
-            base.remove_bench_rows(email)
-        if os.environ.get("BENCH_KEEP"):
-            print(f"Worker logs kept in {base.WORK}")
-        else:
-            shutil.rmtree(base.WORK, ignore_errors=True)
+        base.clean_up(emails)
 
 
 def report(args: argparse.Namespace, outcomes: list[Outcome]) -> None:

@@ -67,8 +67,8 @@ import psycopg  # noqa: E402
 import send_batch as base  # noqa: E402  (Django set up, the 40 KB invoices, bench rows)
 from django.conf import settings  # noqa: E402
 from django.core.files.storage import default_storage  # noqa: E402
-from django.core.mail import EmailMultiAlternatives  # noqa: E402
 from django.db import connection  # noqa: E402
+from peer_client import django_message  # noqa: E402
 from sinks import issue_certificate, tls_sink  # noqa: E402
 
 from devtools.smtpserver import LocalCA  # noqa: E402
@@ -403,16 +403,7 @@ def write_spec(deliveries: list[Delivery], path: Path) -> None:
 def wire_sizes(delivery: Delivery, item: dict[str, str]) -> tuple[int, int]:
     """Bytes of one message as the product and as Django (the peers) build it."""
     product = len(message_bytes(build_message(delivery)))
-    peer = EmailMultiAlternatives(
-        subject=item["subject"],
-        body=item["text"],
-        from_email=item["from"],
-        to=[item["recipient"]],
-        reply_to=[item["reply_to"]] if item["reply_to"] else [],
-    )
-    peer.attach_alternative(item["html"], "text/html")
-    peer.attach(item["filename"], Path(item["pdf"]).read_bytes(), "application/pdf")
-    return product, len(peer.message().as_bytes())
+    return product, len(django_message(item).message().as_bytes())
 
 
 # --- printing --------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.smtp import EmailBackend
 
 TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.I)
@@ -47,6 +48,22 @@ class NoDelayEmailBackend(EmailBackend):
         if self.connection is not None and self.connection.sock is not None:
             self.connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return opened
+
+
+def django_message(item: dict[str, str], *, connection: Any = None) -> EmailMultiAlternatives:
+    """One invoice mail of the spec as the peers build it: Django's message with the text,
+    the HTML and the PDF (bench/peer.py measures its size on the wire with the same)."""
+    message = EmailMultiAlternatives(
+        subject=item["subject"],
+        body=item["text"],
+        from_email=item["from"],
+        to=[item["recipient"]],
+        reply_to=[item["reply_to"]] if item["reply_to"] else [],
+        connection=connection,
+    )
+    message.attach_alternative(item["html"], "text/html")
+    message.attach(item["filename"], Path(item["pdf"]).read_bytes(), "application/pdf")
+    return message
 
 
 class StatementCounter:
@@ -145,8 +162,6 @@ def postoffice(spec: list[dict[str, str]], *, media_root: Path, lockfile: Path) 
 
 
 def plain(spec: list[dict[str, str]]) -> None:
-    from django.core.mail import EmailMultiAlternatives, get_connection
-
     report({"ready": True, "synchronous_commit": ""})
     wait_for_go()
     with measured() as sent:
@@ -154,17 +169,7 @@ def plain(spec: list[dict[str, str]]) -> None:
         smtp.open()
         try:
             for item in spec:
-                message = EmailMultiAlternatives(
-                    subject=item["subject"],
-                    body=item["text"],
-                    from_email=item["from"],
-                    to=[item["recipient"]],
-                    reply_to=[item["reply_to"]] if item["reply_to"] else [],
-                    connection=smtp,
-                )
-                message.attach_alternative(item["html"], "text/html")
-                message.attach(item["filename"], Path(item["pdf"]).read_bytes(), "application/pdf")
-                smtp.send_messages([message])
+                smtp.send_messages([django_message(item, connection=smtp)])
         finally:
             smtp.close()
     sent["sent"] = len(spec)

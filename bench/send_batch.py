@@ -32,15 +32,18 @@ import argparse
 import base64
 import contextlib
 import os
+import shutil
 import smtplib
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
+
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -72,6 +75,7 @@ from emailsettings.models import (  # noqa: E402
     EmailSettings,
     SmtpAccount,  # noqa: E402
 )
+from emailsettings.outbox.dispatch import Dispatcher  # noqa: E402
 from emailsettings.outbox.queueing import queue_invoice_email, queue_invoice_emails  # noqa: E402
 from emailsettings.outbox.worker import send_batch  # noqa: E402
 from psicogest.invoicepdf import invoice_pdf_bytes  # noqa: E402
@@ -275,6 +279,28 @@ def wait_until_sent(rows: list[int] | QuerySet[Delivery], *, poll: float = 0.05)
             print("Some deliveries did not go out:", set(pending.values_list("status", flat=True)))
             return False
         time.sleep(poll)
+
+
+def forget_dispatch_state(practitioners: Sequence[Practitioner]) -> None:
+    """Empty slots and backlogs for ``practitioners`` and no reservation waiting, as after a
+    clean start: each scenario starts so (only a crash leaves any behind)."""
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    for practitioner in practitioners:
+        client.delete(
+            f"emailsettings:slots:{practitioner.pk}", f"emailsettings:backlog:{practitioner.pk}"
+        )
+    client.delete(Dispatcher.WAITING_KEY)
+
+
+def clean_up(emails: Sequence[str]) -> None:
+    """The benchmark's rows of ``emails`` deleted, and its work directory unless BENCH_KEEP
+    asks to keep the worker logs."""
+    for email in emails:
+        remove_bench_rows(email)
+    if os.environ.get("BENCH_KEEP"):
+        print(f"Worker logs kept in {WORK}")
+    else:
+        shutil.rmtree(WORK, ignore_errors=True)
 
 
 def prepare_services(*, worker: bool = True) -> None:
