@@ -174,10 +174,7 @@ def main() -> None:
     base.prepare_services()
     ca = LocalCA.create(base.WORK / "ca")
     sinks.issue_certificate(ca)
-    from psicogest.celery import app
-
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("celery")
+    base.purge_broker()
     emails = [BIG_EMAIL] + [small_email(n) for n in range(args.small)]
     try:
         with sinks.tls_sink(ca, address="127.0.0.1") as port:

@@ -68,7 +68,6 @@ from django.utils import timezone  # noqa: E402
 from emailsettings import conf  # noqa: E402
 from emailsettings.models import Channel, Delivery, DeliveryStatus, EmailSettings  # noqa: E402
 from emailsettings.outbox.queueing import queue_invoice_emails  # noqa: E402
-from psicogest.celery import app  # noqa: E402
 from psicogest.models import Invoice, Practitioner  # noqa: E402
 
 FAST_LANE_DEFAULT = 10  # conf.fast_lane_size()'s default: the "on" scenario
@@ -127,12 +126,6 @@ def smart_mail_concurrency() -> str:
     return "not a setting on this tree" if value is None else str(value)
 
 
-def purge_broker() -> None:
-    with app.connection_for_write() as conn:
-        # Every priority's list of the queue (kombu's Redis channel; not in its stub).
-        conn.default_channel.queue_purge("celery")  # type: ignore[attr-defined]
-
-
 def reset(practitioners: Sequence[Practitioner]) -> None:
     Delivery.objects.filter(practitioner__in=practitioners).delete()
     base.forget_dispatch_state(practitioners)
@@ -182,7 +175,7 @@ def scenario(
     load_probes: list[Sender],
     everyone: list[Practitioner],
 ) -> Outcome:
-    purge_broker()
+    base.purge_broker()
     reset(everyone)
     with worker(args.concurrency, fast_lane, f"worker-{name}"):
         for sender in warm_up:

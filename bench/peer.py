@@ -81,7 +81,6 @@ from emailsettings.covermail.message import (  # noqa: E402
 from emailsettings.models import Delivery, DeliveryStatus  # noqa: E402
 from emailsettings.outbox.queueing import queue_invoice_emails  # noqa: E402
 from emailsettings.tasks import send_deliveries_task  # noqa: E402
-from psicogest.celery import app  # noqa: E402
 
 CLIENT = Path(__file__).with_name("peer_client.py")
 PEER_DATABASE = "bench_peer_postoffice"
@@ -257,8 +256,7 @@ def product_run(practitioner: base.Practitioner, invoices: list, server: Server)
     Delivery.objects.filter(practitioner=practitioner).delete()
     # The deleted rows' cleanup now, not by autovacuum in the middle of the measurement.
     server.monitor.execute("VACUUM ANALYZE")
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("celery")
+    base.purge_broker()
     connection.close()  # a new session takes the database's synchronous_commit
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")

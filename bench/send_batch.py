@@ -78,6 +78,7 @@ from emailsettings.models import (  # noqa: E402
 from emailsettings.outbox.dispatch import Dispatcher  # noqa: E402
 from emailsettings.outbox.queueing import queue_invoice_email, queue_invoice_emails  # noqa: E402
 from emailsettings.outbox.worker import send_batch  # noqa: E402
+from psicogest.celery import app  # noqa: E402
 from psicogest.invoicepdf import invoice_pdf_bytes  # noqa: E402
 from psicogest.models import Invoice, Patient, Practitioner  # noqa: E402
 
@@ -281,6 +282,13 @@ def wait_until_sent(rows: list[int] | QuerySet[Delivery], *, poll: float = 0.05)
         time.sleep(poll)
 
 
+def purge_broker() -> None:
+    """Forget the tasks left in the broker's queue by an earlier run."""
+    with app.connection_for_write() as conn:
+        # Every priority's list of the queue (kombu's Redis channel; not in its stub).
+        conn.default_channel.queue_purge("celery")  # type: ignore[attr-defined]
+
+
 def forget_dispatch_state(practitioners: Sequence[Practitioner]) -> None:
     """Empty slots and backlogs for ``practitioners`` and no reservation waiting, as after a
     clean start: each scenario starts so (only a crash leaves any behind)."""
@@ -403,10 +411,7 @@ def main() -> None:
     prepare_services()
 
     ca = LocalCA.create(WORK / "ca")
-    from psicogest.celery import app
-
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("celery")
+    purge_broker()
     with contextlib.ExitStack() as stack:
         if args.sink == "smtp-sink":
             import sinks

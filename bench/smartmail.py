@@ -211,10 +211,7 @@ def main() -> None:
     base.prepare_services()
 
     esp = Esp(port=ESP_PORT, delay=args.delay)
-    from psicogest.celery import app
-
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("celery")
+    base.purge_broker()
     try:
         print(f"Preparing {args.invoices} invoices with 40 KB PDFs…", flush=True)
         count = max(args.invoices, args.in_process)
